@@ -1,0 +1,216 @@
+"""`optbench` subcommands. Exit codes: 0 done, 1 a failure while running, 2 bad input.
+
+Heavy imports (torch, rich) happen inside the commands that need them, so `--help` and `list` are quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.registry import ConfigError
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("OPTBENCH_RESULTS_DIR", "results"))
+
+
+def registries() -> dict[str, Any]:
+    from bench.config import CORPORA, MODELS
+    from bench.techniques import AXES
+
+    return {"model": MODELS, "data": CORPORA, **AXES}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    regs = registries()
+    if args.json:
+        print(json.dumps({axis: reg.to_json() for axis, reg in regs.items()}, indent=2))
+        return 0
+    for axis, reg in regs.items():
+        print(f"{axis}: {reg.description}")
+        for entry in reg:
+            print(f"  {entry.name:<20} {entry.description}")
+            for name, param in entry.params.items():
+                default = param.default if not isinstance(param.default, tuple) else list(param.default)
+                print(f"  {'':<20}   {name} = {json.dumps(default)}  ({param.describe()})")
+        print()
+    return 0
+
+
+class RichProgress:
+    """A bar and one line per evaluation, on stderr."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.bar: Any = None
+
+    def start(self, cfg: Any, total_steps: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            refresh_per_second=4,
+            transient=True,
+        )
+        self.task = self.bar.add_task("train", total=total_steps, loss="-")
+        self.bar.start()
+
+    def update(self, step: int, train_loss: float) -> None:
+        self.bar.update(self.task, completed=step, loss=f"{train_loss:.4f}")
+
+    def evaluated(self, step: int, val_loss: float) -> None:
+        self.bar.console.print(f"step {step:>6}  val_loss {val_loss:.4f}")
+
+    def finish(self, record: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def summary(record: Any) -> str:
+    parts = [f"status {record.status}" + (f" at step {record.status_step}" if record.status_step else "")]
+    if record.final_val_loss is not None:
+        parts.append(f"val_loss {record.final_val_loss:.4f} (best {record.best_val_loss:.4f})")
+    if record.loss_floor is not None:
+        parts.append(f"floor {record.loss_floor:.4f}")
+    parts.append(f"{record.steps} steps, {record.tokens} tokens")
+    parts.append(f"{record.wall_time:.1f} s wall, {record.tokens_per_second:,.0f} tok/s")
+    parts.append(f"peak {record.peak_memory_mb:.0f} MiB")
+    return "; ".join(parts)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from bench.config import load_run_config
+
+    cfg = load_run_config(args.file, args.set)
+    from bench.train import train
+
+    record = train(cfg, None if args.quiet else RichProgress())
+    print(summary(record), file=sys.stderr)
+    if record.error:
+        print(record.error, file=sys.stderr)
+    if args.json:
+        print(record.to_json())
+    return 1 if record.status == "failed" else 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from bench.config import load_run_config
+
+    cfg = load_run_config(args.file, args.set)
+    if args.tokens < 1:
+        raise ConfigError("--tokens", f"must be >= 1, got {args.tokens}")
+    if args.temperature <= 0:
+        raise ConfigError("--temperature", f"must be > 0, got {args.temperature}")
+    import torch
+
+    from bench.data import load_corpus
+    from bench.train import build_model, resolve_device, run_training
+
+    corpus = load_corpus(cfg.data)
+    path = results_dir() / "checkpoints" / f"{cfg.hash}.pt"
+    device = resolve_device(cfg.device)
+    if path.is_file():
+        model = build_model(cfg, corpus, device)
+        model.load_state_dict(torch.load(path, map_location=device))
+        print(f"loaded the trained weights of run {cfg.hash} from {path}", file=sys.stderr)
+    else:
+        record, model = run_training(cfg, RichProgress())
+        print(summary(record), file=sys.stderr)
+        if record.status == "failed" or model is None:
+            print(record.error, file=sys.stderr)
+            return 1
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        torch.save(model.state_dict(), tmp)
+        tmp.replace(path)
+    model.eval()
+    prompt = corpus.encode(args.prompt) or [0]
+    idx = torch.tensor([prompt], device=device)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    out = model.generate(
+        idx,
+        args.tokens,
+        method=args.method,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        beams=args.beams,
+        generator=generator,
+    )
+    print(corpus.decode(out[0].tolist()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optbench", description="Benchmark LM training techniques on one fixed small GPT."
+    )
+    from bench import __version__
+
+    parser.add_argument("--version", action="version", version=f"optbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="the techniques of every axis, with their parameters and defaults")
+    p.add_argument("--json", action="store_true", help="print JSON: axis -> entry -> description, params")
+    p.set_defaults(func=cmd_list)
+
+    def run_file_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "file", nargs="?", help="a TOML file whose [base] table is the run (a suite file works)"
+        )
+        p.add_argument(
+            "--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. optimizer.lr=3e-4"
+        )
+
+    p = sub.add_parser("train", help="one training run")
+    run_file_args(p)
+    p.add_argument("--json", action="store_true", help="print the RunRecord as JSON on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="text generated by a trained run (trained first when not cached)")
+    run_file_args(p)
+    p.add_argument("--method", choices=("greedy", "sample", "beam"), default="sample")
+    p.add_argument("--prompt", default="\n", help="text to continue")
+    p.add_argument("--tokens", type=int, default=200, help="tokens to generate")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--beams", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"optbench: error: {e.format()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("optbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

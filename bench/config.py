@@ -1,0 +1,447 @@
+"""RunConfig: one typed, validated, hashable description of a training run.
+
+A config is built from plain data (a TOML `[base]` table, `--set` overrides, suite axes) by applying
+values on top of the defaults, then validating everything once. Axes that choose a registry entry
+(model, data, optimizer, schedule, init, clip) follow one rule: a value naming the entry already
+chosen updates its parameters; a value naming another entry starts from that entry's defaults.
+
+>>> cfg = RunConfig.build({"model": "tiny", "optimizer": {"name": "lion", "lr": 3e-4}})
+>>> cfg.optimizer.name, cfg.optimizer["lr"], cfg.optimizer["betas"]
+('lion', 0.0003, (0.9, 0.99))
+>>> cfg.override({"optimizer.lr": 1e-4}).optimizer["lr"]
+0.0001
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from bench.registry import Choice, ConfigError, Param, Registry, closest
+from bench.techniques import CLIPPING, INITS, OPTIMIZERS, REGULARIZERS, SCHEDULES
+
+# ---------------------------------------------------------------------------------------------------
+# Model presets and corpora are registries too, declared here because they carry no builder.
+
+MODELS = Registry("model", "the fixed GPT's size")
+
+
+def _model_params(n_layer: int, n_head: int, n_embd: int, block_size: int) -> dict[str, Param]:
+    return {
+        "n_layer": Param(int, n_layer, "transformer blocks", low=1),
+        "n_head": Param(int, n_head, "attention heads", low=1),
+        "n_embd": Param(int, n_embd, "width", low=1),
+        "block_size": Param(int, block_size, "context length", low=1),
+        "positions": Param(str, "learned", "position encoding", choices=("learned", "sinusoidal", "rotary")),
+        "bias": Param(bool, False, "biases in linear layers and LayerNorms"),
+    }
+
+
+MODELS.add(
+    "tiny", "2 layers, 2 heads, width 64, context 64 (tests, quick suites)", **_model_params(2, 2, 64, 64)
+)
+MODELS.add(
+    "small", "nanoGPT's CPU model: 4 layers, 4 heads, width 128, context 64", **_model_params(4, 4, 128, 64)
+)
+MODELS.add(
+    "base",
+    "nanoGPT's shakespeare_char GPU model: 6 layers, 6 heads, width 384, context 256",
+    **_model_params(6, 6, 384, 256),
+)
+
+CORPORA = Registry("corpus", "the text the model learns")
+TOKENIZER = Param(str, "char", "tokenizer", choices=("char", "byte", "bpe"))
+BPE_VOCAB = Param(int, 512, "vocabulary size of the BPE tokenizer", low=64)
+CORPORA.add(
+    "synthetic",
+    "a seeded Markov source whose entropy rate (the loss floor) is computed exactly",
+    order=Param(int, 2, "Markov order (tokens of context)", low=1, high=4),
+    alphabet=Param(int, 32, "distinct tokens", low=2, high=256),
+    concentration=Param(
+        float, 0.2, "Dirichlet concentration of each transition row (lower: more predictable)", positive=True
+    ),
+    length=Param(int, 1_000_000, "tokens generated", low=10_000),
+    seed=Param(int, 1234, "seed of the source itself"),
+)
+CORPORA.add(
+    "tinyshakespeare", "the 1.1 MB nanoGPT / char-rnn corpus", tokenizer=TOKENIZER, vocab_size=BPE_VOCAB
+)
+CORPORA.add(
+    "text",
+    "any local UTF-8 text file",
+    path=Param(str, "", "path of the file"),
+    tokenizer=TOKENIZER,
+    vocab_size=BPE_VOCAB,
+)
+
+# ---------------------------------------------------------------------------------------------------
+
+CHOICE_AXES: dict[str, Registry] = {
+    "model": MODELS,
+    "data": CORPORA,
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+    "init": INITS,
+    "clip": CLIPPING,
+}
+
+SCALARS: dict[str, Param] = {
+    "steps": Param(int, 1000, "optimizer steps (ignored when tokens is set)", low=1),
+    "tokens": Param(
+        int, None, "training tokens; when set, steps = tokens / tokens per step", low=1, optional=True
+    ),
+    "batch_size": Param(int, 12, "sequences per micro-batch", low=1, search=("int", 4, 64)),
+    "grad_accum": Param(int, 1, "micro-batches per optimizer step", low=1),
+    "eval_interval": Param(int, 250, "steps between validation evaluations", low=1),
+    "eval_batches": Param(int, 20, "fixed validation batches per evaluation", low=1),
+    "eval_batch_size": Param(int, 12, "sequences per validation batch (the same whatever batch_size)", low=1),
+    "seed": Param(int, 0, "seed of the weights and dropout", low=0),
+    "data_seed": Param(int, None, "seed of the batch order (default: seed)", low=0, optional=True),
+    "target": Param(
+        float, None, "validation loss whose time and tokens to reach are recorded", optional=True
+    ),
+    "divergence_factor": Param(
+        float, 3.0, "a train loss above this times the first one is divergence", low=1.0
+    ),
+    "device": Param(str, "cpu", "cpu, cuda, cuda:N or auto"),
+    "autocast": Param(str, "none", "mixed precision", choices=("none", "bf16")),
+    "threads": Param(int, None, "torch threads (default: torch's)", low=1, optional=True),
+}
+
+# Fields that do not change what a run computes, left out of its identity.
+NOT_HASHED = ("threads",)
+
+DEFAULTS: dict[str, Any] = {
+    "model": "small",
+    "data": "synthetic",
+    "optimizer": {"name": "adamw", "lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.1},
+    "schedule": "warmup_cosine",
+    "init": "gpt2",
+    "clip": {"name": "norm", "max_norm": 1.0},
+    "regularization": {},
+}
+
+TOP_KEYS = [*CHOICE_AXES, "regularization", *SCALARS]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: Choice
+    data: Choice
+    optimizer: Choice
+    schedule: Choice
+    init: Choice
+    clip: Choice
+    regularization: tuple[Choice, ...]
+    steps: int
+    tokens: int | None
+    batch_size: int
+    grad_accum: int
+    eval_interval: int
+    eval_batches: int
+    eval_batch_size: int
+    seed: int
+    data_seed: int | None
+    target: float | None
+    divergence_factor: float
+    device: str
+    autocast: str
+    threads: int | None
+
+    # -- construction ------------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, values: Mapping[str, Any] | None = None, source: str | None = None) -> RunConfig:
+        """Defaults, then `values` (nested or dotted keys) on top, validated."""
+        raw = apply_values(canonical_defaults(), values or {}, source)
+        return cls.from_dict(raw, source)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], source: str | None = None) -> RunConfig:
+        """Validate a complete nested dict (as `to_dict` returns)."""
+        try:
+            return cls._validate(raw)
+        except ConfigError as e:
+            raise e.with_source(source) from None
+
+    @classmethod
+    def _validate(cls, raw: Mapping[str, Any]) -> RunConfig:
+        for key in raw:
+            if key not in TOP_KEYS:
+                raise ConfigError(key, f"unknown key{closest(key, TOP_KEYS)}; allowed: {', '.join(TOP_KEYS)}")
+        values: dict[str, Any] = {}
+        for key, registry in CHOICE_AXES.items():
+            values[key] = resolve_choice(registry, raw.get(key, DEFAULTS[key]), key)
+        values["regularization"] = resolve_regularization(raw.get("regularization", {}))
+        for key, param in SCALARS.items():
+            values[key] = param.check(raw.get(key, param.default), key)
+        cfg = cls(**values)
+        cfg._check_consistency()
+        return cfg
+
+    def _check_consistency(self) -> None:
+        m = self.model
+        if m["n_embd"] % m["n_head"]:
+            raise ConfigError("model.n_head", f"must divide n_embd ({m['n_embd']}), got {m['n_head']}")
+        if m["positions"] == "rotary" and (m["n_embd"] // m["n_head"]) % 2:
+            raise ConfigError("model.positions", "rotary needs an even head width (n_embd / n_head)")
+        if self.data.name == "text" and not self.data["path"]:
+            raise ConfigError("data.path", "the text corpus needs the path of a file")
+        if self.schedule["warmup"] >= self.total_steps:
+            raise ConfigError(
+                "schedule.warmup",
+                f"must be shorter than the run ({self.total_steps} steps), got {self.schedule['warmup']}",
+            )
+        if not (self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")):
+            raise ConfigError("device", f"must be cpu, cuda, cuda:N or auto, got {self.device!r}")
+        if self.tokens is not None and self.tokens < self.tokens_per_step:
+            raise ConfigError(
+                "tokens", f"must cover at least one step ({self.tokens_per_step} tokens), got {self.tokens}"
+            )
+
+    def override(self, values: Mapping[str, Any], source: str | None = None) -> RunConfig:
+        return RunConfig.from_dict(apply_values(self.to_dict(), values, source), source)
+
+    # -- derived -----------------------------------------------------------------------------------
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.grad_accum * self.model["block_size"]
+
+    @property
+    def total_steps(self) -> int:
+        return self.tokens // self.tokens_per_step if self.tokens is not None else self.steps
+
+    @property
+    def batch_seed(self) -> int:
+        return self.seed if self.data_seed is None else self.data_seed
+
+    def regularizer(self, name: str) -> Choice | None:
+        return next((r for r in self.regularization if r.name == name), None)
+
+    # -- serialization -----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Choice):
+                value = value.to_dict()
+            elif f.name == "regularization":
+                value = {r.name: {k: v for k, v in r.to_dict().items() if k != "name"} for r in value}
+            out[f.name] = value
+        return out
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys -> values (lists as JSON text), one column each in results tables."""
+        return flatten(self.to_dict())
+
+    @property
+    def hash(self) -> str:
+        """Content hash of everything that changes what the run computes, seed included."""
+        d = {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
+        text = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# -------------------------------------------------------------------------------------------------
+# Applying values
+
+
+def canonical_defaults() -> dict[str, Any]:
+    return RunConfig.from_dict({}).to_dict()
+
+
+def apply_values(
+    base: dict[str, Any], values: Mapping[str, Any], source: str | None = None
+) -> dict[str, Any]:
+    """A copy of `base` with each (possibly dotted) key of `values` applied in order."""
+    out = copy.deepcopy(base)
+    try:
+        for key, value in values.items():
+            apply_value(out, key, value)
+    except ConfigError as e:
+        raise e.with_source(source) from None
+    return out
+
+
+def apply_value(d: dict[str, Any], key: str, value: Any) -> None:
+    path = key.split(".")
+    head = path[0]
+    if head in CHOICE_AXES:
+        if len(path) == 1:
+            d[head] = merge_choice(d.get(head), value, head)
+        elif len(path) == 2 and path[1] == "name":
+            d[head] = merge_choice(d.get(head), {"name": value}, head)
+        elif len(path) == 2:
+            current = merge_choice(d.get(head), {}, head)
+            current[path[1]] = value
+            d[head] = current
+        else:
+            raise ConfigError(key, f"'{head}' parameters are one level deep: '{head}.PARAM'")
+        return
+    if head == "regularization":
+        current = normalize_regularization(d.get(head, {}), head)
+        if len(path) == 1:
+            d[head] = normalize_regularization(value, key)
+        elif len(path) == 2:
+            if value is False:
+                current.pop(path[1], None)
+            elif value is True:
+                current.setdefault(path[1], {})
+            else:
+                if not isinstance(value, Mapping):
+                    raise ConfigError(key, "must be a table of the regularizer's parameters, true or false")
+                current[path[1]] = {**current.get(path[1], {}), **value}
+            d[head] = current
+        elif len(path) == 3:
+            current.setdefault(path[1], {})[path[2]] = value
+            d[head] = current
+        else:
+            raise ConfigError(key, "use 'regularization.NAME' or 'regularization.NAME.PARAM'")
+        return
+    if len(path) > 1:
+        raise ConfigError(
+            key, f"'{head}' has no fields" if head in SCALARS else f"unknown key{closest(head, TOP_KEYS)}"
+        )
+    if isinstance(value, Mapping) and head in SCALARS:
+        raise ConfigError(key, f"must be {SCALARS[head].describe()}, got a table")
+    d[head] = value
+
+
+def merge_choice(current: Any, value: Any, key: str) -> dict[str, Any]:
+    """The registry-choice rule: the same name updates its parameters, another name starts afresh."""
+    current = as_choice_dict(current, key) if current is not None else {}
+    new = as_choice_dict(value, key)
+    name = new.get("name", current.get("name"))
+    if name is None:
+        raise ConfigError(f"{key}.name", "is missing")
+    base = current if name == current.get("name") else {}
+    return {**base, **new, "name": name}
+
+
+def as_choice_dict(value: Any, key: str) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise ConfigError(key, f"must be a name or a table with 'name' and parameters, got {value!r}")
+
+
+def resolve_choice(registry: Registry, value: Any, key: str) -> Choice:
+    d = as_choice_dict(value, key)
+    if "name" not in d:
+        raise ConfigError(f"{key}.name", f"is missing; allowed: {', '.join(registry.names())}")
+    entry = registry.get(d["name"], f"{key}.name" if isinstance(value, Mapping) else key)
+    params = entry.resolve({k: v for k, v in d.items() if k != "name"}, key)
+    return Choice.of(entry.name, params)
+
+
+def normalize_regularization(value: Any, key: str) -> dict[str, dict[str, Any]]:
+    """'ema', ['ema', 'dropout'], {ema = {decay = 0.9}} or 'none' -> {name: params}."""
+    if value in ("none", None):
+        return {}
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        out: dict[str, dict[str, Any]] = {}
+        for item in value:
+            if not isinstance(item, str):
+                raise ConfigError(key, f"a list of regularizers holds names, got {item!r}")
+            out[item] = {}
+        return out
+    if isinstance(value, Mapping):
+        out = {}
+        for name, params in value.items():
+            if params is True or params == {}:
+                out[name] = {}
+            elif params is False:
+                continue
+            elif isinstance(params, Mapping):
+                out[name] = dict(params)
+            else:
+                raise ConfigError(
+                    f"{key}.{name}", f"must be a table of parameters, true or false, got {params!r}"
+                )
+        return out
+    raise ConfigError(key, f"must be a regularizer name, a list of names or a table, got {value!r}")
+
+
+def resolve_regularization(value: Any) -> tuple[Choice, ...]:
+    enabled = normalize_regularization(value, "regularization")
+    choices = []
+    for name in sorted(enabled):
+        key = f"regularization.{name}"
+        entry = REGULARIZERS.get(name, key)
+        choices.append(Choice.of(name, entry.resolve(enabled[name], key)))
+    return tuple(choices)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, Mapping):
+            continue
+        elif isinstance(v, list | tuple):
+            out[key] = json.dumps(list(v))
+        else:
+            out[key] = v
+    return out
+
+
+# -------------------------------------------------------------------------------------------------
+# Files and the command line
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("", "no such file", str(path)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("", f"not valid TOML: {e}", str(path)) from None
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """['optimizer.lr=3e-4', 'model=tiny'] -> {'optimizer.lr': 0.0003, 'model': 'tiny'}; values are TOML."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(item, "--set takes KEY=VALUE, e.g. --set optimizer.lr=3e-4", "--set")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()  # a bare word: a name such as adamw
+        out[key] = value
+    return out
+
+
+def load_run_config(path: str | None, sets: list[str] | None) -> RunConfig:
+    """`optbench train [FILE.toml] [--set ...]`: the file's [base] table, then the overrides."""
+    values: dict[str, Any] = {}
+    if path:
+        doc = read_toml(path)
+        unknown_tables = [k for k in doc if k not in ("suite", "base", "axes", "search")]
+        if unknown_tables:
+            k = unknown_tables[0]
+            raise ConfigError(k, "unknown table; a run file holds [base] (and may be a suite file)", path)
+        base = doc.get("base", {})
+        if not isinstance(base, Mapping):
+            raise ConfigError("base", "must be a table", path)
+        values.update(base)
+    cfg = RunConfig.build(values, path)
+    overrides = parse_set(sets)
+    return cfg.override(overrides, "--set") if overrides else cfg

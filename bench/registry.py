@@ -1,0 +1,233 @@
+"""Typed parameters, named entries and registries: the one validation mechanism of optbench.
+
+Every axis (optimizers, schedules, inits, ...), the model presets and the corpora are registries of
+entries; every entry declares typed parameters with defaults. A config value for an axis is a
+`Choice`: an entry's name plus its fully resolved parameters.
+
+This module imports nothing heavy, so `optbench list` and `--help` stay fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """Bad input: names the key and what is allowed. The CLI turns it into exit code 2."""
+
+    def __init__(self, key: str, message: str, source: str | None = None):
+        self.key = key
+        self.message = message
+        self.source = source
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        return f"{where}key '{self.key}': {self.message}" if self.key else f"{where}{self.message}"
+
+    def with_source(self, source: str | None) -> ConfigError:
+        return self if self.source or not source else ConfigError(self.key, self.message, source)
+
+
+def closest(name: str, allowed: list[str]) -> str:
+    """' (did you mean 'x'?)' or ''."""
+    match = difflib.get_close_matches(name, allowed, n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def unknown(kind: str, name: str, allowed: list[str]) -> str:
+    return f"unknown {kind} '{name}'{closest(str(name), allowed)}; allowed: {', '.join(allowed)}"
+
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One typed parameter. `kind` is bool, int, float, str or tuple (a fixed-length list of floats)."""
+
+    kind: type
+    default: Any
+    help: str = ""
+    low: float | None = None  # inclusive lower bound
+    high: float | None = None  # inclusive upper bound
+    positive: bool = False  # strictly > 0
+    choices: tuple[str, ...] | None = None
+    length: int | None = None  # for tuples
+    optional: bool = False  # None is allowed
+    # A search range for Optuna: ("log", lo, hi), ("float", lo, hi), ("int", lo, hi) or a tuple of choices.
+    search: tuple | None = None
+
+    def check(self, value: Any, key: str) -> Any:
+        """The value converted to the canonical type, or ConfigError naming `key`."""
+        if value is None:
+            if self.optional:
+                return None
+            raise ConfigError(key, f"must be {self.describe()}, got nothing")
+        if self.kind is tuple:
+            if not isinstance(value, list | tuple) or (self.length and len(value) != self.length):
+                raise ConfigError(key, f"must be {self.describe()}, got {value!r}")
+            return tuple(self._number(v, float, f"{key}[{i}]") for i, v in enumerate(value))
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(key, f"must be true or false, got {value!r}")
+            return value
+        if self.kind is str:
+            if not isinstance(value, str):
+                raise ConfigError(key, f"must be {self.describe()}, got {value!r}")
+            if self.choices and value not in self.choices:
+                raise ConfigError(key, unknown("value", value, list(self.choices)))
+            return value
+        return self._number(value, self.kind, key)
+
+    def _number(self, value: Any, kind: type, key: str) -> Any:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if kind is int and isinstance(value, float):
+            ok = False
+        if not ok:
+            raise ConfigError(key, f"must be {self.describe()}, got {value!r}")
+        value = kind(value)
+        if kind is float and not math.isfinite(value):
+            raise ConfigError(key, f"must be a finite number, got {value!r}")
+        if self.positive and value <= 0:
+            raise ConfigError(key, f"must be > 0, got {value!r}")
+        if self.low is not None and value < self.low:
+            raise ConfigError(key, f"must be >= {self.low}, got {value!r}")
+        if self.high is not None and value > self.high:
+            raise ConfigError(key, f"must be <= {self.high}, got {value!r}")
+        return value
+
+    def describe(self) -> str:
+        if self.kind is tuple:
+            text = f"a list of {self.length} numbers" if self.length else "a list of numbers"
+        elif self.choices:
+            text = "one of " + ", ".join(self.choices)
+        else:
+            text = _TYPE_NAMES[self.kind]
+        bounds = []
+        if self.positive:
+            bounds.append("> 0")
+        if self.low is not None:
+            bounds.append(f">= {self.low:g}")
+        if self.high is not None:
+            bounds.append(f"<= {self.high:g}")
+        if bounds:
+            text += " " + " and ".join(bounds)
+        return text + (" or nothing" if self.optional else "")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.describe(), "default": _jsonable(self.default)}
+        if self.help:
+            out["help"] = self.help
+        if self.search is not None:
+            out["search"] = _jsonable(self.search)
+        return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A named technique (or preset, or corpus) with typed parameters and an optional builder."""
+
+    name: str
+    description: str
+    params: Mapping[str, Param]
+    build: Callable[..., Any] | None = None
+
+    def resolve(self, given: Mapping[str, Any], key: str) -> dict[str, Any]:
+        """Defaults filled in, every value checked; unknown parameters are errors."""
+        allowed = list(self.params)
+        for name in given:
+            if name not in self.params:
+                if allowed:
+                    msg = f"unknown parameter '{name}' for '{self.name}'{closest(name, allowed)}; allowed: "
+                    raise ConfigError(f"{key}.{name}", msg + ", ".join(allowed))
+                raise ConfigError(f"{key}.{name}", f"'{self.name}' takes no parameters")
+        return {n: p.check(given.get(n, p.default), f"{key}.{n}") for n, p in self.params.items()}
+
+
+@dataclass
+class Registry:
+    """Name -> Entry for one axis. `kind` names it in messages ('optimizer', 'schedule', ...)."""
+
+    kind: str
+    description: str
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def register(self, name: str, description: str, **params: Param) -> Callable:
+        def decorator(build: Callable | None) -> Callable | None:
+            if name in self.entries:
+                raise ValueError(f"{self.kind} '{name}' registered twice")
+            self.entries[name] = Entry(name, description, params, build)
+            return build
+
+        return decorator
+
+    def add(self, name: str, description: str, **params: Param) -> None:
+        self.register(name, description, **params)(None)
+
+    def __getitem__(self, name: str) -> Entry:
+        return self.get(name, self.kind)
+
+    def get(self, name: str, key: str) -> Entry:
+        if not isinstance(name, str):
+            raise ConfigError(key, f"must name a {self.kind}, one of {', '.join(self.entries)}; got {name!r}")
+        try:
+            return self.entries[name]
+        except KeyError:
+            raise ConfigError(key, unknown(self.kind, name, list(self.entries))) from None
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.entries.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.entries
+
+    def names(self) -> list[str]:
+        return list(self.entries)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            e.name: {"description": e.description, "params": {n: p.to_json() for n, p in e.params.items()}}
+            for e in self
+        }
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A registry entry chosen for one axis, with its resolved parameters. Hashable and immutable."""
+
+    name: str
+    items: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, name: str, params: Mapping[str, Any]) -> Choice:
+        return cls(name, tuple(params.items()))
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.items)
+
+    def __getitem__(self, key: str) -> Any:
+        for k, v in self.items:
+            if k == key:
+                return v
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **{k: _jsonable(v) for k, v in self.items}}

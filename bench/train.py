@@ -1,0 +1,342 @@
+"""train(RunConfig) -> RunRecord: the one training loop.
+
+Technique names are resolved through the registries here, at the edge. Per-step values (train loss,
+gradient norm) stay on the device in preallocated buffers and reach the host every SYNC_EVERY steps
+and at evaluations, so the loop never waits on the device each step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import resource
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch.nn import functional as F
+
+from bench.config import RunConfig
+from bench.data import BatchStream, Corpus, fixed_batches, load_corpus
+from bench.env import environment
+from bench.model import GPT, GPTConfig
+from bench.registry import ConfigError
+from bench.techniques import CLIPPING, INITS, OPTIMIZERS
+from bench.techniques.schedules import multiplier
+
+STATUSES = ("complete", "diverged", "stopped_early", "failed")
+# Steps between host reads of the loss buffer: divergence is noticed at most this late.
+SYNC_EVERY = 10
+
+
+@dataclass
+class RunRecord:
+    config: dict[str, Any]
+    config_hash: str
+    status: str = "failed"
+    status_step: int | None = None  # where it diverged or stopped early
+    error: str | None = None  # the traceback of a failed run
+    final_val_loss: float | None = None
+    best_val_loss: float | None = None
+    loss_floor: float | None = None  # entropy rate of a synthetic corpus
+    steps: int = 0
+    tokens: int = 0
+    wall_time: float = 0.0  # seconds, set-up and evaluations included
+    train_time: float = 0.0  # seconds in training steps alone (AlgoPerf's clock)
+    tokens_per_second: float = 0.0
+    peak_memory_mb: float = 0.0  # process peak RSS on the CPU, max allocated on CUDA
+    n_params: int = 0
+    target: float | None = None
+    target_step: int | None = None
+    target_tokens: int | None = None
+    target_time: float | None = None
+    curves: dict[str, list] = field(
+        default_factory=dict
+    )  # train_loss, grad_norm, lr per step; val_step, val_loss
+    env: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunRecord:
+        return cls(**d)
+
+
+class Progress(Protocol):
+    def start(self, cfg: RunConfig, total_steps: int) -> None: ...
+    def update(self, step: int, train_loss: float) -> None: ...
+    def evaluated(self, step: int, val_loss: float) -> None: ...
+    def finish(self, record: RunRecord) -> None: ...
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device")
+    return device
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if threads:
+            torch.set_num_threads(before)
+
+
+def build_model(cfg: RunConfig, corpus: Corpus, device: str) -> GPT:
+    """The GPT of `cfg`, initialized by its init technique under its seed."""
+    dropout = cfg.regularizer("dropout")
+    m = cfg.model
+    gpt_config = GPTConfig(
+        vocab_size=corpus.vocab_size,
+        n_layer=m["n_layer"],
+        n_head=m["n_head"],
+        n_embd=m["n_embd"],
+        block_size=m["block_size"],
+        positions=m["positions"],
+        bias=m["bias"],
+        dropout=dropout["p"] if dropout else 0.0,
+    )
+    torch.manual_seed(cfg.seed)
+    model = GPT(gpt_config)
+    INITS[cfg.init.name].build(model, cfg.init.params)
+    return model.to(device)
+
+
+def loss_terms(
+    logits: torch.Tensor, targets: torch.Tensor, smoothing: float, z_loss: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(objective to minimize, plain cross-entropy). The two are one tensor without regularizers."""
+    flat, y = logits.flatten(0, 1), targets.flatten()
+    if not smoothing and not z_loss:
+        ce = F.cross_entropy(flat, y)
+        return ce, ce
+    logp = F.log_softmax(flat.float(), dim=-1)
+    ce = -logp.gather(1, y[:, None]).mean()
+    objective = ce
+    if smoothing:  # the same mixture as F.cross_entropy(label_smoothing=eps)
+        objective = (1 - smoothing) * ce - smoothing * logp.mean()
+    if z_loss:
+        objective = objective + z_loss * flat.float().logsumexp(dim=-1).square().mean()
+    return objective, ce
+
+
+def peak_memory_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated(torch.device(device)) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def train(cfg: RunConfig, progress: Progress | None = None) -> RunRecord:
+    """One run. A failing run does not raise: its record says how it ended (bad input and Ctrl-C do raise)."""
+    return run_training(cfg, progress)[0]
+
+
+def run_training(cfg: RunConfig, progress: Progress | None = None) -> tuple[RunRecord, GPT | None]:
+    """train() that also hands back the trained model (the weights evaluated: EMA or averaged ones)."""
+    record = RunRecord(config=cfg.to_dict(), config_hash=cfg.hash, target=cfg.target)
+    start = time.perf_counter()
+    model = None
+    try:
+        with torch_threads(cfg.threads):
+            model = _train(cfg, record, progress, start)
+    except ConfigError:
+        raise  # bad input (a missing corpus, say) is the caller's to report, not a failed run
+    except Exception:
+        record.status = "failed"
+        record.error = traceback.format_exc()
+    record.wall_time = time.perf_counter() - start
+    if progress:
+        progress.finish(record)
+    return record, model
+
+
+def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None, start: float) -> GPT:
+    device = resolve_device(cfg.device)
+    record.env = environment(device)
+    corpus = load_corpus(cfg.data)
+    record.loss_floor = corpus.entropy_rate
+    model = build_model(cfg, corpus, device)
+    record.n_params = model.num_params()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(torch.device(device))
+
+    optimizers = OPTIMIZERS[cfg.optimizer.name].build(model, cfg.optimizer.params, device)
+    total = cfg.total_steps
+    lr_factor = multiplier(cfg.schedule, total)
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, lr_factor) for opt in optimizers]
+    clip = CLIPPING[cfg.clip.name].build(cfg.clip.params)
+    params = [p for p in model.parameters() if p.requires_grad]
+    matrices = [p for p in params if p.dim() >= 2]
+
+    block = cfg.model["block_size"]
+    batches = BatchStream(corpus.train, cfg.batch_size, block, seed=cfg.batch_seed, device=device)
+    val_batches = fixed_batches(corpus.val, cfg.eval_batches, cfg.eval_batch_size, block, device)
+
+    smoothing = cfg.regularizer("label_smoothing")
+    smoothing = smoothing["eps"] if smoothing else 0.0
+    z_loss = cfg.regularizer("z_loss")
+    z_loss = z_loss["coef"] if z_loss else 0.0
+    l2 = cfg.regularizer("l2")
+    l2 = l2["coef"] if l2 else 0.0
+    early = cfg.regularizer("early_stopping")
+    ema_choice = cfg.regularizer("ema")
+    ema = None
+    if ema_choice:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_choice["decay"]))
+    autocast = torch.autocast(
+        device_type="cuda" if device.startswith("cuda") else "cpu",
+        dtype=torch.bfloat16,
+        enabled=cfg.autocast == "bf16",
+    )
+
+    losses = torch.zeros(total, device=device)
+    norms = torch.zeros(total, device=device)
+    host_losses: list[float] = []
+    host_norms: list[float] = []
+    val_steps: list[int] = []
+    val_losses: list[float] = []
+    limit = math.inf
+    best, stale = math.inf, 0
+    train_time = 0.0
+    tokens_per_step = cfg.tokens_per_step
+
+    def evaluate() -> float:
+        for opt in optimizers:  # schedule-free: evaluate at the averaged weights x, not at y
+            if hasattr(opt, "eval"):
+                opt.eval()
+        net = ema.module if ema is not None else model
+        net.eval()
+        with torch.inference_mode(), autocast:
+            total_loss = torch.zeros((), device=device)
+            for x, y in val_batches:
+                total_loss += F.cross_entropy(net(x).flatten(0, 1).float(), y.flatten())
+            value = total_loss.item() / len(val_batches)
+        net.train()
+        for opt in optimizers:
+            if hasattr(opt, "train"):
+                opt.train()
+        return value
+
+    def sync(upto: int) -> int | None:
+        """Copy buffered values to the host; the first diverged step, if any."""
+        nonlocal limit
+        lo = len(host_losses)
+        chunk = losses[lo:upto].tolist()
+        host_losses.extend(chunk)
+        host_norms.extend(norms[lo:upto].tolist())
+        if lo == 0 and chunk:
+            limit = cfg.divergence_factor * abs(chunk[0]) if math.isfinite(chunk[0]) else -math.inf
+        for i, value in enumerate(chunk):
+            if not math.isfinite(value) or value > limit:
+                return lo + i
+        return None
+
+    if progress:
+        progress.start(cfg, total)
+    model.train()
+    tick = time.perf_counter()
+    step = 0
+    for step in range(total):
+        ce_sum = None
+        for _ in range(cfg.grad_accum):
+            x, y = batches.next()
+            with autocast:
+                objective, ce = loss_terms(model(x), y, smoothing, z_loss)
+            (objective / cfg.grad_accum if cfg.grad_accum > 1 else objective).backward()
+            ce_sum = ce.detach() if ce_sum is None else ce_sum + ce.detach()
+        if l2:
+            torch._foreach_add_([p.grad for p in matrices], matrices, alpha=l2)
+        norms[step] = clip(params)
+        for opt in optimizers:
+            opt.step()
+        for sched in schedulers:
+            sched.step()
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update_parameters(model)
+        losses[step] = ce_sum / cfg.grad_accum if cfg.grad_accum > 1 else ce_sum
+
+        done = step + 1
+        is_eval = done % cfg.eval_interval == 0 or done == total
+        if done % SYNC_EVERY == 0 or is_eval:
+            bad = sync(done)
+            if progress:
+                progress.update(done, host_losses[-1])
+            if bad is not None:
+                record.status, record.status_step = "diverged", bad + 1
+                break
+        if is_eval:
+            if device.startswith("cuda"):
+                torch.cuda.synchronize(torch.device(device))
+            train_time += time.perf_counter() - tick
+            val = evaluate()
+            tick = time.perf_counter()
+            val_steps.append(done)
+            val_losses.append(val)
+            if progress:
+                progress.evaluated(done, val)
+            if not math.isfinite(val):
+                record.status, record.status_step = "diverged", done
+                break
+            if cfg.target is not None and record.target_step is None and val <= cfg.target:
+                record.target_step, record.target_tokens, record.target_time = (
+                    done,
+                    done * tokens_per_step,
+                    train_time,
+                )
+            if early is not None:
+                if val < best - early["min_delta"]:
+                    best, stale = val, 0
+                else:
+                    stale += 1
+                    if stale >= early["patience"]:
+                        record.status, record.status_step = "stopped_early", done
+                        break
+    else:
+        record.status = "complete"
+    if record.status == "diverged":
+        done = record.status_step
+        train_time += time.perf_counter() - tick
+    else:
+        done = step + 1
+
+    record.steps = done
+    record.tokens = done * tokens_per_step
+    record.train_time = train_time
+    record.tokens_per_second = record.tokens / train_time if train_time > 0 else 0.0
+    record.peak_memory_mb = peak_memory_mb(device)
+    finite = [v for v in val_losses if math.isfinite(v)]
+    record.final_val_loss = val_losses[-1] if val_losses and math.isfinite(val_losses[-1]) else None
+    record.best_val_loss = min(finite) if finite else None
+    base_lr = cfg.optimizer["lr"]
+    record.curves = {
+        "train_loss": [v if math.isfinite(v) else None for v in host_losses[:done]],
+        "grad_norm": [v if math.isfinite(v) else None for v in host_norms[:done]],
+        "lr": [base_lr * lr_factor(t) for t in range(done)],
+        "val_step": val_steps,
+        "val_loss": [v if math.isfinite(v) else None for v in val_losses],
+    }
+    if ema is not None:
+        return ema.module
+    for opt in optimizers:  # hand back the weights that were evaluated
+        if hasattr(opt, "eval"):
+            opt.eval()
+    return model

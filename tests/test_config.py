@@ -1,0 +1,123 @@
+import pytest
+
+from bench.config import RunConfig, load_run_config, parse_set
+from bench.registry import ConfigError
+
+
+def test_defaults_are_nanogpt_cpu_recipe():
+    cfg = RunConfig.build()
+    assert cfg.model.name == "small" and cfg.model["n_layer"] == 4 and cfg.model["n_embd"] == 128
+    assert cfg.optimizer.name == "adamw" and cfg.optimizer["betas"] == (0.9, 0.99)
+    assert cfg.optimizer["weight_decay"] == 0.1
+    assert cfg.schedule.name == "warmup_cosine" and cfg.schedule["warmup"] == 100
+    assert cfg.clip.name == "norm" and cfg.clip["max_norm"] == 1.0
+    assert cfg.regularization == ()
+
+
+def test_same_name_updates_other_name_starts_from_defaults():
+    cfg = RunConfig.build({"optimizer": {"name": "adamw", "lr": 3e-3}})
+    assert cfg.optimizer["lr"] == 3e-3 and cfg.optimizer["weight_decay"] == 0.1  # kept from the default adamw
+    lion = cfg.override({"optimizer": {"name": "lion"}})
+    assert lion.optimizer["lr"] == 1e-4 and lion.optimizer["weight_decay"] == 0.0  # lion's own defaults
+    renamed = cfg.override({"optimizer.name": "sgd", "optimizer.lr": 0.3})
+    assert renamed.optimizer.name == "sgd" and renamed.optimizer["lr"] == 0.3
+
+
+def test_dotted_and_nested_forms_agree():
+    a = RunConfig.build({"model.n_layer": 3, "model": "tiny"})
+    b = RunConfig.build({"model": {"name": "tiny", "n_layer": 3}})
+    assert a.model["n_layer"] == 2  # applied in order: the preset change came last and reset n_layer
+    assert b.model["n_layer"] == 3
+    c = RunConfig.build({"model": "tiny", "model.n_layer": 3})
+    assert c == b and c.hash == b.hash
+
+
+def test_hash_depends_on_content_not_threads():
+    a = RunConfig.build({"seed": 1})
+    assert a.hash == RunConfig.build({"seed": 1, "threads": 2}).hash
+    assert a.hash != RunConfig.build({"seed": 2}).hash
+    assert a.hash != a.override({"optimizer.lr": 2e-3}).hash
+    assert a == RunConfig.from_dict(a.to_dict())
+
+
+def test_regularization_forms():
+    cfg = RunConfig.build({"regularization": ["ema", "dropout"]})
+    assert [r.name for r in cfg.regularization] == ["dropout", "ema"]
+    assert cfg.regularizer("dropout")["p"] == 0.1
+    cfg = cfg.override({"regularization.dropout.p": 0.2, "regularization.ema": False})
+    assert cfg.regularizer("dropout")["p"] == 0.2 and cfg.regularizer("ema") is None
+    assert RunConfig.build({"regularization": "none"}).regularization == ()
+
+
+def test_tokens_budget_sets_steps():
+    cfg = RunConfig.build(
+        {"model": "tiny", "batch_size": 8, "grad_accum": 2, "tokens": 8 * 2 * 64 * 10, "schedule": "constant"}
+    )
+    assert cfg.tokens_per_step == 1024 and cfg.total_steps == 10
+
+
+def test_parse_set_reads_toml_values_and_bare_words():
+    assert parse_set(
+        ["optimizer.lr=3e-4", "optimizer.name=lion", "optimizer.betas=[0.9, 0.95]", "x=true"]
+    ) == {
+        "optimizer.lr": 3e-4,
+        "optimizer.name": "lion",
+        "optimizer.betas": [0.9, 0.95],
+        "x": True,
+    }
+
+
+def test_flat_has_dotted_columns():
+    flat = RunConfig.build().flat()
+    assert flat["optimizer.name"] == "adamw" and flat["optimizer.betas"] == "[0.9, 0.99]"
+    assert flat["model.n_layer"] == 4 and "regularization" not in flat
+
+
+BAD = [
+    ({"optimizer": "adamww"}, "optimizer.name", "did you mean 'adamw'"),
+    ({"optimizer.lr": -1e-3}, "optimizer.lr", "must be > 0"),
+    ({"optimizer.lr": "fast"}, "optimizer.lr", "must be a number"),
+    ({"optimizer.momentum": 0.9}, "optimizer.momentum", "unknown parameter 'momentum' for 'adamw'"),
+    ({"optimizer.betas": [0.9]}, "optimizer.betas", "a list of 2 numbers"),
+    ({"schedule": "cosin"}, "schedule.name", "did you mean 'cosine'"),
+    ({"schedule.warmup": 5000}, "schedule.warmup", "shorter than the run"),
+    ({"init": "xavier"}, "init.name", "unknown init 'xavier'"),
+    ({"clip": {"name": "norm", "max_norm": 0}}, "clip.max_norm", "must be > 0"),
+    ({"regularization.dropout.p": 1.5}, "regularization.dropout.p", "<= 0.9"),
+    ({"regularization": ["mixup"]}, "regularization.mixup", "unknown regularizer"),
+    ({"steps": 0}, "steps", ">= 1"),
+    ({"steps": 10.5}, "steps", "must be an integer"),
+    ({"batch_size": True}, "batch_size", "must be an integer"),
+    ({"model.n_head": 3}, "model.n_head", "must divide n_embd"),
+    ({"model": "huge"}, "model.name", "unknown model 'huge'"),
+    ({"data": "text"}, "data.path", "needs the path"),
+    ({"lr": 1e-3}, "lr", "unknown key"),
+    ({"device": "tpu"}, "device", "cpu, cuda"),
+    ({"autocast": "fp8"}, "autocast", "unknown value 'fp8'"),
+]
+
+
+@pytest.mark.parametrize(("values", "key", "text"), BAD, ids=[b[1] + ":" + b[2][:12] for b in BAD])
+def test_bad_values_name_the_key(values, key, text):
+    with pytest.raises(ConfigError) as info:
+        RunConfig.build(values, "run.toml")
+    assert info.value.key == key
+    assert text in info.value.message
+    assert info.value.format().startswith("run.toml: key ")
+
+
+def test_run_file_reads_base_table(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[base]\nmodel = "tiny"\noptimizer = { name = "lion", lr = 3e-4 }\n')
+    cfg = load_run_config(str(path), ["optimizer.lr=1e-4"])
+    assert cfg.model.name == "tiny" and cfg.optimizer.name == "lion" and cfg.optimizer["lr"] == 1e-4
+
+
+def test_run_file_errors(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("[base\nmodel = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_run_config(str(path), None)
+    path.write_text("[bsae]\nmodel = 'tiny'")
+    with pytest.raises(ConfigError, match="unknown table"):
+        load_run_config(str(path), None)
