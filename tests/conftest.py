@@ -10,6 +10,8 @@ from bench.config import RunConfig
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if "OPTBENCH_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["OPTBENCH_DATA_DIR"] = str(SHARED_DATA)
+if "OPTBENCH_DATA_DIR" in os.environ:  # absolute: tests run in their own temporary folders
+    os.environ["OPTBENCH_DATA_DIR"] = str(Path(os.environ["OPTBENCH_DATA_DIR"]).resolve())
 
 # A small synthetic source keeps every test run in well under a second of data generation.
 TINY_DATA = {"name": "synthetic", "alphabet": 8, "order": 1, "length": 20_000}
