@@ -160,6 +160,72 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def suite_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.config import parse_set
+
+    overrides = parse_set(getattr(args, "set", None))
+    if getattr(args, "device", None):
+        overrides["device"] = args.device
+    return overrides
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.runner import Plan, default_split, run_suite
+    from bench.store import Store
+    from bench.suite import Suite
+
+    suite = Suite.load(args.suite, suite_overrides(args))  # every run validated before anything is written
+    for flag in ("workers", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{flag}", f"must be >= 1, got {value}")
+    Store.open(args.storage)  # an unreachable storage is bad input, reported before any work
+    workers, threads = default_split(suite)
+    if args.workers is not None:
+        workers = args.workers
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = args.threads or threads
+    plan = Plan(args.suite, suite_overrides(args), args.storage, workers, threads)
+    print(
+        f"{suite.name}: {len(suite.runs())} runs, {workers} worker(s) x {threads} thread(s)", file=sys.stderr
+    )
+    summary = run_suite(plan, show_progress=not args.quiet)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
+    best = f"; best {summary.best[1]:.4f} ({summary.best[0]})" if summary.best else ""
+    copied = f"; {summary.copied} taken from other suites" if summary.copied else ""
+    print(
+        f"{suite.name}: {counts or 'nothing run'} of {summary.total} in {summary.elapsed:.1f} s{best}{copied}",  # noqa: E501
+        file=sys.stderr,
+    )
+    return 1 if summary.failures else 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from bench.store import load_results
+    from bench.suite import Suite
+
+    suite = Suite.load(args.suite)
+    frame = load_results(suite.name, args.storage, with_curves=args.format == "json")
+    frame = frame.drop(columns=[c for c in ("env",) if c in frame.columns])
+    if args.format == "csv":
+        frame.to_csv(sys.stdout, index=False)
+    elif args.format == "json":
+        print(frame.to_json(orient="records", indent=1))
+    else:
+        columns = [
+            c
+            for c in ("arm", "seed", "status", "value", "best_val_loss", "steps", "train_time", "attempts")
+            if c in frame
+        ]
+        with __import__("pandas").option_context("display.width", 200, "display.max_rows", None):
+            print(
+                frame[columns].to_string(index=False)
+                if len(frame)
+                else f"no results for suite '{suite.name}' yet"
+            )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="optbench", description="Benchmark LM training techniques on one fixed small GPT."
@@ -197,6 +263,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beams", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("run", help="run a suite (resumable): every run once, kept in the results store")
+    p.add_argument("suite", help="suite file (TOML)")
+    p.add_argument("--workers", type=int, help="worker processes (default: one per core for small models)")
+    p.add_argument("--threads", type=int, help="torch threads per worker")
+    p.add_argument(
+        "--storage",
+        help="results store: a journal file (default results/optbench.journal) or postgresql://...",
+    )
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto, for every run")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of every run")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("results", help="one row per run: flattened config, seed, status, metrics")
+    p.add_argument("suite", help="suite file (TOML)")
+    p.add_argument("--storage", help="results store (default results/optbench.journal)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=cmd_results)
     return parser
 
 
@@ -208,8 +293,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"optbench: error: {e.format()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("optbench: interrupted", file=sys.stderr)
+        print("optbench: interrupted; finished runs are kept, the same command resumes", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `optbench list | head`
+        return 0
 
 
 if __name__ == "__main__":

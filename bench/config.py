@@ -62,7 +62,7 @@ CORPORA.add(
     "synthetic",
     "a seeded Markov source whose entropy rate (the loss floor) is computed exactly",
     order=Param(int, 2, "Markov order (tokens of context)", low=1, high=4),
-    alphabet=Param(int, 32, "distinct tokens", low=2, high=256),
+    alphabet=Param(int, 16, "distinct tokens", low=2, high=256),
     concentration=Param(
         float, 0.2, "Dirichlet concentration of each transition row (lower: more predictable)", positive=True
     ),

@@ -1,0 +1,286 @@
+"""Executes a suite: worker processes, exactly-once claims, resume, progress, failures.
+
+Every worker, in this process or another, on this machine or another, runs the same loop: under the
+store's claim lock, fail stale claims and claim the first run that has no finished trial, no live
+claim and no failure in this session; train it; store the record. It waits while other workers still
+hold claims (one of them may die and leave its run to be claimed again) and stops when every run is
+settled. Running the same command again resumes: finished runs are skipped, interrupted and failed ones
+run again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.store import Store, latest_per_run, this_worker, trial_status
+from bench.suite import Run, Suite
+
+POLL_SECONDS = 1.0
+FINISHED = ("complete", "diverged", "stopped_early")
+
+
+@dataclass
+class Plan:
+    """How a suite is run: where, by how many workers, with how many threads each."""
+
+    suite_path: str
+    overrides: dict[str, Any]
+    storage: str | None
+    workers: int
+    threads: int
+    session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+def default_split(suite: Suite, cores: int | None = None) -> tuple[int, int]:
+    """(workers, threads each). Small models: one single-threaded worker per core, which measured fastest
+    on 2 cores (see README, Performance); wider models: one worker using every core."""
+    cores = cores or os.cpu_count() or 1
+    if suite.base.device != "cpu":
+        return 1, cores
+    if suite.base.model["n_embd"] <= 128:
+        return cores, 1
+    return 1, cores
+
+
+def settle_state(study: Any, runs: dict[str, Run], session: str) -> tuple[list[str], int]:
+    """(claimable run hashes in suite order, number of live claims)."""
+    trials = study.get_trials(deepcopy=False)
+    finished, running, failed_here = set(), 0, set()
+    for t in trials:
+        run_hash = t.user_attrs.get("run_hash")
+        status = trial_status(t)
+        if status in FINISHED:
+            finished.add(run_hash)
+        elif status == "running":
+            running += 1
+            finished.add(run_hash)  # claimed: not claimable while the claim lives
+        elif status == "failed" and t.user_attrs.get("session") == session:
+            failed_here.add(run_hash)
+    claimable = [h for h in runs if h not in finished and h not in failed_here]
+    return claimable, running
+
+
+def claim(store: Store, study: Any, run: Run, suite: Suite, session: str) -> int:
+    trial = study.ask()
+    attrs = {
+        "run_hash": run.hash,
+        "seed": run.seed,
+        "arm": run.arm,
+        "arm_label": run.arm_label,
+        "config": run.config.to_dict(),
+        "suite": suite.name,
+        "session": session,
+        "worker": this_worker(),
+    }
+    for key, value in attrs.items():
+        study._storage.set_trial_user_attr(trial._trial_id, key, value)
+    store.set_params(trial._trial_id, run.config.flat())
+    return trial._trial_id
+
+
+def import_finished_runs(store: Store, study: Any, runs: dict[str, Run]) -> int:
+    """Copy runs another study of this storage already finished, so no run is trained twice."""
+    import optuna
+
+    have = {
+        t.user_attrs.get("run_hash") for t in study.get_trials(deepcopy=False) if trial_status(t) in FINISHED
+    }
+    wanted = set(runs) - have
+    if not wanted:
+        return 0
+    copied = 0
+    for summary in optuna.get_all_study_summaries(store.storage, include_best_trial=False):
+        if summary.study_name == study.study_name or not wanted:
+            continue
+        other = optuna.load_study(study_name=summary.study_name, storage=store.storage)
+        for run_hash, (t, _) in latest_per_run(other.get_trials(deepcopy=False)).items():
+            if run_hash in wanted and trial_status(t) in FINISHED and len(t.values or []) == 1:
+                study.add_trial(
+                    optuna.trial.create_trial(
+                        params=t.params,
+                        distributions=t.distributions,
+                        value=t.value,
+                        intermediate_values=t.intermediate_values,
+                        user_attrs={
+                            **t.user_attrs,
+                            "arm": runs[run_hash].arm,
+                            "arm_label": runs[run_hash].arm_label,
+                            "copied_from": summary.study_name,
+                        },
+                    )
+                )
+                wanted.discard(run_hash)
+                copied += 1
+    return copied
+
+
+def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None) -> int:
+    """Claim, train and store runs until every run of the suite is settled. Returns runs trained."""
+    from bench.train import RunRecord, train
+
+    suite = Suite.load(plan.suite_path, plan.overrides)
+    store = Store.open(plan.storage)
+    study = store.study(suite.name)
+    runs = {r.hash: r for r in suite.runs()}
+    trained = 0
+    while True:
+        with store.claim_lock(f"optbench:{suite.name}"):
+            store.fail_stale(study)
+            claimable, running = settle_state(study, runs, plan.session)
+            trial_id = claim(store, study, runs[claimable[0]], suite, plan.session) if claimable else None
+        if trial_id is None:
+            if running == 0:
+                return trained
+            time.sleep(POLL_SECONDS)  # others hold claims; one may go stale and come back to us
+            continue
+        run = runs[claimable[0]]
+        try:
+            with store.heartbeat(trial_id):
+                record = train(run.config.override({"threads": plan.threads}))
+        except KeyboardInterrupt:
+            from optuna.trial import TrialState
+
+            store.storage.set_trial_user_attr(trial_id, "status", "interrupted")
+            store.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            raise
+        store.finish(trial_id, record, suite.metric_field)
+        trained += 1
+        if on_finish:
+            on_finish(run, record if isinstance(record, RunRecord) else None)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _worker_main(plan: Plan) -> None:
+    """Entry point of a spawned worker process: SIGTERM stops it as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        import torch
+
+        torch.set_num_threads(plan.threads)
+        worker_loop(plan)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+@dataclass
+class Summary:
+    total: int
+    counts: dict[str, int]
+    best: tuple[str, float] | None
+    elapsed: float
+    copied: int = 0
+
+    @property
+    def failures(self) -> int:
+        return self.counts.get("failed", 0) + self.counts.get("interrupted", 0)
+
+
+def summarize(store: Store, suite: Suite, started: float, copied: int = 0) -> Summary:
+    study = store.study(suite.name)
+    wanted = {r.hash for r in suite.runs()}
+    counts: dict[str, int] = {}
+    best = None
+    for run_hash, (t, _) in latest_per_run(study.get_trials(deepcopy=False)).items():
+        if run_hash not in wanted:
+            continue
+        status = trial_status(t)
+        counts[status] = counts.get(status, 0) + 1
+        if status in FINISHED and t.value is not None and (best is None or t.value < best[1]):
+            best = (t.user_attrs.get("arm_label", run_hash), t.value)
+    return Summary(len(wanted), counts, best, time.perf_counter() - started, copied)
+
+
+def run_suite(plan: Plan, show_progress: bool = True) -> Summary:
+    """Run every run of the suite once (resuming), with plan.workers processes; the store keeps all."""
+    suite = Suite.load(plan.suite_path, plan.overrides)
+    store = Store.open(plan.storage)
+    started = time.perf_counter()
+    with store.claim_lock(f"optbench:{suite.name}"):
+        study = store.study(suite.name)
+        study.set_user_attr("suite", suite.describe())
+        copied = import_finished_runs(store, study, {r.hash: r for r in suite.runs()})
+    progress = SuiteProgress(suite, show_progress)
+    progress.update(summarize(store, suite, started, copied))
+    try:
+        if plan.workers == 1:
+            import torch
+
+            torch.set_num_threads(plan.threads)
+            worker_loop(
+                plan, on_finish=lambda run, record: progress.update(summarize(store, suite, started, copied))
+            )
+        else:
+            context = multiprocessing.get_context("spawn")
+            procs = [
+                context.Process(target=_worker_main, args=(plan,), daemon=False) for _ in range(plan.workers)
+            ]
+            for p in procs:
+                p.start()
+            while any(p.is_alive() for p in procs):
+                progress.update(summarize(store, suite, started, copied))
+                time.sleep(POLL_SECONDS)
+            for p in procs:
+                p.join()
+    except KeyboardInterrupt:
+        progress.stop()
+        raise
+    finally:
+        progress.stop()
+    return summarize(store, suite, started, copied)
+
+
+class SuiteProgress:
+    """Runs done of total, failures, elapsed, ETA and the best result so far, on stderr."""
+
+    def __init__(self, suite: Suite, enabled: bool):
+        self.bar = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn(f"[bold]{suite.name}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("failed {task.fields[failed]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("best {task.fields[best]}"),
+            console=Console(stderr=True),
+            refresh_per_second=2,
+            transient=True,
+        )
+        self.task = self.bar.add_task(suite.name, total=len(suite.runs()), failed=0, best="-")
+        self.bar.start()
+
+    def update(self, summary: Summary) -> None:
+        if self.bar is None:
+            return
+        done = sum(summary.counts.get(s, 0) for s in (*FINISHED, "failed"))
+        best = f"{summary.best[1]:.4f} ({summary.best[0]})" if summary.best else "-"
+        self.bar.update(self.task, completed=done, failed=summary.failures, best=best)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

@@ -1,0 +1,414 @@
+"""Results in an Optuna storage: every suite is a study, every run a trial.
+
+A trial's parameters are the run's config fields (numbers as single-point float/int distributions,
+names and switches as categorical over everything the registry allows, so suites and searches can
+share a study without distribution clashes); its value is the suite's metric; its intermediate
+values are the validation losses; its user attributes hold the rest of the RunRecord.
+
+Storages:
+- default: `results/optbench.journal`, Optuna's JournalFileBackend. Several processes on one machine
+  append to it under file locks; a killed writer loses at most its own last entry. (SQLite is what
+  Optuna's FAQ advises against for parallel writers: "database is locked".)
+- `postgresql://...` (or mysql): Optuna's RDBStorage with heartbeats, for several machines.
+- `sqlite:///file.db` is accepted for one process at a time.
+
+Exactly-once: a run is claimed under a lock (a file lock beside a file storage, a PostgreSQL advisory
+lock otherwise) by creating its RUNNING trial; runs whose claim is stale (the worker's process is gone,
+or its heartbeat stopped) are failed and claimed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import math
+import os
+import socket
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.registry import ConfigError
+
+DEFAULT_STORAGE_FILE = "optbench.journal"
+CURVE_POINTS = 500
+# Seconds between heartbeats of a running trial (RDB storages), and without one before it is stale.
+HEARTBEAT_INTERVAL = int(os.environ.get("OPTBENCH_HEARTBEAT_INTERVAL", "5"))
+GRACE_PERIOD = int(os.environ.get("OPTBENCH_GRACE_PERIOD", "20"))
+
+
+def default_storage_url() -> str:
+    root = Path(os.environ.get("OPTBENCH_RESULTS_DIR", "results"))
+    return str(root / DEFAULT_STORAGE_FILE)
+
+
+def downsample(values: list, points: int = CURVE_POINTS) -> tuple[list[int], list]:
+    """At most `points` (index, value) pairs, evenly spaced, the last one kept."""
+    n = len(values)
+    if n <= points:
+        return list(range(n)), list(values)
+    idx = sorted({round(i * (n - 1) / (points - 1)) for i in range(points)})
+    return idx, [values[i] for i in idx]
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of a process, so a reused pid is not mistaken for a live worker."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def this_worker() -> dict[str, Any]:
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "start": process_start_time(pid)}
+
+
+def worker_alive(worker: dict[str, Any] | None) -> bool | None:
+    """True or False for a worker on this host; None when it runs elsewhere (only heartbeats can tell)."""
+    if not worker or worker.get("host") != socket.gethostname():
+        return None
+    start = process_start_time(int(worker["pid"]))
+    return start is not None and start == worker.get("start")
+
+
+@dataclass
+class Store:
+    url: str
+    storage: Any  # optuna.storages.BaseStorage
+    lock_path: Path | None  # file lock for file storages; None: PostgreSQL advisory lock
+
+    @classmethod
+    def open(cls, url: str | None = None) -> Store:
+        """Open (creating a file storage if needed). An unreachable database is bad input: ConfigError."""
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # heartbeats are experimental in Optuna and meant for study.optimize; we drive them ourselves
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings(
+            "ignore", message="Heartbeat of storage is supposed to be used with Study.optimize"
+        )
+        url = url or default_storage_url()
+        if "://" not in url or url.startswith("journal://"):
+            path = Path(url.removeprefix("journal://")).expanduser()
+            if path.exists() and not path.is_file():
+                raise ConfigError("--storage", f"{path} is not a file")
+            if not path.parent.is_dir():
+                if url != default_storage_url():
+                    raise ConfigError("--storage", f"folder {path.parent} does not exist")
+                path.parent.mkdir(parents=True, exist_ok=True)
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+            storage = JournalStorage(JournalFileBackend(str(path)))
+            return cls(str(path), storage, path.with_name(path.name + ".claim-lock"))
+        scheme = url.split("://", 1)[0].split("+", 1)[0]
+        if scheme not in ("postgresql", "mysql", "sqlite"):
+            raise ConfigError(
+                "--storage",
+                f"unknown storage scheme '{scheme}'; allowed: a file path, postgresql://, mysql://, sqlite:///",
+            )
+        if scheme == "sqlite":
+            db = Path(url.split("///", 1)[-1])
+            if not db.parent.is_dir():
+                raise ConfigError("--storage", f"folder {db.parent} does not exist")
+        else:
+            check_reachable(url)
+        try:
+            storage = optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=HEARTBEAT_INTERVAL,
+                grace_period=GRACE_PERIOD,
+                engine_kwargs={"pool_pre_ping": True},
+            )
+        except Exception as e:  # noqa: BLE001 -- any driver error means the storage cannot be used
+            raise ConfigError("--storage", f"cannot open {redact(url)}: {first_line(e)}") from None
+        lock = Path(url.split("///", 1)[-1] + ".claim-lock") if scheme == "sqlite" else None
+        return cls(url, storage, lock)
+
+    @property
+    def uses_heartbeats(self) -> bool:
+        from optuna.storages._heartbeat import is_heartbeat_enabled
+
+        return is_heartbeat_enabled(self.storage)
+
+    # -- studies -----------------------------------------------------------------------------------
+
+    def study(self, name: str, directions: list[str] | None = None) -> Any:
+        import optuna
+
+        return optuna.create_study(
+            study_name=name, storage=self.storage, load_if_exists=True, directions=directions or ["minimize"]
+        )
+
+    def existing_study(self, name: str) -> Any | None:
+        import optuna
+
+        names = [s.study_name for s in optuna.get_all_study_summaries(self.storage, include_best_trial=False)]
+        if name not in names:
+            return None
+        return optuna.load_study(study_name=name, storage=self.storage)
+
+    # -- the claim lock ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def claim_lock(self, key: str) -> Iterator[None]:
+        """Only one claimer at a time, across processes (file lock) or machines (advisory lock)."""
+        if self.lock_path is not None:
+            with open(self.lock_path, "a+") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+            return
+        from sqlalchemy import text
+
+        lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        engine = self.storage.engine
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
+                conn.commit()
+
+    def fail_stale(self, study: Any) -> None:
+        """Fail RUNNING trials whose worker is gone; their runs become claimable again (a FAIL without
+        a 'failed' status reads as 'interrupted').
+
+        Database storages tell by heartbeats (the worker may be on another machine); file storages,
+        which serve one machine, by whether the worker's process still exists."""
+        import optuna
+        from optuna.trial import TrialState
+
+        if self.uses_heartbeats:
+            optuna.storages.fail_stale_trials(study)
+            return
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if worker_alive(t.user_attrs.get("worker")) is False:
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+
+    @contextlib.contextmanager
+    def heartbeat(self, trial_id: int) -> Iterator[None]:
+        """Beat for a running trial in a background thread (RDB storages), as study.optimize does."""
+        if not self.uses_heartbeats:
+            yield
+            return
+        stop = threading.Event()
+
+        def beat() -> None:
+            while True:
+                with contextlib.suppress(Exception):
+                    self.storage.record_heartbeat(trial_id)
+                if stop.wait(HEARTBEAT_INTERVAL):
+                    return
+
+        thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial_id}")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    # -- writing results ---------------------------------------------------------------------------
+
+    def set_params(self, trial_id: int, flat: dict[str, Any]) -> None:
+        """Config fields as trial parameters (see the module docstring for the distributions)."""
+        for name, (value, dist) in param_distributions(flat).items():
+            self.storage.set_trial_param(trial_id, name, dist.to_internal_repr(value), dist)
+
+    def finish(self, trial_id: int, record: Any, metric_field: str) -> None:
+        """Store a RunRecord in its claimed trial and close it: COMPLETE, or FAIL for a failed run."""
+        from optuna.trial import TrialState
+
+        for step, value in zip(
+            record.curves.get("val_step", []), record.curves.get("val_loss", []), strict=False
+        ):
+            if value is not None and math.isfinite(value):
+                self.storage.set_trial_intermediate_value(trial_id, step, value)
+        for key, value in record_attrs(record).items():
+            self.storage.set_trial_user_attr(trial_id, key, value)
+        if record.status == "failed":
+            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            return
+        value = getattr(record, metric_field)
+        # a diverged run has no loss: it ranks last, as infinitely bad (Optuna rejects only NaN)
+        self.storage.set_trial_state_values(
+            trial_id, TrialState.COMPLETE, [float(value) if value is not None else math.inf]
+        )
+
+
+def record_attrs(record: Any) -> dict[str, Any]:
+    """The RunRecord as user attributes (config aside), curves downsampled to CURVE_POINTS points."""
+    d = record.to_dict()
+    curves = d.pop("curves")
+    del d["config"], d["config_hash"]  # stored once, by the claim
+    index: list[int] = []
+    sampled = {}
+    for name in ("train_loss", "grad_norm", "lr"):
+        index, sampled[name] = downsample(curves.get(name, []))
+    d["curves"] = {
+        "step": [i + 1 for i in index],
+        **sampled,
+        "val_step": curves.get("val_step", []),
+        "val_loss": curves.get("val_loss", []),
+    }
+    return d
+
+
+def param_distributions(flat: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """name -> (value, distribution) for the fields Optuna can hold as parameters."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from bench.config import CHOICE_AXES, SCALARS
+    from bench.techniques import REGULARIZERS
+
+    out: dict[str, tuple[Any, Any]] = {}
+    for name, value in flat.items():
+        if value is None or name == "data.path":
+            continue
+        if isinstance(value, bool):
+            out[name] = (value, CategoricalDistribution((False, True)))
+        elif isinstance(value, int):
+            out[name] = (value, IntDistribution(value, value))
+        elif isinstance(value, float):
+            out[name] = (value, FloatDistribution(value, value))
+        elif isinstance(value, str):
+            choices = allowed_strings(name, CHOICE_AXES, SCALARS, REGULARIZERS)
+            if choices and value in choices:
+                out[name] = (value, CategoricalDistribution(tuple(choices)))
+    return out
+
+
+def allowed_strings(name: str, choice_axes: dict, scalars: dict, regularizers: Any) -> list[str] | None:
+    head, _, rest = name.partition(".")
+    if head in choice_axes:
+        registry = choice_axes[head]
+        if rest == "name":
+            return registry.names()
+        options = {
+            tuple(e.params[rest].choices) for e in registry if rest in e.params and e.params[rest].choices
+        }
+        return sorted({c for opts in options for c in opts}) if options else None
+    if head in scalars and scalars[head].choices:
+        return list(scalars[head].choices)
+    return None
+
+
+def check_reachable(url: str) -> None:
+    """Connect once, briefly, so an unreachable database is reported before anything is written."""
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url, connect_args=connect_timeout_args(url))
+        with engine.connect():
+            pass
+        engine.dispose()
+    except ModuleNotFoundError as e:
+        hint = ' (pip install "optbench[postgres]" installs psycopg)' if "psycopg" in str(e) else ""
+        raise ConfigError("--storage", f"no database driver for {redact(url)}: {e}{hint}") from None
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError("--storage", f"cannot connect to {redact(url)}: {first_line(e)}") from None
+
+
+def connect_timeout_args(url: str) -> dict[str, Any]:
+    return {"connect_timeout": 5} if url.startswith(("postgresql", "mysql")) else {}
+
+
+def redact(url: str) -> str:
+    """The URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    return url
+
+
+def first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+# -------------------------------------------------------------------------------------------------
+# Reading results
+
+RECORD_COLUMNS = (
+    "status", "status_step", "final_val_loss", "best_val_loss", "loss_floor", "steps", "tokens", "wall_time",
+    "train_time", "tokens_per_second", "peak_memory_mb", "n_params", "target", "target_step", "target_tokens",
+    "target_time", "error",
+)  # fmt: skip
+
+
+def trial_status(trial: Any) -> str:
+    """complete | diverged | stopped_early | failed | interrupted | running."""
+    from optuna.trial import TrialState
+
+    if trial.state == TrialState.RUNNING:
+        return "running"
+    if trial.state == TrialState.PRUNED:
+        return "pruned"
+    status = trial.user_attrs.get("status")
+    if trial.state == TrialState.FAIL and status not in ("failed",):
+        return "interrupted"
+    return status or trial.state.name.lower()
+
+
+def latest_per_run(trials: list) -> dict[str, tuple[Any, int]]:
+    """run hash -> (the trial that speaks for the run, number of attempts). A finished trial wins."""
+    by_run: dict[str, list] = {}
+    for t in trials:
+        run_hash = t.user_attrs.get("run_hash")
+        if run_hash:
+            by_run.setdefault(run_hash, []).append(t)
+    out = {}
+    for run_hash, ts in by_run.items():
+        ts.sort(key=lambda t: t.number)
+        finished = [t for t in ts if trial_status(t) in ("complete", "diverged", "stopped_early")]
+        out[run_hash] = ((finished or ts)[-1], len(ts))
+    return out
+
+
+def load_results(study_name: str, url: str | None = None, with_curves: bool = True) -> Any:
+    """One row per run of a study: run hash, seed, arm, status, metrics, attempts, config.* columns."""
+    import pandas as pd
+
+    store = Store.open(url)
+    study = store.existing_study(study_name)
+    if study is None:
+        return pd.DataFrame(columns=["run_hash", "seed", "arm", "status", "value", *RECORD_COLUMNS])
+    rows = []
+    for run_hash, (t, attempts) in latest_per_run(study.get_trials(deepcopy=False)).items():
+        row: dict[str, Any] = {
+            "run_hash": run_hash,
+            "trial": t.number,
+            "seed": t.user_attrs.get("seed"),
+            "arm": t.user_attrs.get("arm_label", ""),
+            "status": trial_status(t),
+            "value": t.value if t.values else None,
+            "attempts": attempts,
+        }
+        for key, label in (t.user_attrs.get("arm") or {}).items():
+            row[f"arm.{key}"] = label
+        for key in RECORD_COLUMNS:
+            if key != "status":
+                row[key] = t.user_attrs.get(key)
+        if with_curves:
+            row["curves"] = t.user_attrs.get("curves")
+        row["env"] = t.user_attrs.get("env")
+        from bench.config import flatten
+
+        for key, value in flatten(t.user_attrs.get("config", {})).items():
+            row[f"config.{key}"] = value
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame.sort_values("trial", kind="stable").reset_index(drop=True) if len(frame) else frame

@@ -1,0 +1,267 @@
+"""Suite files -> a validated list of runs.
+
+A suite declares a base run and the axes to vary. `grid` runs every combination of every axis;
+`ablation` changes one axis at a time from the base. Each combination runs once per seed. Everything is
+checked before anything runs: a bad file raises ConfigError naming the file and the key.
+
+>>> suite = Suite.parse({"suite": {"name": "demo", "seeds": [0, 1]}, "base": {"model": "tiny"},
+...                      "axes": {"optimizer": ["adamw", "lion"], "optimizer.lr": [1e-3, 3e-3]}})
+>>> len(suite.runs()), sorted(suite.runs()[0].arm)
+(8, ['optimizer', 'optimizer.lr'])
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.config import RunConfig, read_toml
+from bench.registry import ConfigError, closest
+
+DESIGNS = ("grid", "ablation")
+METRICS = {"val_loss": "final_val_loss", "best_val_loss": "best_val_loss"}
+SUITE_KEYS = ("name", "description", "design", "seeds", "metric", "target", "tune", "max_runs", "baseline")
+SECTIONS = ("suite", "base", "axes", "search")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a suite: its config (seed included) and the axis values that make it what it is."""
+
+    config: RunConfig
+    arm: dict[str, str]  # axis -> label of its value, e.g. {"optimizer": "lion", "optimizer.lr": "0.001"}
+
+    @property
+    def hash(self) -> str:
+        return self.config.hash
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def arm_label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.arm.items()) or "base"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    design: str
+    seeds: tuple[int, ...]
+    metric: str
+    target: float | None
+    tune: tuple[str, ...]
+    max_runs: int | None
+    base: RunConfig
+    axes: dict[str, list[Any]]
+    search: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+
+    # -- parsing -----------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> Suite:
+        """A suite file; `overrides` (dotted keys, e.g. from --device) apply to every run's base."""
+        return cls.parse(read_toml(path), str(path), overrides)
+
+    @classmethod
+    def parse(
+        cls, doc: Mapping[str, Any], source: str | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Suite:
+        try:
+            return cls._parse(doc, source, overrides or {})
+        except ConfigError as e:
+            raise e.with_source(source) from None
+
+    @classmethod
+    def _parse(cls, doc: Mapping[str, Any], source: str | None, overrides: Mapping[str, Any]) -> Suite:
+        for key in doc:
+            if key not in SECTIONS:
+                raise ConfigError(
+                    key, f"unknown section{closest(key, list(SECTIONS))}; allowed: {', '.join(SECTIONS)}"
+                )
+        meta = table(doc, "suite")
+        for key in meta:
+            if key not in SUITE_KEYS:
+                raise ConfigError(
+                    f"suite.{key}",
+                    f"unknown key{closest(key, list(SUITE_KEYS))}; allowed: {', '.join(SUITE_KEYS)}",
+                )
+        default_name = Path(source).stem if source else None
+        name = meta.get("name", default_name)
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError("suite.name", "must be a non-empty string")
+        description = meta.get("description", "")
+        if not isinstance(description, str):
+            raise ConfigError("suite.description", "must be a string")
+        design = meta.get("design", "grid")
+        if design not in DESIGNS:
+            raise ConfigError("suite.design", f"must be one of {', '.join(DESIGNS)}, got {design!r}")
+        seeds = meta.get("seeds", [0])
+        if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
+            raise ConfigError("suite.seeds", f"must be a non-empty list of integers >= 0, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError("suite.seeds", f"lists a seed twice: {seeds!r}")
+        metric = meta.get("metric", "val_loss")
+        if metric not in METRICS:
+            raise ConfigError("suite.metric", f"must be one of {', '.join(METRICS)}, got {metric!r}")
+        target = meta.get("target")
+        if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)):
+            raise ConfigError("suite.target", f"must be a number, got {target!r}")
+        max_runs = meta.get("max_runs")
+        if max_runs is not None and (type(max_runs) is not int or max_runs < 1):
+            raise ConfigError("suite.max_runs", f"must be an integer >= 1, got {max_runs!r}")
+
+        base_values = dict(table(doc, "base"))
+        if target is not None:
+            base_values.setdefault("target", float(target))
+        base = RunConfig.build(base_values)
+        if overrides:
+            base = base.override(overrides, "--set")
+
+        axes = flatten_axes(table(doc, "axes"))
+        for key, values in axes.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"axes.{key}", "must be a non-empty list of values")
+            labels = [label(v) for v in values]
+            if len(set(labels)) != len(labels):
+                raise ConfigError(f"axes.{key}", f"lists a value twice: {values!r}")
+            for v in values:  # each value must make a valid run on its own
+                try:
+                    base.override({key: v})
+                except ConfigError as e:
+                    raise ConfigError(
+                        f"axes.{e.key}" if e.key.startswith(key.split(".")[0]) else f"axes.{key}", e.message
+                    ) from None
+        tune = meta.get("tune", [])
+        if not isinstance(tune, list) or not all(isinstance(t, str) for t in tune):
+            raise ConfigError("suite.tune", "must be a list of axis names")
+        for t in tune:
+            if t not in axes:
+                raise ConfigError(
+                    "suite.tune",
+                    f"'{t}' is not an axis{closest(t, list(axes))}; axes: {', '.join(axes) or 'none'}",
+                )
+        search = table(doc, "search")
+        suite = cls(
+            name,
+            description,
+            design,
+            tuple(seeds),
+            metric,
+            target,
+            tuple(tune),
+            max_runs,
+            base,
+            axes,
+            dict(search),
+            source,
+        )
+        suite.runs()  # every combination must be valid too (e.g. warmup against a shorter budget)
+        return suite
+
+    # -- runs --------------------------------------------------------------------------------------
+
+    def combinations(self) -> list[dict[str, Any]]:
+        """The axis values of each distinct configuration, before seeds."""
+        keys = ordered_axes(self.axes)
+        if self.design == "grid":
+            combos = [
+                dict(zip(keys, values, strict=True))
+                for values in itertools.product(*(self.axes[k] for k in keys))
+            ]
+        else:
+            combos = [{}] + [{k: v} for k in keys for v in self.axes[k]]
+        return combos
+
+    def runs(self) -> list[Run]:
+        """Every run once: configurations (a seeded subset under max_runs) x seeds, deduplicated by hash."""
+        configs: list[tuple[RunConfig, dict[str, str]]] = []
+        seen: set[str] = set()
+        for combo in self.combinations():
+            try:
+                cfg = self.base.override(combo)
+            except ConfigError as e:
+                where = ", ".join(f"{k}={label(v)}" for k, v in combo.items())
+                raise ConfigError(f"axes.{e.key}", f"{e.message} (in the combination {where})") from None
+            key = cfg.hash
+            if key not in seen:
+                seen.add(key)
+                configs.append((cfg, {k: label(v) for k, v in combo.items()}))
+        if self.max_runs is not None:
+            keep = max(1, self.max_runs // len(self.seeds))
+            if keep < len(configs):  # whole configurations, so each keeps all its seeds
+                picked = sorted(
+                    random.Random(f"{self.name}:{self.max_runs}").sample(range(len(configs)), keep)
+                )
+                configs = [configs[i] for i in picked]
+        return [Run(cfg.override({"seed": s}), arm) for cfg, arm in configs for s in self.seeds]
+
+    @property
+    def metric_field(self) -> str:
+        return METRICS[self.metric]
+
+    def describe(self) -> dict[str, Any]:
+        """What the store keeps of the suite definition."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "design": self.design,
+            "seeds": list(self.seeds),
+            "metric": self.metric,
+            "target": self.target,
+            "tune": list(self.tune),
+            "axes": {k: [label(v) for v in vs] for k, vs in self.axes.items()},
+            "base": self.base.to_dict(),
+        }
+
+
+def table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"must be a table ([{key}]), got {type(value).__name__}")
+    return value
+
+
+def flatten_axes(axes: Mapping[str, Any], prefix: str = "") -> dict[str, list[Any]]:
+    """TOML's bare dotted keys nest (optimizer.lr = [...] is {optimizer: {lr: [...]}}); axes are flat."""
+    out: dict[str, list[Any]] = {}
+    for key, value in axes.items():
+        name = f"{prefix}{key}"
+        items = flatten_axes(value, name + ".") if isinstance(value, Mapping) else {name: value}
+        for k, v in items.items():
+            if k in out:
+                raise ConfigError(f"axes.{k}", "is given twice")
+            out[k] = v
+    return out
+
+
+def ordered_axes(axes: Mapping[str, Any]) -> list[str]:
+    """Whole values (optimizer) apply before fields (optimizer.lr), so a field refines the choice made."""
+    return sorted(axes, key=lambda k: k.count("."))
+
+
+def label(value: Any) -> str:
+    """A short, stable text for an axis value: 'lion', 'lion(lr=0.0001)', '0.001', '[0.9, 0.95]'."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        name = value.get("name")
+        rest = ", ".join(f"{k}={label(v)}" for k, v in value.items() if k != "name")
+        if name is None:
+            return "{" + rest + "}"
+        return f"{name}({rest})" if rest else str(name)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return json.dumps(list(value))
+    return str(value)

@@ -1,0 +1,216 @@
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from suite_files import GRID_12, write_suite
+
+from bench.runner import Plan, default_split, run_suite, worker_loop
+from bench.store import Store, latest_per_run, load_results, this_worker, trial_status
+from bench.suite import Suite
+
+
+def plan_for(path, storage, workers=1, **kw):
+    return Plan(str(path), {}, storage, workers, 1, **kw)
+
+
+def finished_per_run(storage, name):
+    study = Store.open(storage).existing_study(name)
+    counts = {}
+    for t in study.get_trials(deepcopy=False):
+        if trial_status(t) in ("complete", "diverged", "stopped_early"):
+            counts[t.user_attrs["run_hash"]] = counts.get(t.user_attrs["run_hash"], 0) + 1
+    return counts
+
+
+def test_runs_every_run_once_and_resumes(tmp_path):
+    path = write_suite(tmp_path, "resume", GRID_12)
+    storage = str(tmp_path / "r.journal")
+    summary = run_suite(plan_for(path, storage), show_progress=False)
+    assert summary.counts == {"complete": 12} and summary.best is not None
+    frame = load_results("resume", storage)
+    assert len(frame) == 12 and set(frame["status"]) == {"complete"}
+    assert set(frame["run_hash"]) == {r.hash for r in Suite.load(path).runs()}
+    assert {"config.optimizer.name", "config.optimizer.lr", "arm.optimizer", "seed", "value"} <= set(
+        frame.columns
+    )
+    # the same command again trains nothing
+    assert worker_loop(plan_for(path, storage)) == 0
+    assert len(Store.open(storage).existing_study("resume").get_trials()) == 12
+
+
+def test_trial_params_are_config_fields(tmp_path):
+    path = write_suite(tmp_path, "params", 'optimizer = ["adamw", "lion"]', seeds="[0]")
+    storage = str(tmp_path / "p.journal")
+    run_suite(plan_for(path, storage), show_progress=False)
+    trials = Store.open(storage).existing_study("params").get_trials()
+    assert {t.params["optimizer.name"] for t in trials} == {"adamw", "lion"}
+    assert all(t.params["model.n_layer"] == 2 and t.params["optimizer.lr"] > 0 for t in trials)
+
+
+def test_interrupted_and_failed_runs_run_again(tmp_path):
+    path = write_suite(tmp_path, "retry", 'optimizer = ["adamw", "lion"]', seeds="[0]")
+    storage = str(tmp_path / "f.journal")
+    suite = Suite.load(path)
+    store = Store.open(storage)
+    study = store.study("retry")
+    runs = suite.runs()
+    # a claim left by a worker that died (its pid no longer exists)
+    dead = study.ask()
+    store.storage.set_trial_user_attr(dead._trial_id, "run_hash", runs[0].hash)
+    store.storage.set_trial_user_attr(dead._trial_id, "worker", {**this_worker(), "pid": 2**22 + 12345})
+    # a run that failed in an earlier session
+    failed = study.ask()
+    store.storage.set_trial_user_attr(failed._trial_id, "run_hash", runs[1].hash)
+    store.storage.set_trial_user_attr(failed._trial_id, "status", "failed")
+    store.storage.set_trial_user_attr(failed._trial_id, "session", "earlier")
+    store.storage.set_trial_state_values(failed._trial_id, optuna.trial.TrialState.FAIL)
+    assert worker_loop(plan_for(path, storage)) == 2
+    latest = latest_per_run(Store.open(storage).existing_study("retry").get_trials())
+    assert {h: (trial_status(t), n) for h, (t, n) in latest.items()} == {
+        runs[0].hash: ("complete", 2),
+        runs[1].hash: ("complete", 2),
+    }
+
+
+def test_a_failing_run_is_stored_and_the_suite_goes_on(tmp_path):
+    axes = (
+        'device = ["cpu", "cuda:7"]'
+        if not __import__("torch").cuda.is_available()
+        else 'device = ["cpu", "cuda:99"]'
+    )
+    path = write_suite(tmp_path, "fails", axes, seeds="[0]")
+    storage = str(tmp_path / "x.journal")
+    summary = run_suite(plan_for(path, storage), show_progress=False)
+    assert summary.counts == {"complete": 1, "failed": 1}
+    frame = load_results("fails", storage)
+    assert "Traceback" in frame[frame.status == "failed"]["error"].iloc[0]
+    # the same session does not retry it; a new one does (and it fails again, once)
+    summary = run_suite(plan_for(path, storage), show_progress=False)
+    assert load_results("fails", storage).set_index("status")["attempts"].to_dict() == {
+        "complete": 1,
+        "failed": 2,
+    }
+
+
+def test_suites_sharing_a_storage_never_train_a_run_twice(tmp_path):
+    storage = str(tmp_path / "shared.journal")
+    first = write_suite(tmp_path, "first", 'optimizer = ["adamw", "lion"]', seeds="[0]")
+    second = write_suite(tmp_path, "second", 'optimizer = ["lion", "sgd"]', seeds="[0]")
+    run_suite(plan_for(first, storage), show_progress=False)
+    summary = run_suite(plan_for(second, storage), show_progress=False)
+    assert summary.copied == 1 and summary.counts == {"complete": 2}
+    frame = load_results("second", storage).set_index("arm")
+    lion_first = load_results("first", storage).set_index("arm").loc["optimizer=lion", "value"]
+    assert frame.loc["optimizer=lion", "value"] == lion_first
+
+
+def test_default_split_is_one_single_threaded_worker_per_core_for_small_models(tmp_path):
+    tiny = Suite.load(write_suite(tmp_path, "d", GRID_12))
+    assert default_split(tiny, cores=2) == (2, 1)
+    wide = Suite.parse({"suite": {"name": "w"}, "base": {"model": "base"}})
+    assert default_split(wide, cores=2) == (1, 2)
+
+
+def optbench(*args, **kw):
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        **kw,
+    )
+
+
+def test_crash_safety_sigkill_at_random_moments(tmp_path):
+    """The runner (and its workers) killed with SIGKILL mid-suite, then resumed: one record per run."""
+    path = write_suite(tmp_path, "crash", GRID_12, steps=300)
+    storage = str(tmp_path / "crash.journal")
+    rng = random.Random(1234)
+    kills = 0
+    for _ in range(4):
+        proc = optbench("run", str(path), "--storage", storage, "--workers", "2", "--quiet")
+        time.sleep(rng.uniform(3.0, 7.0))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 2
+    proc = optbench("run", str(path), "--storage", storage, "--workers", "2", "--quiet")
+    assert proc.wait(timeout=300) == 0
+    counts = finished_per_run(storage, "crash")
+    assert counts == {r.hash: 1 for r in Suite.load(path).runs()}
+    frame = load_results("crash", storage)
+    assert len(frame) == 12 and set(frame["status"]) == {"complete"}
+    assert frame["value"].notna().all()
+
+
+POSTGRES = os.environ.get("OPTBENCH_TEST_POSTGRES")
+needs_postgres = pytest.mark.skipif(
+    not POSTGRES, reason="set OPTBENCH_TEST_POSTGRES (scripts/postgres.sh starts one)"
+)
+
+
+def unique(name):
+    return f"{name}_{os.getpid()}_{time.time_ns()}"
+
+
+def fresh_seeds():
+    """Seeds no earlier test used: the database outlives tests, and finished runs would be reused."""
+    n = time.time_ns() % 10**9
+    return f"[{n}, {n + 1}]"
+
+
+@needs_postgres
+def test_three_workers_share_one_postgres_storage_exactly_once(tmp_path):
+    name = unique("pg_grid")
+    path = write_suite(tmp_path, name, GRID_12, steps=40, seeds=fresh_seeds())
+    procs = [
+        optbench("run", str(path), "--storage", POSTGRES, "--workers", "1", "--threads", "1", "--quiet")
+        for _ in range(3)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]
+    study = Store.open(POSTGRES).existing_study(name)
+    trials = study.get_trials()
+    assert len(trials) == 12 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert finished_per_run(POSTGRES, name) == {r.hash: 1 for r in Suite.load(path).runs()}
+    assert len({t.user_attrs["worker"]["pid"] for t in trials}) >= 2  # the work was shared
+
+
+@needs_postgres
+def test_killed_worker_run_is_retried_by_another_through_heartbeats(tmp_path):
+    name = unique("pg_kill")
+    path = write_suite(tmp_path, name, GRID_12, steps=400, seeds=fresh_seeds())
+    env = {**os.environ, "OPTBENCH_HEARTBEAT_INTERVAL": "1", "OPTBENCH_GRACE_PERIOD": "4"}
+    procs = [
+        optbench(
+            "run", str(path), "--storage", POSTGRES, "--workers", "1", "--threads", "1", "--quiet", env=env
+        )
+        for _ in range(3)
+    ]
+    store = Store.open(POSTGRES)
+    victim = procs[0]
+    deadline = time.time() + 120
+    killed_run = None
+    while time.time() < deadline and killed_run is None:
+        study = store.existing_study(name)
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)) if study else []:
+            if t.user_attrs.get("worker", {}).get("pid") == victim.pid:
+                time.sleep(0.5)  # mid-run
+                os.killpg(victim.pid, signal.SIGKILL)
+                killed_run = t.user_attrs["run_hash"]
+                break
+        time.sleep(0.2)
+    assert killed_run is not None
+    victim.wait()
+    assert [p.wait(timeout=300) for p in procs[1:]] == [0, 0]
+    assert finished_per_run(POSTGRES, name) == {r.hash: 1 for r in Suite.load(path).runs()}
+    attempts = [
+        t for t in store.existing_study(name).get_trials() if t.user_attrs.get("run_hash") == killed_run
+    ]
+    assert [t.state for t in attempts] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert attempts[1].user_attrs["worker"]["pid"] != victim.pid

@@ -1,0 +1,156 @@
+import pytest
+from suite_files import GRID_12, write_suite
+
+from bench.cli import main
+from bench.registry import ConfigError
+from bench.suite import Suite, flatten_axes, label
+
+
+def test_grid_is_every_combination_times_seeds(tmp_path):
+    suite = Suite.load(write_suite(tmp_path, "g", GRID_12))
+    runs = suite.runs()
+    assert len(runs) == 12 and len({r.hash for r in runs}) == 12
+    lion = [r for r in runs if r.arm["optimizer"] == "lion" and r.arm["optimizer.lr"] == "0.003"]
+    assert len(lion) == 2 and {r.seed for r in lion} == {0, 1}
+    # the whole-table axis applies first, the field refines it
+    assert all(r.config.optimizer.name == "lion" and r.config.optimizer["lr"] == 3e-3 for r in lion)
+
+
+def test_ablation_varies_one_axis_at_a_time(tmp_path):
+    path = write_suite(
+        tmp_path,
+        "a",
+        'optimizer = ["adamw", "lion"]\ninit = ["gpt2", "orthogonal"]',
+        seeds="[0]",
+        extra='design = "ablation"',
+    )
+    runs = Suite.load(path).runs()
+    # base, lion, orthogonal (adamw and gpt2 are the base itself)
+    assert len(runs) == 3
+    assert sorted(r.arm_label for r in runs) == ["base", "init=orthogonal", "optimizer=lion"]
+
+
+def test_max_runs_takes_a_seeded_subset_of_whole_configurations(tmp_path):
+    path = write_suite(tmp_path, "m", GRID_12, extra="max_runs = 6")
+    a, b = Suite.load(path).runs(), Suite.load(path).runs()
+    assert len(a) == 6 and [r.hash for r in a] == [r.hash for r in b]
+    arms = {r.arm_label for r in a}
+    assert len(arms) == 3 and all(sum(r.arm_label == arm for r in a) == 2 for arm in arms)
+
+
+def test_bare_dotted_toml_keys_are_axes():
+    assert flatten_axes({"optimizer": {"lr": [1, 2]}, "init": ["a"]}) == {
+        "optimizer.lr": [1, 2],
+        "init": ["a"],
+    }
+    with pytest.raises(ConfigError, match="given twice"):
+        flatten_axes({"optimizer": {"lr": [1]}, "optimizer.lr": [2]})
+
+
+def test_labels():
+    assert label({"name": "lion", "lr": 1e-4}) == "lion(lr=0.0001)"
+    assert label("adamw") == "adamw" and label(3e-3) == "0.003" and label([0.9, 0.95]) == "[0.9, 0.95]"
+
+
+def test_overrides_apply_to_every_run(tmp_path):
+    suite = Suite.load(write_suite(tmp_path, "o", GRID_12), {"device": "auto"})
+    assert all(r.config.device == "auto" for r in suite.runs())
+
+
+def test_suite_target_reaches_the_runs(tmp_path):
+    suite = Suite.load(write_suite(tmp_path, "t", GRID_12, extra="target = 1.5"))
+    assert all(r.config.target == 1.5 for r in suite.runs())
+
+
+def test_shipped_suites_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "suites"
+    files = sorted(root.glob("*.toml"))
+    assert files
+    for path in files:
+        suite = Suite.load(path)
+        assert suite.description and suite.runs()
+
+
+GOOD_AXES = 'optimizer = ["adamw", "lion"]'
+BAD_SUITES = [
+    ("toml_syntax", "[suite\nname = 1", "not valid TOML"),
+    (
+        "unknown_section",
+        f'[suite]\nname = "x"\n[bsae]\nmodel = "tiny"\n[axes]\n{GOOD_AXES}',
+        "unknown section",
+    ),
+    ("unknown_suite_key", f'[suite]\nname = "x"\nseedz = [0]\n[axes]\n{GOOD_AXES}', "suite.seedz"),
+    ("unknown_axis", '[suite]\nname = "x"\n[axes]\noptimiser = ["adamw"]', "did you mean 'optimizer'"),
+    (
+        "unknown_technique",
+        '[suite]\nname = "x"\n[axes]\noptimizer = ["adamw", "adan"]',
+        "unknown optimizer 'adan'",
+    ),
+    (
+        "unknown_param",
+        '[suite]\nname = "x"\n[axes]\n"optimizer.momentun" = [0.9]',
+        "unknown parameter 'momentun'",
+    ),
+    ("wrong_type", '[suite]\nname = "x"\n[axes]\n"optimizer.lr" = ["fast"]', "must be a number"),
+    ("empty_axis", '[suite]\nname = "x"\n[axes]\noptimizer = []', "non-empty list"),
+    ("axis_not_list", '[suite]\nname = "x"\n[axes]\noptimizer = "adamw"', "non-empty list"),
+    (
+        "duplicate_axis",
+        '[suite]\nname = "x"\n[axes]\noptimizer.lr = [1e-3]\n"optimizer.lr" = [2e-3]',
+        "given twice",
+    ),
+    ("duplicate_value", '[suite]\nname = "x"\n[axes]\n"optimizer.lr" = [1e-3, 1e-3]', "lists a value twice"),
+    ("negative_lr", '[suite]\nname = "x"\n[axes]\n"optimizer.lr" = [-1e-3]', "must be > 0"),
+    ("zero_steps", '[suite]\nname = "x"\n[base]\nsteps = 0\n[axes]\n' + GOOD_AXES, "steps"),
+    ("seeds_not_integers", f'[suite]\nname = "x"\nseeds = [0, 1.5]\n[axes]\n{GOOD_AXES}', "suite.seeds"),
+    ("seeds_repeated", f'[suite]\nname = "x"\nseeds = [1, 1]\n[axes]\n{GOOD_AXES}', "seed twice"),
+    ("bad_design", f'[suite]\nname = "x"\ndesign = "random"\n[axes]\n{GOOD_AXES}', "suite.design"),
+    ("bad_metric", f'[suite]\nname = "x"\nmetric = "accuracy"\n[axes]\n{GOOD_AXES}', "suite.metric"),
+    (
+        "tune_not_an_axis",
+        f'[suite]\nname = "x"\ntune = ["optimizer.lr"]\n[axes]\n{GOOD_AXES}',
+        "is not an axis",
+    ),
+    ("base_not_table", f'[suite]\nname = "x"\nbase = 3\n[axes]\n{GOOD_AXES}', "suite.base"),
+    (
+        "bad_combination",
+        '[suite]\nname = "x"\n[base]\nschedule = { name = "cosine", warmup = 50 }\n[axes]\nsteps = [100, 40]',
+        "shorter than the run",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "expected"), BAD_SUITES, ids=[c[0] for c in BAD_SUITES])
+def test_bad_suite_files_exit_2_naming_file_and_key_and_write_nothing(tmp_path, capsys, case, text, expected):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(path) in err and expected in err, err
+    assert sorted(tmp_path.rglob("*")) == before  # no results folder, no journal
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://nobody@127.0.0.1:1/none", "cannot connect"),
+        ("redis://localhost/0", "unknown storage scheme"),
+        ("/no/such/folder/x.journal", "does not exist"),
+    ],
+)
+def test_bad_storage_exits_2_and_writes_nothing(tmp_path, capsys, url, expected):
+    path = write_suite(tmp_path, "s", GOOD_AXES)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["run", str(path), "--storage", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--storage" in err and expected in err and "\n" not in err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_bad_workers_exit_2(tmp_path, capsys):
+    path = write_suite(tmp_path, "w", GOOD_AXES)
+    assert main(["run", str(path), "--workers", "0"]) == 2
+    assert "--workers" in capsys.readouterr().err
