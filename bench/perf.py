@@ -1,7 +1,19 @@
 """Benchmarks of optbench itself, printed as ratios from side-by-side runs (shared machines are noisy).
 
-    python -m bench.perf workers [--suite suites/quick.toml] [--repeats 1]
+    python -m bench.perf harness  [--steps 300] [--repeats 5]
+    python -m bench.perf kernels-impl [--steps 300] [--repeats 3]
+    python -m bench.perf startup  [--repeats 5]
+    python -m bench.perf memory
+    python -m bench.perf profile  [--steps 50]
+    python -m bench.perf workers  [--suite suites/quick.toml] [--repeats 1]
 
+`harness`: steps per second of train() on the small preset against a bare loop of the same model,
+optimizer and batches with no logging and no evaluation; alternated, median ratio (target >= 0.97).
+`kernels-impl`: train() steps per second of the nanoGPT recipe with the optimizer's fused, foreach and
+for-loop kernels, and with 1 or all threads.
+`startup`: seconds until `optbench --help` and `optbench list` answer (target < 1 s).
+`profile`: torch.profiler's table of the operators that take train()'s time on the nanoGPT recipe.
+`memory`: peak RSS of a small-preset run of 200 steps in a fresh process (target <= 1 GiB).
 `workers`: wall time of `optbench run` on a suite with each worker/thread split of this machine's
 cores, each into a fresh store; prints seconds and the speed-up over one worker.
 """
@@ -45,15 +57,154 @@ def bench_workers(suite: str, repeats: int) -> None:
         print(f"{split[0]:>8} x {split[1]:<7} {t:>8.1f} {base / t:>22.2f}")
 
 
+def small_config(steps: int, **values):
+    from bench.config import RunConfig
+
+    # nanoGPT's CPU recipe on the synthetic corpus; no clipping or schedule work the bare loop lacks
+    base = {"model": "small", "steps": steps, "eval_interval": steps, "eval_batches": 1, "clip": "none",
+            "schedule": "constant"}  # fmt: skip
+    return RunConfig.build({**base, **values})
+
+
+def bare_loop_seconds(cfg) -> float:
+    """The same model, optimizer and batches as train(cfg), with nothing else: the harness-free floor."""
+    from torch.nn import functional as F
+
+    from bench.data import BatchStream, load_corpus
+    from bench.techniques import OPTIMIZERS
+    from bench.train import build_model
+
+    corpus = load_corpus(cfg.data)
+    model = build_model(cfg, corpus, "cpu")
+    (opt,) = OPTIMIZERS[cfg.optimizer.name].build(model, cfg.optimizer.params, "cpu")
+    batches = BatchStream(corpus.train, cfg.batch_size, cfg.model["block_size"], seed=cfg.batch_seed)
+    model.train()
+    start = time.perf_counter()
+    for _ in range(cfg.total_steps):
+        x, y = batches.next()
+        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def bench_harness(steps: int, repeats: int) -> None:
+    from bench.data import load_corpus
+    from bench.train import train
+
+    cfg = small_config(steps)
+    load_corpus(cfg.data)  # built once, outside both timings
+    ratios, bare_times, harness_times = [], [], []
+    bare_loop_seconds(small_config(20))  # warm-up of allocator and kernels
+    for _ in range(repeats):
+        bare = bare_loop_seconds(cfg)
+        harness = train(cfg).train_time
+        bare_times.append(bare)
+        harness_times.append(harness)
+        ratios.append(bare / harness)
+    print(f"small preset, {steps} steps, AdamW, {repeats} alternated pairs, {os.cpu_count()} cores")
+    for name, times in (("bare loop", bare_times), ("train()", harness_times)):
+        median = statistics.median(times)
+        print(f"{name:<11} median {median:.2f} s  ({steps / median:.1f} steps/s)")
+    print(f"harness ratio (bare / train(), per pair) median {statistics.median(ratios):.3f}  "
+          f"min {min(ratios):.3f}  max {max(ratios):.3f}  (target >= 0.97)")  # fmt: skip
+
+
+def bench_kernels_impl(steps: int, repeats: int) -> None:
+    from bench.data import load_corpus
+    from bench.train import train
+
+    cores = os.cpu_count() or 1
+    variants = {
+        f"fused, {cores} threads": {"optimizer.impl": "fused"},
+        f"foreach, {cores} threads": {"optimizer.impl": "foreach"},
+        f"forloop, {cores} threads": {"optimizer.impl": "forloop"},
+        "fused, 1 thread": {"optimizer.impl": "fused", "threads": 1},
+    }
+    recipe = {"clip": {"name": "norm", "max_norm": 1.0}, "schedule": {"name": "warmup_cosine", "warmup": 10}}
+    configs = {name: small_config(steps, **recipe, **v) for name, v in variants.items()}
+    load_corpus(next(iter(configs.values())).data)
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    for _ in range(repeats):
+        for name, cfg in configs.items():  # interleaved
+            times[name].append(train(cfg).train_time)
+    first = next(iter(configs))
+    base = statistics.median(times[first])
+    print(f"small preset, AdamW, clip 1.0, {steps} steps, median of {repeats}")
+    for name in configs:
+        t = statistics.median(times[name])
+        print(f"{name:<22} {steps / t:7.1f} steps/s   time vs {first}: {t / base:.2f}x")
+
+
+def bench_startup(repeats: int) -> None:
+    for args in (["--help"], ["list"]):
+        times = [time_command([sys.executable, "-m", "bench", *args]) for _ in range(repeats)]
+        median = statistics.median(times)
+        print(f"optbench {' '.join(args):<7} median {median:.3f} s  max {max(times):.3f} s  (target < 1 s)")
+
+
+def bench_memory() -> None:
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "train", "--quiet", "--json", "--set", "model=small",
+         "--set", "steps=200", "--set", "eval_interval=100", "--set", "schedule.warmup=10"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    record = json.loads(out.stdout)
+    print(
+        f"small preset, 200 steps, batch 12: peak RSS {record['peak_memory_mb']:.0f} MiB (target <= 1024 MiB)"
+    )
+
+
+def bench_profile(steps: int) -> None:
+    """torch.profiler over train() on the nanoGPT recipe: where a step's time goes, by operator."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from bench.data import load_corpus
+    from bench.train import train
+
+    cfg = small_config(
+        steps, clip={"name": "norm", "max_norm": 1.0}, schedule={"name": "warmup_cosine", "warmup": 5}
+    )
+    load_corpus(cfg.data)
+    train(small_config(10))  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train(cfg)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=40))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="which", required=True)
     p = sub.add_parser("workers", help="suite wall time per worker/thread split")
     p.add_argument("--suite", default="suites/quick.toml")
     p.add_argument("--repeats", type=int, default=1)
+    p = sub.add_parser("harness", help="train() against a bare training loop")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--repeats", type=int, default=5)
+    p = sub.add_parser("kernels-impl", help="optimizer kernels and threads in train()")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--repeats", type=int, default=3)
+    p = sub.add_parser("startup", help="time to answer --help and list")
+    p.add_argument("--repeats", type=int, default=5)
+    sub.add_parser("memory", help="peak RSS of a small-preset run")
+    p = sub.add_parser("profile", help="operators that take a step's time (torch.profiler)")
+    p.add_argument("--steps", type=int, default=50)
     args = parser.parse_args(argv)
     if args.which == "workers":
         bench_workers(args.suite, args.repeats)
+    elif args.which == "harness":
+        bench_harness(args.steps, args.repeats)
+    elif args.which == "kernels-impl":
+        bench_kernels_impl(args.steps, args.repeats)
+    elif args.which == "startup":
+        bench_startup(args.repeats)
+    elif args.which == "profile":
+        bench_profile(args.steps)
+    else:
+        bench_memory()
     return 0
 
 
