@@ -186,9 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         threads = max(1, (os.cpu_count() or 1) // workers)
     threads = args.threads or threads
     plan = Plan(args.suite, suite_overrides(args), args.storage, workers, threads)
-    print(
-        f"{suite.name}: {len(suite.runs())} runs, {workers} worker(s) x {threads} thread(s)", file=sys.stderr
-    )
+    print(f"{suite.name}: {len(suite.runs())} runs, {workers} worker(s) x {threads} thread(s)", file=sys.stderr)
     summary = run_suite(plan, show_progress=not args.quiet)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
     best = f"; best {summary.best[1]:.4f} ({summary.best[0]})" if summary.best else ""
@@ -218,11 +216,7 @@ def cmd_results(args: argparse.Namespace) -> int:
             if c in frame
         ]
         with __import__("pandas").option_context("display.width", 200, "display.max_rows", None):
-            print(
-                frame[columns].to_string(index=False)
-                if len(frame)
-                else f"no results for suite '{suite.name}' yet"
-            )
+            print(frame[columns].to_string(index=False) if len(frame) else f"no results for suite '{suite.name}' yet")
     return 0
 
 
@@ -240,12 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     def run_file_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "file", nargs="?", help="a TOML file whose [base] table is the run (a suite file works)"
-        )
-        p.add_argument(
-            "--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. optimizer.lr=3e-4"
-        )
+        p.add_argument("file", nargs="?", help="a TOML file whose [base] table is the run (a suite file works)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. optimizer.lr=3e-4")
 
     p = sub.add_parser("train", help="one training run")
     run_file_args(p)

@@ -43,12 +43,8 @@ def _model_params(n_layer: int, n_head: int, n_embd: int, block_size: int) -> di
     }
 
 
-MODELS.add(
-    "tiny", "2 layers, 2 heads, width 64, context 64 (tests, quick suites)", **_model_params(2, 2, 64, 64)
-)
-MODELS.add(
-    "small", "nanoGPT's CPU model: 4 layers, 4 heads, width 128, context 64", **_model_params(4, 4, 128, 64)
-)
+MODELS.add("tiny", "2 layers, 2 heads, width 64, context 64 (tests, quick suites)", **_model_params(2, 2, 64, 64))
+MODELS.add("small", "nanoGPT's CPU model: 4 layers, 4 heads, width 128, context 64", **_model_params(4, 4, 128, 64))
 MODELS.add(
     "base",
     "nanoGPT's shakespeare_char GPU model: 6 layers, 6 heads, width 384, context 256",
@@ -69,9 +65,7 @@ CORPORA.add(
     length=Param(int, 1_000_000, "tokens generated", low=10_000),
     seed=Param(int, 1234, "seed of the source itself"),
 )
-CORPORA.add(
-    "tinyshakespeare", "the 1.1 MB nanoGPT / char-rnn corpus", tokenizer=TOKENIZER, vocab_size=BPE_VOCAB
-)
+CORPORA.add("tinyshakespeare", "the 1.1 MB nanoGPT / char-rnn corpus", tokenizer=TOKENIZER, vocab_size=BPE_VOCAB)
 CORPORA.add(
     "text",
     "any local UTF-8 text file",
@@ -93,9 +87,7 @@ CHOICE_AXES: dict[str, Registry] = {
 
 SCALARS: dict[str, Param] = {
     "steps": Param(int, 1000, "optimizer steps (ignored when tokens is set)", low=1),
-    "tokens": Param(
-        int, None, "training tokens; when set, steps = tokens / tokens per step", low=1, optional=True
-    ),
+    "tokens": Param(int, None, "training tokens; when set, steps = tokens / tokens per step", low=1, optional=True),
     "batch_size": Param(int, 12, "sequences per micro-batch", low=1, search=("int", 4, 64)),
     "grad_accum": Param(int, 1, "micro-batches per optimizer step", low=1),
     "eval_interval": Param(int, 250, "steps between validation evaluations", low=1),
@@ -103,12 +95,8 @@ SCALARS: dict[str, Param] = {
     "eval_batch_size": Param(int, 12, "sequences per validation batch (the same whatever batch_size)", low=1),
     "seed": Param(int, 0, "seed of the weights and dropout", low=0),
     "data_seed": Param(int, None, "seed of the batch order (default: seed)", low=0, optional=True),
-    "target": Param(
-        float, None, "validation loss whose time and tokens to reach are recorded", optional=True
-    ),
-    "divergence_factor": Param(
-        float, 3.0, "a train loss above this times the first one is divergence", low=1.0
-    ),
+    "target": Param(float, None, "validation loss whose time and tokens to reach are recorded", optional=True),
+    "divergence_factor": Param(float, 3.0, "a train loss above this times the first one is divergence", low=1.0),
     "device": Param(str, "cpu", "cpu, cuda, cuda:N or auto"),
     "autocast": Param(str, "none", "mixed precision", choices=("none", "bf16")),
     "threads": Param(int, None, "torch threads (default: torch's)", low=1, optional=True),
@@ -258,9 +246,7 @@ def canonical_defaults() -> dict[str, Any]:
     return RunConfig.from_dict({}).to_dict()
 
 
-def apply_values(
-    base: dict[str, Any], values: Mapping[str, Any], source: str | None = None
-) -> dict[str, Any]:
+def apply_values(base: dict[str, Any], values: Mapping[str, Any], source: str | None = None) -> dict[str, Any]:
     """A copy of `base` with each (possibly dotted) key of `values` applied in order."""
     out = copy.deepcopy(base)
     try:
@@ -366,9 +352,7 @@ def normalize_regularization(value: Any, key: str) -> dict[str, dict[str, Any]]:
             elif isinstance(params, Mapping):
                 out[name] = dict(params)
             else:
-                raise ConfigError(
-                    f"{key}.{name}", f"must be a table of parameters, true or false, got {params!r}"
-                )
+                raise ConfigError(f"{key}.{name}", f"must be a table of parameters, true or false, got {params!r}")
         return out
     raise ConfigError(key, f"must be a regularizer name, a list of names or a table, got {value!r}")
 

@@ -27,9 +27,7 @@ import torch
 
 from bench.registry import Choice, ConfigError
 
-TINYSHAKESPEARE_URL = (
-    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-)
+TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 TINYSHAKESPEARE_FILE = "tinyshakespeare.txt"
 TRAIN_FRACTION = 0.9
@@ -149,9 +147,7 @@ def find_tinyshakespeare() -> Path:
         ) from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != TINYSHAKESPEARE_SHA256:
-        raise ConfigError(
-            "data", f"downloaded tinyshakespeare has sha256 {digest}, expected {TINYSHAKESPEARE_SHA256}"
-        )
+        raise ConfigError("data", f"downloaded tinyshakespeare has sha256 {digest}, expected {TINYSHAKESPEARE_SHA256}")
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".part")
     tmp.write_bytes(data)
@@ -287,13 +283,9 @@ def split(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class BatchStream:
     """Random windows of a token array, as nanoGPT's get_batch, from a generator of their own."""
 
-    def __init__(
-        self, tokens: torch.Tensor, batch_size: int, block_size: int, seed: int, device: str = "cpu"
-    ):
+    def __init__(self, tokens: torch.Tensor, batch_size: int, block_size: int, seed: int, device: str = "cpu"):
         if len(tokens) <= block_size + 1:
-            raise ConfigError(
-                "model.block_size", f"the corpus split has {len(tokens)} tokens, fewer than a context"
-            )
+            raise ConfigError("model.block_size", f"the corpus split has {len(tokens)} tokens, fewer than a context")
         self.tokens, self.batch_size, self.block_size, self.device = tokens, batch_size, block_size, device
         self.generator = torch.Generator().manual_seed(seed)
         self.offsets = torch.arange(block_size + 1)

@@ -4,6 +4,7 @@
     python -m bench.perf kernels-impl [--steps 300] [--repeats 3]
     python -m bench.perf startup  [--repeats 5]
     python -m bench.perf memory
+    python -m bench.perf nanogpt  [--suite suites/nanogpt_cpu.toml]
     python -m bench.perf profile  [--steps 50]
     python -m bench.perf workers  [--suite suites/quick.toml] [--repeats 1]
 
@@ -13,6 +14,7 @@ optimizer and batches with no logging and no evaluation; alternated, median rati
 for-loop kernels, and with 1 or all threads.
 `startup`: seconds until `optbench --help` and `optbench list` answer (target < 1 s).
 `profile`: torch.profiler's table of the operators that take train()'s time on the nanoGPT recipe.
+`nanogpt`: wall time and validation loss of the nanoGPT CPU recipe against nanoGPT's own on this machine kind.
 `memory`: peak RSS of a small-preset run of 200 steps in a fresh process (target <= 1 GiB).
 `workers`: wall time of `optbench run` on a suite with each worker/thread split of this machine's
 cores, each into a fresh store; prints seconds and the speed-up over one worker.
@@ -153,9 +155,7 @@ def bench_memory() -> None:
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     record = json.loads(out.stdout)
-    print(
-        f"small preset, 200 steps, batch 12: peak RSS {record['peak_memory_mb']:.0f} MiB (target <= 1024 MiB)"
-    )
+    print(f"small preset, 200 steps, batch 12: peak RSS {record['peak_memory_mb']:.0f} MiB (target <= 1024 MiB)")
 
 
 def bench_profile(steps: int) -> None:
@@ -165,14 +165,30 @@ def bench_profile(steps: int) -> None:
     from bench.data import load_corpus
     from bench.train import train
 
-    cfg = small_config(
-        steps, clip={"name": "norm", "max_norm": 1.0}, schedule={"name": "warmup_cosine", "warmup": 5}
-    )
+    cfg = small_config(steps, clip={"name": "norm", "max_norm": 1.0}, schedule={"name": "warmup_cosine", "warmup": 5})
     load_corpus(cfg.data)
     train(small_config(10))  # warm-up
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         train(cfg)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=40))
+
+
+# nanoGPT's own train.py on this kind of machine (2-core CPU): README CPU recipe, 2000 iterations.
+NANOGPT_SECONDS, NANOGPT_VAL_LOSS = 102.8, 1.886
+
+
+def bench_nanogpt(suite: str) -> None:
+    """The nanoGPT CPU recipe through `optbench train`, against nanoGPT's own figures on this machine kind."""
+    from bench.config import load_run_config
+    from bench.train import train
+
+    record = train(load_run_config(suite, None))
+    print(
+        f"{suite}: {record.steps} steps, validation loss {record.final_val_loss:.4f} "
+        f"({record.final_val_loss - NANOGPT_VAL_LOSS:+.4f} vs nanoGPT's {NANOGPT_VAL_LOSS}, target within 0.03)"
+    )
+    share = record.wall_time / NANOGPT_SECONDS
+    print(f"wall {record.wall_time:.1f} s = {share:.0%} of nanoGPT's {NANOGPT_SECONDS} s ({1 / share:.2f}x faster)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("startup", help="time to answer --help and list")
     p.add_argument("--repeats", type=int, default=5)
     sub.add_parser("memory", help="peak RSS of a small-preset run")
+    p = sub.add_parser("nanogpt", help="the nanoGPT CPU recipe against nanoGPT's own time and loss")
+    p.add_argument("--suite", default="suites/nanogpt_cpu.toml")
     p = sub.add_parser("profile", help="operators that take a step's time (torch.profiler)")
     p.add_argument("--steps", type=int, default=50)
     args = parser.parse_args(argv)
@@ -201,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_kernels_impl(args.steps, args.repeats)
     elif args.which == "startup":
         bench_startup(args.repeats)
+    elif args.which == "nanogpt":
+        bench_nanogpt(args.suite)
     elif args.which == "profile":
         bench_profile(args.steps)
     else:

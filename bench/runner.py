@@ -90,9 +90,7 @@ def import_finished_runs(store: Store, study: Any, runs: dict[str, Run]) -> int:
     """Copy runs another study of this storage already finished, so no run is trained twice."""
     import optuna
 
-    have = {
-        t.user_attrs.get("run_hash") for t in study.get_trials(deepcopy=False) if trial_status(t) in FINISHED
-    }
+    have = {t.user_attrs.get("run_hash") for t in study.get_trials(deepcopy=False) if trial_status(t) in FINISHED}
     wanted = set(runs) - have
     if not wanted:
         return 0
@@ -217,14 +215,10 @@ def run_suite(plan: Plan, show_progress: bool = True) -> Summary:
             import torch
 
             torch.set_num_threads(plan.threads)
-            worker_loop(
-                plan, on_finish=lambda run, record: progress.update(summarize(store, suite, started, copied))
-            )
+            worker_loop(plan, on_finish=lambda run, record: progress.update(summarize(store, suite, started, copied)))
         else:
             context = multiprocessing.get_context("spawn")
-            procs = [
-                context.Process(target=_worker_main, args=(plan,), daemon=False) for _ in range(plan.workers)
-            ]
+            procs = [context.Process(target=_worker_main, args=(plan,), daemon=False) for _ in range(plan.workers)]
             for p in procs:
                 p.start()
             while any(p.is_alive() for p in procs):

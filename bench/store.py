@@ -90,9 +90,7 @@ class Store:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # heartbeats are experimental in Optuna and meant for study.optimize; we drive them ourselves
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        warnings.filterwarnings(
-            "ignore", message="Heartbeat of storage is supposed to be used with Study.optimize"
-        )
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
         url = url or default_storage_url()
         if "://" not in url or url.startswith("journal://"):
             path = Path(url.removeprefix("journal://")).expanduser()
@@ -230,9 +228,7 @@ class Store:
         """Store a RunRecord in its claimed trial and close it: COMPLETE, or FAIL for a failed run."""
         from optuna.trial import TrialState
 
-        for step, value in zip(
-            record.curves.get("val_step", []), record.curves.get("val_loss", []), strict=False
-        ):
+        for step, value in zip(record.curves.get("val_step", []), record.curves.get("val_loss", []), strict=False):
             if value is not None and math.isfinite(value):
                 self.storage.set_trial_intermediate_value(trial_id, step, value)
         for key, value in record_attrs(record).items():
@@ -295,9 +291,7 @@ def allowed_strings(name: str, choice_axes: dict, scalars: dict, regularizers: A
         registry = choice_axes[head]
         if rest == "name":
             return registry.names()
-        options = {
-            tuple(e.params[rest].choices) for e in registry if rest in e.params and e.params[rest].choices
-        }
+        options = {tuple(e.params[rest].choices) for e in registry if rest in e.params and e.params[rest].choices}
         return sorted({c for opts in options for c in opts}) if options else None
     if head in scalars and scalars[head].choices:
         return list(scalars[head].choices)

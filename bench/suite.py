@@ -84,9 +84,7 @@ class Suite:
     def _parse(cls, doc: Mapping[str, Any], source: str | None, overrides: Mapping[str, Any]) -> Suite:
         for key in doc:
             if key not in SECTIONS:
-                raise ConfigError(
-                    key, f"unknown section{closest(key, list(SECTIONS))}; allowed: {', '.join(SECTIONS)}"
-                )
+                raise ConfigError(key, f"unknown section{closest(key, list(SECTIONS))}; allowed: {', '.join(SECTIONS)}")
         meta = table(doc, "suite")
         for key in meta:
             if key not in SUITE_KEYS:
@@ -174,8 +172,7 @@ class Suite:
         keys = ordered_axes(self.axes)
         if self.design == "grid":
             combos = [
-                dict(zip(keys, values, strict=True))
-                for values in itertools.product(*(self.axes[k] for k in keys))
+                dict(zip(keys, values, strict=True)) for values in itertools.product(*(self.axes[k] for k in keys))
             ]
         else:
             combos = [{}] + [{k: v} for k in keys for v in self.axes[k]]
@@ -198,9 +195,7 @@ class Suite:
         if self.max_runs is not None:
             keep = max(1, self.max_runs // len(self.seeds))
             if keep < len(configs):  # whole configurations, so each keeps all its seeds
-                picked = sorted(
-                    random.Random(f"{self.name}:{self.max_runs}").sample(range(len(configs)), keep)
-                )
+                picked = sorted(random.Random(f"{self.name}:{self.max_runs}").sample(range(len(configs)), keep))
                 configs = [configs[i] for i in picked]
         return [Run(cfg.override({"seed": s}), arm) for cfg, arm in configs for s in self.seeds]
 

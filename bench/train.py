@@ -54,9 +54,7 @@ class RunRecord:
     target_step: int | None = None
     target_tokens: int | None = None
     target_time: float | None = None
-    curves: dict[str, list] = field(
-        default_factory=dict
-    )  # train_loss, grad_norm, lr per step; val_step, val_loss
+    curves: dict[str, list] = field(default_factory=dict)  # train_loss, grad_norm, lr per step; val_step, val_loss
     env: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,7 +151,7 @@ def run_training(cfg: RunConfig, progress: Progress | None = None) -> tuple[RunR
     model = None
     try:
         with torch_threads(cfg.threads):
-            model = _train(cfg, record, progress, start)
+            model = _train(cfg, record, progress)
     except ConfigError:
         raise  # bad input (a missing corpus, say) is the caller's to report, not a failed run
     except Exception:
@@ -165,46 +163,103 @@ def run_training(cfg: RunConfig, progress: Progress | None = None) -> tuple[RunR
     return record, model
 
 
-def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None, start: float) -> GPT:
+class Training:
+    """Everything one run needs, built from its config: the model, its optimizers, schedules, clipping,
+    batches and regularizers. `step()` is one optimizer step exactly as train() takes it (the kernel
+    suite times this same method)."""
+
+    def __init__(self, cfg: RunConfig, device: str | None = None):
+        self.cfg = cfg
+        self.device = device = device or resolve_device(cfg.device)
+        self.corpus = corpus = load_corpus(cfg.data)
+        self.model = model = build_model(cfg, corpus, device)
+        self.optimizers = OPTIMIZERS[cfg.optimizer.name].build(model, cfg.optimizer.params, device)
+        self.lr_factor = multiplier(cfg.schedule, cfg.total_steps)
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, self.lr_factor) for opt in self.optimizers]
+        self.clip = CLIPPING[cfg.clip.name].build(cfg.clip.params)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.matrices = [p for p in self.params if p.dim() >= 2]
+        block = cfg.model["block_size"]
+        self.batches = BatchStream(corpus.train, cfg.batch_size, block, seed=cfg.batch_seed, device=device)
+        self.val_batches = fixed_batches(corpus.val, cfg.eval_batches, cfg.eval_batch_size, block, device)
+        smoothing, z_loss, l2 = (cfg.regularizer(n) for n in ("label_smoothing", "z_loss", "l2"))
+        self.smoothing = smoothing["eps"] if smoothing else 0.0
+        self.z_loss = z_loss["coef"] if z_loss else 0.0
+        self.l2 = l2["coef"] if l2 else 0.0
+        self.ema = None
+        ema = cfg.regularizer("ema")
+        if ema:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema["decay"]))
+        self.autocast = torch.autocast(
+            device_type="cuda" if device.startswith("cuda") else "cpu",
+            dtype=torch.bfloat16,
+            enabled=cfg.autocast == "bf16",
+        )
+        model.train()
+
+    def step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step over grad_accum micro-batches: (mean cross-entropy, gradient norm), on the device."""
+        cfg = self.cfg
+        ce_sum = None
+        for _ in range(cfg.grad_accum):
+            x, y = self.batches.next()
+            with self.autocast:
+                objective, ce = loss_terms(self.model(x), y, self.smoothing, self.z_loss)
+            (objective / cfg.grad_accum if cfg.grad_accum > 1 else objective).backward()
+            ce_sum = ce.detach() if ce_sum is None else ce_sum + ce.detach()
+        if self.l2:
+            torch._foreach_add_([p.grad for p in self.matrices], self.matrices, alpha=self.l2)
+        norm = self.clip(self.params)
+        for opt in self.optimizers:
+            opt.step()
+        for sched in self.schedulers:
+            sched.step()
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return (ce_sum / cfg.grad_accum if cfg.grad_accum > 1 else ce_sum), norm
+
+    def evaluate(self) -> float:
+        """Mean validation cross-entropy over the fixed batches, at the weights a run reports."""
+        for opt in self.optimizers:  # schedule-free: evaluate at the averaged weights x, not at y
+            if hasattr(opt, "eval"):
+                opt.eval()
+        net = self.ema.module if self.ema is not None else self.model
+        net.eval()
+        with torch.inference_mode(), self.autocast:
+            total_loss = torch.zeros((), device=self.device)
+            for x, y in self.val_batches:
+                total_loss += F.cross_entropy(net(x).flatten(0, 1).float(), y.flatten())
+            value = total_loss.item() / len(self.val_batches)
+        net.train()
+        for opt in self.optimizers:
+            if hasattr(opt, "train"):
+                opt.train()
+        return value
+
+    def evaluated_model(self) -> GPT:
+        """The weights evaluate() uses: the EMA's, or a schedule-free optimizer's average."""
+        if self.ema is not None:
+            return self.ema.module
+        for opt in self.optimizers:
+            if hasattr(opt, "eval"):
+                opt.eval()
+        return self.model
+
+
+def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None) -> GPT:
     device = resolve_device(cfg.device)
     record.env = environment(device)
-    corpus = load_corpus(cfg.data)
-    record.loss_floor = corpus.entropy_rate
-    model = build_model(cfg, corpus, device)
-    record.n_params = model.num_params()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(torch.device(device))
-
-    optimizers = OPTIMIZERS[cfg.optimizer.name].build(model, cfg.optimizer.params, device)
+    run = Training(cfg, device)
+    record.loss_floor = run.corpus.entropy_rate
+    record.n_params = run.model.num_params()
     total = cfg.total_steps
-    lr_factor = multiplier(cfg.schedule, total)
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, lr_factor) for opt in optimizers]
-    clip = CLIPPING[cfg.clip.name].build(cfg.clip.params)
-    params = [p for p in model.parameters() if p.requires_grad]
-    matrices = [p for p in params if p.dim() >= 2]
-
-    block = cfg.model["block_size"]
-    batches = BatchStream(corpus.train, cfg.batch_size, block, seed=cfg.batch_seed, device=device)
-    val_batches = fixed_batches(corpus.val, cfg.eval_batches, cfg.eval_batch_size, block, device)
-
-    smoothing = cfg.regularizer("label_smoothing")
-    smoothing = smoothing["eps"] if smoothing else 0.0
-    z_loss = cfg.regularizer("z_loss")
-    z_loss = z_loss["coef"] if z_loss else 0.0
-    l2 = cfg.regularizer("l2")
-    l2 = l2["coef"] if l2 else 0.0
     early = cfg.regularizer("early_stopping")
-    ema_choice = cfg.regularizer("ema")
-    ema = None
-    if ema_choice:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_choice["decay"]))
-    autocast = torch.autocast(
-        device_type="cuda" if device.startswith("cuda") else "cpu",
-        dtype=torch.bfloat16,
-        enabled=cfg.autocast == "bf16",
-    )
 
     losses = torch.zeros(total, device=device)
     norms = torch.zeros(total, device=device)
@@ -216,23 +271,6 @@ def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None, start: 
     best, stale = math.inf, 0
     train_time = 0.0
     tokens_per_step = cfg.tokens_per_step
-
-    def evaluate() -> float:
-        for opt in optimizers:  # schedule-free: evaluate at the averaged weights x, not at y
-            if hasattr(opt, "eval"):
-                opt.eval()
-        net = ema.module if ema is not None else model
-        net.eval()
-        with torch.inference_mode(), autocast:
-            total_loss = torch.zeros((), device=device)
-            for x, y in val_batches:
-                total_loss += F.cross_entropy(net(x).flatten(0, 1).float(), y.flatten())
-            value = total_loss.item() / len(val_batches)
-        net.train()
-        for opt in optimizers:
-            if hasattr(opt, "train"):
-                opt.train()
-        return value
 
     def sync(upto: int) -> int | None:
         """Copy buffered values to the host; the first diverged step, if any."""
@@ -250,30 +288,10 @@ def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None, start: 
 
     if progress:
         progress.start(cfg, total)
-    model.train()
     tick = time.perf_counter()
     step = 0
     for step in range(total):
-        ce_sum = None
-        for _ in range(cfg.grad_accum):
-            x, y = batches.next()
-            with autocast:
-                objective, ce = loss_terms(model(x), y, smoothing, z_loss)
-            (objective / cfg.grad_accum if cfg.grad_accum > 1 else objective).backward()
-            ce_sum = ce.detach() if ce_sum is None else ce_sum + ce.detach()
-        if l2:
-            torch._foreach_add_([p.grad for p in matrices], matrices, alpha=l2)
-        norms[step] = clip(params)
-        for opt in optimizers:
-            opt.step()
-        for sched in schedulers:
-            sched.step()
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.update_parameters(model)
-        losses[step] = ce_sum / cfg.grad_accum if cfg.grad_accum > 1 else ce_sum
-
+        losses[step], norms[step] = run.step()
         done = step + 1
         is_eval = done % cfg.eval_interval == 0 or done == total
         if done % SYNC_EVERY == 0 or is_eval:
@@ -287,7 +305,7 @@ def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None, start: 
             if device.startswith("cuda"):
                 torch.cuda.synchronize(torch.device(device))
             train_time += time.perf_counter() - tick
-            val = evaluate()
+            val = run.evaluate()
             tick = time.perf_counter()
             val_steps.append(done)
             val_losses.append(val)
@@ -330,13 +348,8 @@ def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None, start: 
     record.curves = {
         "train_loss": [v if math.isfinite(v) else None for v in host_losses[:done]],
         "grad_norm": [v if math.isfinite(v) else None for v in host_norms[:done]],
-        "lr": [base_lr * lr_factor(t) for t in range(done)],
+        "lr": [base_lr * run.lr_factor(t) for t in range(done)],
         "val_step": val_steps,
         "val_loss": [v if math.isfinite(v) else None for v in val_losses],
     }
-    if ema is not None:
-        return ema.module
-    for opt in optimizers:  # hand back the weights that were evaluated
-        if hasattr(opt, "eval"):
-            opt.eval()
-    return model
+    return run.evaluated_model()

@@ -15,9 +15,7 @@ schedule = "constant"
 """
 
 
-def write_suite(
-    folder: Path, name: str, axes: str, seeds: str = "[0, 1]", steps: int = 20, extra: str = ""
-) -> Path:
+def write_suite(folder: Path, name: str, axes: str, seeds: str = "[0, 1]", steps: int = 20, extra: str = "") -> Path:
     path = folder / f"{name}.toml"
     path.write_text(
         f'[suite]\nname = "{name}"\nseeds = {seeds}\n{extra}\n'

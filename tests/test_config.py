@@ -57,9 +57,7 @@ def test_tokens_budget_sets_steps():
 
 
 def test_parse_set_reads_toml_values_and_bare_words():
-    assert parse_set(
-        ["optimizer.lr=3e-4", "optimizer.name=lion", "optimizer.betas=[0.9, 0.95]", "x=true"]
-    ) == {
+    assert parse_set(["optimizer.lr=3e-4", "optimizer.name=lion", "optimizer.betas=[0.9, 0.95]", "x=true"]) == {
         "optimizer.lr": 3e-4,
         "optimizer.name": "lion",
         "optimizer.betas": [0.9, 0.95],

@@ -24,9 +24,7 @@ def test_stationary_distribution_is_stationary():
 
 
 def test_synthetic_corpus_is_deterministic_and_split_90_10():
-    choice = Choice.of(
-        "synthetic", {"order": 1, "alphabet": 8, "concentration": 0.2, "length": 20_000, "seed": 3}
-    )
+    choice = Choice.of("synthetic", {"order": 1, "alphabet": 8, "concentration": 0.2, "length": 20_000, "seed": 3})
     a = load_corpus(choice)
     load_corpus.cache_clear()
     b = load_corpus(choice)
@@ -49,9 +47,7 @@ def test_tinyshakespeare_matches_nanogpt_shakespeare_char():
 
 def test_missing_text_file_is_bad_input(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
-        load_corpus(
-            Choice.of("text", {"path": str(tmp_path / "nope.txt"), "tokenizer": "char", "vocab_size": 512})
-        )
+        load_corpus(Choice.of("text", {"path": str(tmp_path / "nope.txt"), "tokenizer": "char", "vocab_size": 512}))
 
 
 def test_tokenizers_round_trip(tmp_path):

@@ -6,9 +6,7 @@ from bench.model import GPT, GPTConfig
 
 def make(positions="learned", **kw):
     torch.manual_seed(0)
-    return GPT(
-        GPTConfig(vocab_size=11, n_layer=2, n_head=2, n_embd=16, block_size=8, positions=positions, **kw)
-    ).eval()
+    return GPT(GPTConfig(vocab_size=11, n_layer=2, n_head=2, n_embd=16, block_size=8, positions=positions, **kw)).eval()
 
 
 @pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rotary"])
@@ -79,10 +77,6 @@ def test_beam_search_finds_at_least_greedys_likelihood():
 def test_sampling_is_seeded():
     model = make()
     prompt = torch.tensor([[1]])
-    a = model.generate(
-        prompt, 10, method="sample", temperature=1.0, generator=torch.Generator().manual_seed(3)
-    )
-    b = model.generate(
-        prompt, 10, method="sample", temperature=1.0, generator=torch.Generator().manual_seed(3)
-    )
+    a = model.generate(prompt, 10, method="sample", temperature=1.0, generator=torch.Generator().manual_seed(3))
+    b = model.generate(prompt, 10, method="sample", temperature=1.0, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)

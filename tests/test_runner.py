@@ -35,9 +35,7 @@ def test_runs_every_run_once_and_resumes(tmp_path):
     frame = load_results("resume", storage)
     assert len(frame) == 12 and set(frame["status"]) == {"complete"}
     assert set(frame["run_hash"]) == {r.hash for r in Suite.load(path).runs()}
-    assert {"config.optimizer.name", "config.optimizer.lr", "arm.optimizer", "seed", "value"} <= set(
-        frame.columns
-    )
+    assert {"config.optimizer.name", "config.optimizer.lr", "arm.optimizer", "seed", "value"} <= set(frame.columns)
     # the same command again trains nothing
     assert worker_loop(plan_for(path, storage)) == 0
     assert len(Store.open(storage).existing_study("resume").get_trials()) == 12
@@ -79,9 +77,7 @@ def test_interrupted_and_failed_runs_run_again(tmp_path):
 
 def test_a_failing_run_is_stored_and_the_suite_goes_on(tmp_path):
     axes = (
-        'device = ["cpu", "cuda:7"]'
-        if not __import__("torch").cuda.is_available()
-        else 'device = ["cpu", "cuda:99"]'
+        'device = ["cpu", "cuda:7"]' if not __import__("torch").cuda.is_available() else 'device = ["cpu", "cuda:99"]'
     )
     path = write_suite(tmp_path, "fails", axes, seeds="[0]")
     storage = str(tmp_path / "x.journal")
@@ -150,9 +146,7 @@ def test_crash_safety_sigkill_at_random_moments(tmp_path):
 
 
 POSTGRES = os.environ.get("OPTBENCH_TEST_POSTGRES")
-needs_postgres = pytest.mark.skipif(
-    not POSTGRES, reason="set OPTBENCH_TEST_POSTGRES (scripts/postgres.sh starts one)"
-)
+needs_postgres = pytest.mark.skipif(not POSTGRES, reason="set OPTBENCH_TEST_POSTGRES (scripts/postgres.sh starts one)")
 
 
 def unique(name):
@@ -187,9 +181,7 @@ def test_killed_worker_run_is_retried_by_another_through_heartbeats(tmp_path):
     path = write_suite(tmp_path, name, GRID_12, steps=400, seeds=fresh_seeds())
     env = {**os.environ, "OPTBENCH_HEARTBEAT_INTERVAL": "1", "OPTBENCH_GRACE_PERIOD": "4"}
     procs = [
-        optbench(
-            "run", str(path), "--storage", POSTGRES, "--workers", "1", "--threads", "1", "--quiet", env=env
-        )
+        optbench("run", str(path), "--storage", POSTGRES, "--workers", "1", "--threads", "1", "--quiet", env=env)
         for _ in range(3)
     ]
     store = Store.open(POSTGRES)
@@ -209,8 +201,6 @@ def test_killed_worker_run_is_retried_by_another_through_heartbeats(tmp_path):
     victim.wait()
     assert [p.wait(timeout=300) for p in procs[1:]] == [0, 0]
     assert finished_per_run(POSTGRES, name) == {r.hash: 1 for r in Suite.load(path).runs()}
-    attempts = [
-        t for t in store.existing_study(name).get_trials() if t.user_attrs.get("run_hash") == killed_run
-    ]
+    attempts = [t for t in store.existing_study(name).get_trials() if t.user_attrs.get("run_hash") == killed_run]
     assert [t.state for t in attempts] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
     assert attempts[1].user_attrs["worker"]["pid"] != victim.pid

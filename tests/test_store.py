@@ -14,9 +14,7 @@ def test_downsample_keeps_ends_and_caps_points():
 
 
 def test_param_distributions_are_stable_across_values():
-    a = param_distributions(
-        {"optimizer.name": "adamw", "optimizer.lr": 1e-3, "steps": 10, "model.bias": False}
-    )
+    a = param_distributions({"optimizer.name": "adamw", "optimizer.lr": 1e-3, "steps": 10, "model.bias": False})
     b = param_distributions({"optimizer.name": "lion", "optimizer.lr": 3e-3, "steps": 20, "model.bias": True})
     for name in a:
         optuna.distributions.check_distribution_compatibility(a[name][1], b[name][1])

@@ -46,8 +46,7 @@ def test_divergence_ends_the_run_with_its_step(tiny):
     bad = r.curves["train_loss"][r.status_step - 1]
     assert bad is None or bad > 3 * r.curves["train_loss"][0]
     assert all(
-        v is not None and v <= 3 * r.curves["train_loss"][0]
-        for v in r.curves["train_loss"][: r.status_step - 1]
+        v is not None and v <= 3 * r.curves["train_loss"][0] for v in r.curves["train_loss"][: r.status_step - 1]
     )
 
 

@@ -52,9 +52,7 @@ def build_value(p: dict) -> Clipper:
 @CLIPPING.register(
     "adaptive",
     "unit-wise adaptive clipping (AGC, Brock et al. 2021): |g_i| <= clipping * max(|w_i|, eps) per row",
-    clipping=Param(
-        float, 0.01, "largest gradient/weight norm ratio", positive=True, search=("log", 1e-3, 0.1)
-    ),
+    clipping=Param(float, 0.01, "largest gradient/weight norm ratio", positive=True, search=("log", 1e-3, 0.1)),
     eps=Param(float, 1e-3, "floor on the weight norm", positive=True),
 )
 def build_adaptive(p: dict) -> Clipper:
@@ -71,9 +69,7 @@ def build_adaptive(p: dict) -> Clipper:
                 w_norm = unitwise_norm(w, dims).clamp_min(p["eps"])
                 g_norm = unitwise_norm(g, dims)
                 max_norm = p["clipping"] * w_norm
-                scale = torch.where(
-                    g_norm > max_norm, max_norm / g_norm.clamp_min(1e-6), torch.ones_like(g_norm)
-                )
+                scale = torch.where(g_norm > max_norm, max_norm / g_norm.clamp_min(1e-6), torch.ones_like(g_norm))
                 g.mul_(scale)
         return norm
 

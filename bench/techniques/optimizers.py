@@ -64,9 +64,7 @@ def _torch(cls_name: str, **fixed: Any):
     return build
 
 
-OPTIMIZERS.register("sgd", "plain stochastic gradient descent (torch.optim.SGD)", **_common(0.1))(
-    _torch("SGD")
-)
+OPTIMIZERS.register("sgd", "plain stochastic gradient descent (torch.optim.SGD)", **_common(0.1))(_torch("SGD"))
 OPTIMIZERS.register(
     "momentum",
     "SGD with heavy-ball momentum (torch.optim.SGD)",
@@ -149,9 +147,7 @@ def build_lion(model: Any, p: dict, device: str = "cpu") -> list:
         momentum=Param(float, 0.95, "Muon momentum", low=0.0, high=1.0, search=("float", 0.85, 0.99)),
         nesterov=Param(bool, True, "Nesterov momentum in Muon"),
         ns_steps=Param(int, 5, "Newton-Schulz iterations", low=1),
-        betas=Param(
-            tuple, (0.9, 0.95), "AdamW (beta1, beta2) for the other parameters", length=2, low=0.0, high=1.0
-        ),
+        betas=Param(tuple, (0.9, 0.95), "AdamW (beta1, beta2) for the other parameters", length=2, low=0.0, high=1.0),
     ),
 )
 def build_muon(model: Any, p: dict, device: str = "cpu") -> list:

@@ -53,9 +53,7 @@ def _exponential(p: dict, t: int, n: int) -> float:
     return p["final_ratio"] ** (t / n)
 
 
-@SCHEDULES.register(
-    "linear", "linear decay to min_lr_ratio (LinearLR)", warmup=_warmup(), min_lr_ratio=MIN_RATIO
-)
+@SCHEDULES.register("linear", "linear decay to min_lr_ratio (LinearLR)", warmup=_warmup(), min_lr_ratio=MIN_RATIO)
 def _linear(p: dict, t: int, n: int) -> float:
     return 1.0 - (1.0 - p["min_lr_ratio"]) * min(t, n) / n
 
