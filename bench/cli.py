@@ -220,6 +220,65 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def kernel_suite_dir() -> Path:
+    import bench
+
+    path = Path(bench.__file__).resolve().parent.parent / "suites" / "kernels"
+    if not path.is_dir():
+        raise ConfigError("", f"the kernel suites are not beside this installation (looked in {path})")
+    return path
+
+
+def cmd_kernels(args: argparse.Namespace) -> int:
+    import subprocess
+
+    for device in args.device.split(","):
+        if not (device in ("cpu", "cuda") or device.startswith("cuda:")):
+            raise ConfigError("--device", f"must be cpu, cuda or cuda:N (comma-separated), got {device!r}")
+    suite_dir = kernel_suite_dir()
+    storage = results_dir().resolve() / "kernels"
+    json_path = Path(args.json).resolve() if args.json else storage / "latest.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "pytest", str(suite_dir), "-q", "-p", "no:cacheprovider",
+        f"--device={args.device}",
+        f"--kernel-presets={'small' if args.quick else 'tiny,small,base'}",
+        f"--kernel-rounds={3 if args.quick else 10}",
+        f"--benchmark-json={json_path}",
+        f"--benchmark-storage=file://{storage}", "--benchmark-autosave",
+        "--benchmark-columns=median,iqr,rounds", "--benchmark-sort=name",
+    ]  # fmt: skip
+    if args.k:
+        command += ["-k", args.k]
+    print(f"optbench kernels: {' '.join(command[3:])}", file=sys.stderr)
+    done = subprocess.run(command, cwd=suite_dir.parent.parent, stdout=subprocess.DEVNULL if not args.verbose else None)
+    if json_path.is_file():
+        print(kernel_table(json.loads(json_path.read_text())))
+        print(f"JSON: {json_path}; history for `pytest-benchmark compare`: {storage}", file=sys.stderr)
+    return 0 if done.returncode == 0 else 1
+
+
+def kernel_table(data: dict[str, Any]) -> str:
+    """One line per kernel: group, case, median, achieved GFLOP/s and GB/s (and % of a known GPU's peak)."""
+    info = data.get("machine_info", {})
+    lines = [f"torch {info.get('torch')}, {info.get('torch_threads')} threads, {info.get('cpu_model')}"
+             + (f", {info['gpu']}" if info.get("gpu") else "")]  # fmt: skip
+    lines.append(f"{'group':<34} {'case':<44} {'median':>10} {'GFLOP/s':>9} {'GB/s':>8} {'%peak':>6}")
+    for b in sorted(data.get("benchmarks", []), key=lambda b: (b["group"] or "", b["name"])):
+        extra = b.get("extra_info", {})
+        median = b["stats"]["median"]
+        case = b["name"].split("[", 1)[-1].rstrip("]")
+        flops = extra.get("gflops_per_s")
+        gbs = extra.get("gb_per_s")
+        frac = extra.get("peak_flops_fraction")
+        lines.append(
+            f"{(b['group'] or ''):<34} {case:<44} {median * 1e6:>8.1f}us "
+            f"{(f'{flops:.1f}' if flops else '-'):>9} {(f'{gbs:.1f}' if gbs else '-'):>8} "
+            f"{(f'{100 * frac:.1f}' if frac is not None else '-'):>6}"
+        )
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="optbench", description="Benchmark LM training techniques on one fixed small GPT."
@@ -266,6 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of every run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("kernels", help="the pytest-benchmark kernel suites, kept under results/kernels/")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N; comma-separated for several")
+    p.add_argument("--quick", action="store_true", help="the small preset's shapes and 3 rounds each")
+    p.add_argument(
+        "--json", metavar="PATH", help="where to write the pytest-benchmark JSON (default results/kernels/latest.json)"
+    )
+    p.add_argument("-k", help="only kernels matching this pytest -k expression")
+    p.add_argument("--verbose", action="store_true", help="show pytest's own output")
+    p.set_defaults(func=cmd_kernels)
 
     p = sub.add_parser("results", help="one row per run: flattened config, seed, status, metrics")
     p.add_argument("suite", help="suite file (TOML)")

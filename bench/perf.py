@@ -6,6 +6,7 @@
     python -m bench.perf memory
     python -m bench.perf nanogpt  [--suite suites/nanogpt_cpu.toml]
     python -m bench.perf profile  [--steps 50]
+    python -m bench.perf crosscheck [--preset small] [--rounds 200]
     python -m bench.perf workers  [--suite suites/quick.toml] [--repeats 1]
 
 `harness`: steps per second of train() on the small preset against a bare loop of the same model,
@@ -13,6 +14,8 @@ optimizer and batches with no logging and no evaluation; alternated, median rati
 `kernels-impl`: train() steps per second of the nanoGPT recipe with the optimizer's fused, foreach and
 for-loop kernels, and with 1 or all threads.
 `startup`: seconds until `optbench --help` and `optbench list` answer (target < 1 s).
+`crosscheck`: pytest-benchmark's median against torch.utils.benchmark.Timer's for linear, layer norm and
+SDPA attention (target: within 10%).
 `profile`: torch.profiler's table of the operators that take train()'s time on the nanoGPT recipe.
 `nanogpt`: wall time and validation loss of the nanoGPT CPU recipe against nanoGPT's own on this machine kind.
 `memory`: peak RSS of a small-preset run of 200 steps in a fresh process (target <= 1 GiB).
@@ -23,6 +26,7 @@ cores, each into a fresh store; prints seconds and the speed-up over one worker.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -191,6 +195,53 @@ def bench_nanogpt(suite: str) -> None:
     print(f"wall {record.wall_time:.1f} s = {share:.0%} of nanoGPT's {NANOGPT_SECONDS} s ({1 / share:.2f}x faster)")
 
 
+CROSSCHECK = {"linear": "linear", "layer_norm": "layer_norm", "attention_sdpa": "attention_sdpa"}
+
+
+def bench_crosscheck(preset: str, rounds: int) -> None:
+    """pytest-benchmark's median against torch.utils.benchmark.Timer's for three kernels (target within 10%)."""
+    import json
+
+    import torch
+    import torch.utils.benchmark as tbench
+
+    from bench import kernels
+    from bench.env import set_threads
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "k.json"
+        suite = Path(__file__).resolve().parent.parent / "suites" / "kernels" / "test_ops.py"
+        selection = " or ".join(f"{name}-float32" for name in CROSSCHECK)
+        subprocess.run(
+            [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider", f"--kernel-presets={preset}",
+             f"--kernel-rounds={rounds}", f"--benchmark-json={out}", "-k", selection],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        medians = {b["group"]: b["stats"]["median"] for b in json.loads(out.read_text())["benchmarks"]}
+    print(f"{preset} preset, float32, cpu, {torch.get_num_threads()} threads")
+    print(f"{'kernel':<16} {'pytest-benchmark':>17} {'torch Timer':>12} {'ratio':>7}")
+    # Timer's default of one thread differs from torch's, so it gets the benchmark's count; and since any
+    # torch.set_num_threads call slows the CPU pool (bench.env.set_threads), its thread setter skips no-ops.
+    common = tbench.utils.common
+
+    @contextlib.contextmanager
+    def same_threads(n: int):
+        before = torch.get_num_threads()
+        set_threads(n)
+        try:
+            yield
+        finally:
+            set_threads(before)
+
+    common.set_torch_threads = same_threads
+    for group, factory in CROSSCHECK.items():
+        fn = getattr(kernels, factory)(preset, torch.float32, "cpu").fn
+        timer = tbench.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+        theirs = timer.blocked_autorange(min_run_time=1.0).median
+        ours = medians[group]
+        print(f"{group:<16} {ours * 1e6:>15.1f}us {theirs * 1e6:>10.1f}us {ours / theirs:>7.3f}  (target 0.90-1.10)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="which", required=True)
@@ -206,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("startup", help="time to answer --help and list")
     p.add_argument("--repeats", type=int, default=5)
     sub.add_parser("memory", help="peak RSS of a small-preset run")
+    p = sub.add_parser("crosscheck", help="pytest-benchmark against torch.utils.benchmark.Timer on three kernels")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--rounds", type=int, default=200)
     p = sub.add_parser("nanogpt", help="the nanoGPT CPU recipe against nanoGPT's own time and loss")
     p.add_argument("--suite", default="suites/nanogpt_cpu.toml")
     p = sub.add_parser("profile", help="operators that take a step's time (torch.profiler)")
@@ -219,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_kernels_impl(args.steps, args.repeats)
     elif args.which == "startup":
         bench_startup(args.repeats)
+    elif args.which == "crosscheck":
+        bench_crosscheck(args.preset, args.rounds)
     elif args.which == "nanogpt":
         bench_nanogpt(args.suite)
     elif args.which == "profile":

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.env import set_threads
 from bench.store import Store, latest_per_run, this_worker, trial_status
 from bench.suite import Run, Suite
 
@@ -163,9 +164,7 @@ def _worker_main(plan: Plan) -> None:
     """Entry point of a spawned worker process: SIGTERM stops it as Ctrl-C does."""
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        import torch
-
-        torch.set_num_threads(plan.threads)
+        set_threads(plan.threads)
         worker_loop(plan)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -212,15 +211,22 @@ def run_suite(plan: Plan, show_progress: bool = True) -> Summary:
     progress.update(summarize(store, suite, started, copied))
     try:
         if plan.workers == 1:
-            import torch
-
-            torch.set_num_threads(plan.threads)
+            set_threads(plan.threads)
             worker_loop(plan, on_finish=lambda run, record: progress.update(summarize(store, suite, started, copied)))
         else:
             context = multiprocessing.get_context("spawn")
             procs = [context.Process(target=_worker_main, args=(plan,), daemon=False) for _ in range(plan.workers)]
-            for p in procs:
-                p.start()
+            # workers start with their thread count from the environment, so they need no set_num_threads
+            previous = os.environ.get("OMP_NUM_THREADS")
+            os.environ["OMP_NUM_THREADS"] = str(plan.threads)
+            try:
+                for p in procs:
+                    p.start()
+            finally:
+                if previous is None:
+                    del os.environ["OMP_NUM_THREADS"]
+                else:
+                    os.environ["OMP_NUM_THREADS"] = previous
             while any(p.is_alive() for p in procs):
                 progress.update(summarize(store, suite, started, copied))
                 time.sleep(POLL_SECONDS)

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from bench.config import RunConfig
 from bench.data import BatchStream, Corpus, fixed_batches, load_corpus
-from bench.env import environment
+from bench.env import environment, set_threads
 from bench.model import GPT, GPTConfig
 from bench.registry import ConfigError
 from bench.techniques import CLIPPING, INITS, OPTIMIZERS
@@ -86,13 +86,11 @@ def resolve_device(device: str) -> str:
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
     before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     try:
         yield
     finally:
-        if threads:
-            torch.set_num_threads(before)
+        set_threads(before)
 
 
 def build_model(cfg: RunConfig, corpus: Corpus, device: str) -> GPT:

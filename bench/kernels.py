@@ -1,0 +1,408 @@
+"""The kernels underneath a training step, each with its work (FLOPs, bytes) and a plain reference.
+
+Used by the pytest-benchmark suites in suites/kernels/ and by `python -m bench.perf crosscheck`.
+A `Kernel` is a zero-argument callable to time, a check that compares its output with a reference
+computed in float64 (or by the for-loop implementation), and the FLOPs and bytes one call moves, from
+which the suites derive GFLOP/s, GB/s and, on a known GPU, the fraction of its peak.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from bench.config import MODELS
+
+BATCH = 12
+VOCAB = 65  # tinyshakespeare's characters
+# Dense peaks by GPU name fragment: (bf16 TFLOP/s, fp32 TFLOP/s, memory TB/s), from the vendors' sheets.
+GPU_PEAKS = {
+    "H200": (989.0, 67.0, 4.8),
+    "H100": (989.0, 67.0, 3.35),
+    "A100": (312.0, 19.5, 2.0),
+    "L4": (121.0, 30.3, 0.3),
+}
+
+
+@dataclass
+class Kernel:
+    fn: Callable[[], Any]
+    check: Callable[[], None]
+    flops: float
+    bytes: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def tolerance(dtype: torch.dtype) -> dict[str, float]:
+    return {"rtol": 3e-2, "atol": 3e-2} if dtype == torch.bfloat16 else {"rtol": 1e-4, "atol": 1e-4}
+
+
+def shape(preset: str) -> dict[str, int]:
+    p = MODELS[preset].params
+    return {"B": BATCH, "T": p["block_size"].default, "C": p["n_embd"].default, "H": p["n_head"].default,
+            "L": p["n_layer"].default}  # fmt: skip
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(torch.device(device))
+
+
+def timed(fn: Callable[[], Any], device: str) -> Callable[[], Any]:
+    """fn followed by a device synchronize: pytest-benchmark's perf_counter then spans the kernels'
+    execution, not only their launch (CUDA runs asynchronously; on the CPU this adds nothing)."""
+    if not device.startswith("cuda"):
+        return fn
+
+    def run() -> Any:
+        out = fn()
+        torch.cuda.synchronize(torch.device(device))
+        return out
+
+    return run
+
+
+def _rand(*size: int, dtype: torch.dtype, device: str, seed: int = 0, requires_grad: bool = False) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*size, generator=g).to(device=device, dtype=dtype).requires_grad_(requires_grad)
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype) -> None:
+    torch.testing.assert_close(actual.double(), expected.double(), **tolerance(dtype))
+
+
+# -- single operators -------------------------------------------------------------------------------
+
+
+def linear(preset: str, dtype: torch.dtype, device: str) -> Kernel:
+    s = shape(preset)
+    M, K, N = s["B"] * s["T"], s["C"], 4 * s["C"]  # the MLP's up-projection
+    x, w = _rand(M, K, dtype=dtype, device=device), _rand(N, K, dtype=dtype, device=device, seed=1) / math.sqrt(K)
+    item = x.element_size()
+    return Kernel(
+        lambda: F.linear(x, w),
+        lambda: _close(F.linear(x, w), x.double() @ w.double().T, dtype),
+        2 * M * K * N,
+        (M * K + K * N + M * N) * item,
+    )
+
+
+def _qkv(preset: str, dtype: torch.dtype, device: str) -> tuple[torch.Tensor, ...]:
+    s = shape(preset)
+    hd = s["C"] // s["H"]
+    return tuple(_rand(s["B"], s["H"], s["T"], hd, dtype=dtype, device=device, seed=i) for i in range(3))
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d) + causal mask) V, written out."""
+    T = q.size(-2)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))
+    mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    return scores.masked_fill(~mask, float("-inf")).softmax(dim=-1) @ v
+
+
+def _attention_work(q: torch.Tensor) -> tuple[float, float]:
+    B, H, T, hd = q.shape
+    return 4 * B * H * T * T * hd, 4 * B * H * T * hd * q.element_size()  # dense count; causal does half
+
+
+def attention_sdpa(preset: str, dtype: torch.dtype, device: str) -> Kernel:
+    q, k, v = _qkv(preset, dtype, device)
+    flops, nbytes = _attention_work(q)
+    return Kernel(
+        lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+        lambda: _close(
+            F.scaled_dot_product_attention(q, k, v, is_causal=True),
+            explicit_attention(q.double(), k.double(), v.double()),
+            dtype,
+        ),
+        flops,
+        nbytes,
+    )
+
+
+def attention_explicit(preset: str, dtype: torch.dtype, device: str) -> Kernel:
+    q, k, v = _qkv(preset, dtype, device)
+    flops, nbytes = _attention_work(q)
+    B, H, T, _ = q.shape
+    return Kernel(
+        lambda: explicit_attention(q, k, v),
+        lambda: _close(
+            explicit_attention(q, k, v),
+            F.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=True),
+            dtype,
+        ),
+        flops,
+        nbytes + 3 * B * H * T * T * q.element_size(),  # the T x T scores are written and read back
+    )
+
+
+def _activations(preset: str, dtype: torch.dtype, device: str) -> torch.Tensor:
+    s = shape(preset)
+    return _rand(s["B"], s["T"], s["C"], dtype=dtype, device=device)
+
+
+def layer_norm(preset: str, dtype: torch.dtype, device: str) -> Kernel:
+    x = _activations(preset, dtype, device)
+    C = x.size(-1)
+    w, b = _rand(C, dtype=dtype, device=device, seed=1), _rand(C, dtype=dtype, device=device, seed=2)
+
+    def reference() -> torch.Tensor:
+        xd = x.double()
+        mean, var = xd.mean(-1, keepdim=True), xd.var(-1, unbiased=False, keepdim=True)
+        return (xd - mean) / torch.sqrt(var + 1e-5) * w.double() + b.double()
+
+    return Kernel(
+        lambda: F.layer_norm(x, (C,), w, b),
+        lambda: _close(F.layer_norm(x, (C,), w, b), reference(), dtype),
+        8 * x.numel(),
+        2 * x.numel() * x.element_size(),
+    )
+
+
+def gelu(preset: str, dtype: torch.dtype, device: str) -> Kernel:
+    x = _activations(preset, dtype, device).repeat(1, 1, 4)  # the MLP's hidden width
+    return Kernel(
+        lambda: F.gelu(x),
+        lambda: _close(F.gelu(x), 0.5 * x.double() * (1 + torch.erf(x.double() / math.sqrt(2))), dtype),
+        8 * x.numel(),
+        2 * x.numel() * x.element_size(),
+    )
+
+
+def softmax(preset: str, dtype: torch.dtype, device: str) -> Kernel:
+    s = shape(preset)
+    x = _rand(s["B"], s["H"], s["T"], s["T"], dtype=dtype, device=device)  # attention scores
+    return Kernel(
+        lambda: x.softmax(-1),
+        lambda: _close(x.softmax(-1), x.double().exp() / x.double().exp().sum(-1, keepdim=True), dtype),
+        5 * x.numel(),
+        2 * x.numel() * x.element_size(),
+    )
+
+
+def cross_entropy(preset: str, dtype: torch.dtype, device: str) -> Kernel:
+    s = shape(preset)
+    logits = _rand(s["B"] * s["T"], VOCAB, dtype=dtype, device=device)
+    targets = torch.randint(0, VOCAB, (s["B"] * s["T"],), generator=torch.Generator().manual_seed(0)).to(device)
+
+    def reference() -> torch.Tensor:
+        return -logits.double().log_softmax(-1).gather(1, targets[:, None]).mean()
+
+    return Kernel(
+        lambda: F.cross_entropy(logits, targets),
+        lambda: _close(F.cross_entropy(logits, targets), reference(), dtype),
+        5 * logits.numel(),
+        logits.numel() * logits.element_size(),
+    )
+
+
+def embedding(preset: str, dtype: torch.dtype, device: str) -> Kernel:
+    s = shape(preset)
+    table = _rand(VOCAB, s["C"], dtype=dtype, device=device)
+    idx = torch.randint(0, VOCAB, (s["B"], s["T"]), generator=torch.Generator().manual_seed(0)).to(device)
+    return Kernel(
+        lambda: F.embedding(idx, table),
+        lambda: _close(F.embedding(idx, table), table.double()[idx], dtype),
+        0,
+        2 * s["B"] * s["T"] * s["C"] * table.element_size(),
+    )
+
+
+# -- model pieces -----------------------------------------------------------------------------------
+
+
+def _block_flops(s: dict[str, int]) -> float:
+    """Forward FLOPs of one block: 12 C^2 weights per token (qkv, proj, 4x MLP) and the T x T attention."""
+    return 2 * s["B"] * s["T"] * 12 * s["C"] ** 2 + 4 * s["B"] * s["T"] ** 2 * s["C"]
+
+
+def _gpt(preset: str, device: str, dtype: torch.dtype = torch.float32):
+    from bench.model import GPT, GPTConfig
+
+    s = shape(preset)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=VOCAB, n_layer=s["L"], n_head=s["H"], n_embd=s["C"], block_size=s["T"]))
+    return model.to(device=device, dtype=dtype)
+
+
+def block_forward(preset: str, dtype: torch.dtype, device: str) -> Kernel:
+    s = shape(preset)
+    block = _gpt(preset, device, dtype).blocks[0]
+    reference_block = _gpt(preset, "cpu", torch.float64).blocks[0]
+    x = _activations(preset, dtype, device)
+
+    def check() -> None:
+        with torch.no_grad():
+            _close(block(x), reference_block(x.double().cpu()), dtype)
+
+    def run() -> torch.Tensor:
+        with torch.no_grad():
+            return block(x)
+
+    params = sum(p.numel() for p in block.parameters())
+    return Kernel(run, check, _block_flops(s), (2 * x.numel() + params) * x.element_size())
+
+
+def block_forward_backward(preset: str, dtype: torch.dtype, device: str) -> Kernel:
+    s = shape(preset)
+    block = _gpt(preset, device, dtype).blocks[0]
+    reference_block = _gpt(preset, "cpu", torch.float64).blocks[0]
+    x = _activations(preset, dtype, device)
+
+    def run() -> None:
+        block.zero_grad(set_to_none=True)
+        block(x).square().mean().backward()
+
+    def check() -> None:
+        run()
+        reference_block.zero_grad(set_to_none=True)
+        reference_block(x.double().cpu()).square().mean().backward()
+        _close(block.mlp.c_fc.weight.grad, reference_block.mlp.c_fc.weight.grad, dtype)
+
+    params = sum(p.numel() for p in block.parameters())
+    return Kernel(run, check, 3 * _block_flops(s), (6 * x.numel() + 3 * params) * x.element_size())
+
+
+def _model_flops(s: dict[str, int]) -> float:
+    return 3 * (s["L"] * _block_flops(s) + 2 * s["B"] * s["T"] * s["C"] * VOCAB)
+
+
+def _tokens(preset: str, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    s = shape(preset)
+    idx = torch.randint(0, VOCAB, (s["B"], s["T"] + 1), generator=torch.Generator().manual_seed(0)).to(device)
+    return idx[:, :-1], idx[:, 1:]
+
+
+def model_forward_backward(preset: str, dtype: torch.dtype, device: str) -> Kernel:
+    """The whole GPT, forward and backward; bfloat16 runs under autocast as train() does."""
+    s = shape(preset)
+    model = _gpt(preset, device)
+    reference = _gpt(preset, "cpu", torch.float64)
+    x, y = _tokens(preset, device)
+    autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+
+    def run() -> torch.Tensor:
+        model.zero_grad(set_to_none=True)
+        with autocast:
+            loss = F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten())
+        loss.backward()
+        return loss
+
+    def check() -> None:
+        expected = F.cross_entropy(reference(x.cpu()).flatten(0, 1), y.cpu().flatten())
+        _close(run().detach(), expected, dtype)
+
+    params = model.num_params()
+    return Kernel(run, check, _model_flops(s), 4 * params * 4 + 10 * s["L"] * s["B"] * s["T"] * s["C"] * 4)
+
+
+def optimizer_step(preset: str, name: str, impl: str, device: str) -> Kernel:
+    """One step of a registered optimizer on the preset's parameters, with fixed gradients."""
+    from bench.techniques import OPTIMIZERS
+
+    entry = OPTIMIZERS[name]
+
+    def build(chosen_impl: str):
+        model = _gpt(preset, device)
+        for i, p in enumerate(model.parameters()):
+            p.grad = _rand(*p.shape, dtype=p.dtype, device=device, seed=100 + i) * 1e-2
+        optimizers = entry.build(model, entry.resolve({"impl": chosen_impl}, "optimizer"), device)
+        return model, optimizers
+
+    model, optimizers = build(impl)
+
+    def run() -> None:
+        for opt in optimizers:
+            opt.step()
+
+    def check() -> None:  # the for-loop implementation is the reference
+        fresh, opts = build(impl)
+        ref, ref_opts = build("forloop")
+        for o in (*opts, *ref_opts):
+            o.step()
+        for a, b in zip(fresh.parameters(), ref.parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+    params = model.num_params()
+    return Kernel(run, check, 10 * params, 7 * params * 4, {"optimizer": name, "impl": impl})
+
+
+def optimizer_impls(name: str, device: str) -> list[str]:
+    from bench.techniques import OPTIMIZERS
+    from bench.techniques.optimizers import FUSED
+
+    choices = OPTIMIZERS[name].params["impl"].choices
+    impls = [i for i in ("forloop", "foreach", "fused") if i in choices]
+    torch_class = {
+        "adamw": "AdamW",
+        "adam": "Adam",
+        "sgd": "SGD",
+        "momentum": "SGD",
+        "nesterov": "SGD",
+        "adagrad": "Adagrad",
+    }
+    if torch_class.get(name) not in FUSED:
+        impls = [i for i in impls if i != "fused"]
+    return impls
+
+
+def clip_grad_norm(preset: str, dtype: torch.dtype, device: str) -> Kernel:
+    model = _gpt(preset, device)
+    params = list(model.parameters())
+    for i, p in enumerate(params):
+        p.grad = _rand(*p.shape, dtype=p.dtype, device=device, seed=200 + i)
+    grads = [p.grad.clone() for p in params]
+
+    def run() -> torch.Tensor:
+        return torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+
+    def check() -> None:
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g.clone()
+        total = torch.sqrt(sum(g.double().square().sum() for g in grads))
+        returned = run()
+        _close(returned, total, torch.float32)
+        for p, g in zip(params, grads, strict=True):
+            _close(p.grad, g.double() / (total + 1e-6), torch.float32)
+
+    n = model.num_params()
+    return Kernel(run, check, 3 * n, 3 * n * 4)
+
+
+def train_step(preset: str, dtype: torch.dtype, device: str) -> Kernel:
+    """One step of train()'s own loop (bench.train.Training.step) on the nanoGPT recipe."""
+    from bench.config import RunConfig
+    from bench.train import Training
+
+    cfg = RunConfig.build({"model": preset, "device": device, "autocast": "bf16" if dtype == torch.bfloat16 else "none",
+                           "steps": 10**6, "eval_batches": 1})  # fmt: skip
+    run = Training(cfg)
+
+    def check() -> None:
+        probe = Training(cfg)
+        x, y = probe.batches.next()
+        probe.batches = Training(cfg).batches  # replay the same first batch inside step()
+        with torch.no_grad(), probe.autocast:
+            expected = F.cross_entropy(probe.model(x).flatten(0, 1).float(), y.flatten())
+        ce, _ = probe.step()
+        _close(ce, expected, dtype)
+
+    s = shape(preset)
+    return Kernel(lambda: run.step(), check, _model_flops({**s, "B": cfg.batch_size}), 0)
+
+
+def peak(device: str, dtype: torch.dtype) -> tuple[float, float] | None:
+    """(FLOP/s, bytes/s) peak of a known GPU, or None."""
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(torch.device(device))
+    for fragment, (bf16, fp32, tbs) in GPU_PEAKS.items():
+        if fragment in name:
+            return (bf16 if dtype == torch.bfloat16 else fp32) * 1e12, tbs * 1e12
+    return None
