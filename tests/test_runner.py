@@ -146,7 +146,7 @@ def test_crash_safety_sigkill_at_random_moments(tmp_path):
 
 
 POSTGRES = os.environ.get("OPTBENCH_TEST_POSTGRES")
-needs_postgres = pytest.mark.skipif(not POSTGRES, reason="set OPTBENCH_TEST_POSTGRES (scripts/postgres.sh starts one)")
+needs_postgres = pytest.mark.skipif(not POSTGRES, reason="set OPTBENCH_TEST_POSTGRES (.ci/postgres.sh starts one)")
 
 
 def unique(name):
