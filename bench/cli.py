@@ -191,11 +191,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
     best = f"; best {summary.best[1]:.4f} ({summary.best[0]})" if summary.best else ""
     copied = f"; {summary.copied} taken from other suites" if summary.copied else ""
-    print(
-        f"{suite.name}: {counts or 'nothing run'} of {summary.total} in {summary.elapsed:.1f} s{best}{copied}",  # noqa: E501
-        file=sys.stderr,
-    )
+    done = counts or "nothing run"
+    print(f"{suite.name}: {done} of {summary.total} in {summary.elapsed:.1f} s{best}{copied}", file=sys.stderr)
+    if not args.no_report and summary.counts:
+        from bench.report import build_report
+
+        path = build_report(suite, args.storage, sample=not args.no_sample)
+        print(f"report: {path}", file=sys.stderr)
     return 1 if summary.failures else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import build_report
+    from bench.store import Store
+    from bench.suite import Suite
+
+    suite = Suite.load(args.suite)
+    Store.open(args.storage)
+    path = build_report(suite, args.storage, args.out, sample=not args.no_sample)
+    print(f"report: {path}", file=sys.stderr)
+    return 0
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -204,7 +219,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 
     suite = Suite.load(args.suite)
     frame = load_results(suite.name, args.storage, with_curves=args.format == "json")
-    frame = frame.drop(columns=[c for c in ("env",) if c in frame.columns])
+    frame = frame.drop(columns=[c for c in ("env", "config") if c in frame.columns])
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)
     elif args.format == "json":
@@ -324,7 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto, for every run")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of every run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="do not write reports/<suite>.html at the end")
+    p.add_argument("--no-sample", action="store_true", help="no text sample from the best run in the report")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="a self-contained HTML report of a suite's results")
+    p.add_argument("suite", help="suite file (TOML)")
+    p.add_argument("--storage", help="results store (default results/optbench.journal)")
+    p.add_argument("--out", help="where to write it (default reports/<suite>.html)")
+    p.add_argument("--no-sample", action="store_true", help="no text sample from the best run")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("kernels", help="the pytest-benchmark kernel suites, kept under results/kernels/")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N; comma-separated for several")

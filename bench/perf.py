@@ -7,6 +7,7 @@
     python -m bench.perf nanogpt  [--suite suites/nanogpt_cpu.toml]
     python -m bench.perf profile  [--steps 50]
     python -m bench.perf crosscheck [--preset small] [--rounds 200]
+    python -m bench.perf report   [--runs 500]
     python -m bench.perf workers  [--suite suites/quick.toml] [--repeats 1]
 
 `harness`: steps per second of train() on the small preset against a bare loop of the same model,
@@ -16,6 +17,7 @@ for-loop kernels, and with 1 or all threads.
 `startup`: seconds until `optbench --help` and `optbench list` answer (target < 1 s).
 `crosscheck`: pytest-benchmark's median against torch.utils.benchmark.Timer's for linear, layer norm and
 SDPA attention (target: within 10%).
+`report`: seconds to render the HTML report of a fabricated store of 500 runs (target < 30 s).
 `profile`: torch.profiler's table of the operators that take train()'s time on the nanoGPT recipe.
 `nanogpt`: wall time and validation loss of the nanoGPT CPU recipe against nanoGPT's own on this machine kind.
 `memory`: peak RSS of a small-preset run of 200 steps in a fresh process (target <= 1 GiB).
@@ -242,6 +244,70 @@ def bench_crosscheck(preset: str, rounds: int) -> None:
         print(f"{group:<16} {ours * 1e6:>15.1f}us {theirs * 1e6:>10.1f}us {ours / theirs:>7.3f}  (target 0.90-1.10)")
 
 
+def fabricate_results(suite_path: str, storage: str, seed: int = 0) -> int:
+    """Store made-up but plausible RunRecords for every run of a suite, without training (report tests and
+    the report benchmark). Each arm gets its own level, each seed noise, a few runs diverge."""
+    import random
+
+    from bench.runner import claim
+    from bench.store import Store
+    from bench.suite import Suite
+    from bench.train import RunRecord
+
+    rng = random.Random(seed)
+    suite = Suite.load(suite_path)
+    store = Store.open(storage)
+    study = store.study(suite.name)
+    levels: dict[str, float] = {}
+    runs = suite.runs()
+    for run in runs:
+        level = levels.setdefault(run.arm_label, 1.2 + 0.6 * rng.random())
+        trial_id = claim(store, study, run, suite, "fabricated")
+        steps = run.config.total_steps
+        diverged = rng.random() < 0.03
+        final = level + rng.gauss(0, 0.02)
+        val_steps = list(range(run.config.eval_interval, steps + 1, run.config.eval_interval)) or [steps]
+        val = [final + (3.0 - final) * (1 - s / steps) ** 2 for s in val_steps]
+        train_loss = [final + (3.0 - final) * (1 - s / steps) ** 2 + rng.gauss(0, 0.05) for s in range(steps)]
+        reached = next((s for s, v in zip(val_steps, val, strict=True) if suite.target and v <= suite.target), None)
+        record = RunRecord(
+            config=run.config.to_dict(), config_hash=run.hash,
+            status="diverged" if diverged else "complete", status_step=steps // 2 if diverged else None,
+            final_val_loss=None if diverged else val[-1], best_val_loss=None if diverged else min(val),
+            loss_floor=1.0, steps=steps, tokens=steps * run.config.tokens_per_step, wall_time=steps / 100,
+            train_time=steps / 110, tokens_per_second=1e5, peak_memory_mb=300.0, n_params=100_000,
+            target=suite.target, target_step=reached, target_tokens=reached and reached * run.config.tokens_per_step,
+            target_time=reached and reached / 110,
+            curves={"train_loss": train_loss, "grad_norm": [1.0] * steps, "lr": [1e-3] * steps,
+                    "val_step": val_steps, "val_loss": val},
+            env={"optbench": "0.1.0", "commit": "fabricated", "torch": "x", "device": "cpu", "device_name": "cpu",
+                 "threads": 1},
+        )  # fmt: skip
+        store.finish(trial_id, record, suite.metric_field)
+    return len(runs)
+
+
+def bench_report(runs: int) -> None:
+    """Wall time of `build_report` on a fabricated store of about `runs` runs (target < 30 s for 500)."""
+    from bench.report import build_report
+    from bench.suite import Suite
+
+    axes = 'optimizer = ["adamw", "lion", "sgd", "adam", "nadam"]\n"optimizer.lr" = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]\n'
+    axes += 'schedule = ["constant", "cosine", "wsd", "linear", "warmup_cosine"]\n'
+    seeds = max(1, runs // 125)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench_report.toml"
+        path.write_text(f'[suite]\nname = "bench_report"\nseeds = {list(range(seeds))}\ntarget = 1.6\n'
+                        f'[base]\nmodel = "tiny"\nsteps = 500\neval_interval = 50\nschedule = {{ name = "constant" }}\n'
+                        f"[axes]\n{axes}")  # fmt: skip
+        storage = str(Path(tmp) / "r.journal")
+        n = fabricate_results(str(path), storage)
+        start = time.perf_counter()
+        out = build_report(Suite.load(path), storage, Path(tmp) / "r.html", sample=False)
+        seconds = time.perf_counter() - start
+        print(f"report of {n} runs: {seconds:.1f} s, {out.stat().st_size / 1e6:.1f} MB (target < 30 s for 500 runs)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="which", required=True)
@@ -257,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("startup", help="time to answer --help and list")
     p.add_argument("--repeats", type=int, default=5)
     sub.add_parser("memory", help="peak RSS of a small-preset run")
+    p = sub.add_parser("report", help="time to render the report of a fabricated 500-run store")
+    p.add_argument("--runs", type=int, default=500)
     p = sub.add_parser("crosscheck", help="pytest-benchmark against torch.utils.benchmark.Timer on three kernels")
     p.add_argument("--preset", default="small")
     p.add_argument("--rounds", type=int, default=200)
@@ -273,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_kernels_impl(args.steps, args.repeats)
     elif args.which == "startup":
         bench_startup(args.repeats)
+    elif args.which == "report":
+        bench_report(args.runs)
     elif args.which == "crosscheck":
         bench_crosscheck(args.preset, args.rounds)
     elif args.which == "nanogpt":

@@ -399,6 +399,8 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
         if with_curves:
             row["curves"] = t.user_attrs.get("curves")
         row["env"] = t.user_attrs.get("env")
+        row["finished"] = t.datetime_complete.isoformat() if t.datetime_complete else None
+        row["config"] = t.user_attrs.get("config")
         from bench.config import flatten
 
         for key, value in flatten(t.user_attrs.get("config", {})).items():

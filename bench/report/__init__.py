@@ -1,0 +1,306 @@
+"""The HTML report of a suite: one self-contained file (styles and figures inline, no network).
+
+`build_report(suite)` reads the suite's runs from the store, computes the statistics (bench.stats) and
+renders template.html.j2 with jinja2 (autoescaped: every user-supplied string is shown as text). The
+same results give the same bytes: fixed table ids, seeded bootstrap bands, no timestamps in figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.registry import ConfigError
+from bench.stats import MIN_SEEDS_FOR_CI, best_per_arm, paired_comparisons, performance_profile, summarize
+from bench.suite import Suite, label
+
+SECTIONS = [
+    ("leaderboard", "Leaderboard"),
+    ("comparisons", "Paired comparisons"),
+    ("effects", "Main effects"),
+    ("interactions", "Interactions"),
+    ("curves", "Loss curves"),
+    ("target", "Time to target"),
+    ("stability", "Stability"),
+    ("floor", "Loss floor"),
+    ("search", "Search"),
+    ("kernels", "Kernels"),
+    ("sample", "Sample"),
+]
+SAMPLE_CHARS = 400
+
+
+def default_report_path(suite: Suite) -> Path:
+    return Path("reports") / f"{suite.name}.html"
+
+
+def baseline_arm(suite: Suite, frame: pd.DataFrame, tuned: bool) -> str:
+    """The suite's `baseline` arm if it names one, else the first combination (each axis's first value)."""
+    arms = list(dict.fromkeys(frame["arm"]))
+    if suite.design == "ablation":
+        return "base" if "base" in arms else arms[0]
+    first = {k: label(v[0]) for k, v in suite.axes.items() if not (tuned and k in suite.tune)}
+    if tuned:
+        candidate = ", ".join(first[k] for k in suite.axes if k in first) or "all"
+    else:
+        candidate = ", ".join(f"{k}={v}" for k, v in first.items()) or "base"
+    return candidate if candidate in arms else arms[0]
+
+
+def build_report(suite: Suite, storage: str | None = None, out: str | Path | None = None, sample: bool = True) -> Path:
+    from bench.store import load_results
+
+    frame = load_results(suite.name, storage)
+    if frame.empty:
+        hint = f"`optbench run {suite.source or suite.name}` first"
+        raise ConfigError("", f"no results for suite '{suite.name}' yet: {hint}")
+    html = render(suite, frame, sample=sample)
+    path = Path(out) if out else default_report_path(suite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".part")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def render(suite: Suite, frame: pd.DataFrame, sample: bool = True) -> str:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+    from markupsafe import Markup
+
+    from bench.report import figures
+
+    frame = frame.copy()
+    frame["value"] = frame["value"].astype(float)
+    axes = [a for a in suite.axes if f"arm.{a}" in frame.columns]
+    tuned = bool(suite.tune)
+    ranked_frame = best_per_arm(frame, axes, suite.tune) if tuned else frame
+    table = summarize(ranked_frame)
+    baseline = baseline_arm(suite, ranked_frame, tuned)
+    floor = _first(frame.get("loss_floor"))
+    metric = suite.metric
+
+    context: dict[str, Any] = {
+        "suite": suite,
+        "metric": metric,
+        "sections": SECTIONS,
+        "header": header(frame),
+        "tuned": tuned,
+        "min_seeds": MIN_SEEDS_FOR_CI,
+        "too_few": bool((table["n"] < MIN_SEEDS_FOR_CI).any()),
+        "leaderboard": Markup(leaderboard_html(table, floor)),
+        "answer": answer(table, metric),
+        "baseline": baseline,
+        "comparisons": Markup(comparisons_html(paired_comparisons(ranked_frame, baseline))),
+        "effects": [(a, figures.main_effect(frame, a, metric, floor)) for a in axes],
+        "interactions": [(a, b, figures.interaction(frame, a, b, metric)) for a, b in figures.axis_pairs(axes)],
+        "curves": figures.curves(ranked_frame, curve_arms(table, baseline), floor),
+        "stability": figures.stability(frame, axes),
+        "floor": floor,
+        "best_gap_to_floor": (table["mean"].iloc[0] - floor) if floor is not None else None,
+        "target": suite.target,
+        "search": [],
+    }
+    if suite.target is not None:
+        context.update(target_context(ranked_frame))
+    context.update(kernels_context())
+    no_sample = {"sample": None, "sample_note": "Sampling was turned off (--no-sample)."}
+    context.update(sample_context(ranked_frame, table) if sample else no_sample)
+    env = Environment(
+        loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["html", "j2"], default=True)
+    )
+    return env.get_template("template.html.j2").render(**context)
+
+
+def _first(column: pd.Series | None) -> float | None:
+    if column is None:
+        return None
+    values = column.dropna()
+    return float(values.iloc[0]) if len(values) else None
+
+
+def header(frame: pd.DataFrame) -> dict[str, Any]:
+    env = next((e for e in frame.get("env", []) if isinstance(e, dict) and e), {})
+    finished = frame["finished"].dropna() if "finished" in frame else pd.Series(dtype=object)
+    return {
+        "date": max(finished)[:10] if len(finished) else "unknown",
+        "optbench": env.get("optbench", "?"),
+        "commit": (env.get("commit") or "unknown commit")[:12],
+        "torch": env.get("torch", "?"),
+        "device": env.get("device_name") or env.get("device", "?"),
+        "threads": env.get("threads", "?"),
+        "runs": len(frame),
+        "seeds": frame["seed"].nunique(),
+    }
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    return "–" if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))) else f"{x:.{digits}f}"
+
+
+def leaderboard_html(table: pd.DataFrame, floor: float | None) -> str:
+    shown = pd.DataFrame({
+        "Rank": table["rank"],
+        "Arm": table["arm"],
+        "Mean": table["mean"].where(np.isfinite(table["mean"])),
+        "95% CI": [f"[{_fmt(lo)}, {_fmt(hi)}]" if not math.isnan(lo) else "too few seeds"
+                   for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
+        "Gap to best": table["gap"].where(np.isfinite(table["gap"])),
+        "Seeds": table["n"],
+        "Diverged": table["diverged"],
+        "Stopped early": table["stopped_early"],
+        "Failed": table["failed"],
+    })  # fmt: skip
+    if floor is not None:
+        shown["Above floor"] = shown["Mean"] - floor
+    styler = (
+        shown.style.set_uuid("leaderboard")
+        .hide(axis="index")
+        .format({"Mean": "{:.4f}", "Gap to best": "{:+.4f}", "Above floor": "{:.4f}"}, na_rep="diverged", escape="html")
+        .background_gradient(subset=["Mean"], cmap="RdYlGn_r")
+        .highlight_min(subset=["Mean"], props="font-weight: 700; outline: 2px solid #2f7d32;")
+    )
+    return styler.to_html()
+
+
+def answer(table: pd.DataFrame, metric: str) -> str:
+    best = table.iloc[0]
+    tied = table[(table["rank"] == 1) & (table["arm"] != best["arm"])]["arm"].tolist()
+    text = f"Best: {best['arm']}, mean {metric} {_fmt(best['mean'])}"
+    if not math.isnan(best["ci_low"]):
+        text += f" (95% CI [{_fmt(best['ci_low'])}, {_fmt(best['ci_high'])}])"
+    if tied:
+        more = " ..." if len(tied) > 5 else ""
+        text += f"; statistically tied with {len(tied)} other arm(s): " + ", ".join(tied[:5]) + more
+    elif len(table) > 1 and not math.isnan(best["ci_low"]):
+        text += "; ahead of every other arm beyond its interval"
+    return text + "."
+
+
+def comparisons_html(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "<p class='note'>Only one arm: nothing to compare.</p>"
+    shown = table.rename(columns={"arm": "Arm", "pairs": "Pairs", "mean_diff": "Mean difference", "p": "p",
+                                  "p_holm": "p (Holm)", "effect_size": "Effect size d"})  # fmt: skip
+    shown = shown[["Arm", "Pairs", "Mean difference", "p", "p (Holm)", "Effect size d"]]
+    styler = (
+        shown.style.set_uuid("comparisons")
+        .hide(axis="index")
+        .format(
+            {"Mean difference": "{:+.4f}", "p": "{:.3g}", "p (Holm)": "{:.3g}", "Effect size d": "{:+.2f}"},
+            na_rep="–",
+            escape="html",
+        )  # fmt: skip
+        .map(lambda v: "font-weight: 700" if isinstance(v, float) and v < 0.05 else "", subset=["p (Holm)"])
+    )
+    return styler.to_html()
+
+
+def curve_arms(table: pd.DataFrame, baseline: str) -> dict[str, str]:
+    finite = table[np.isfinite(table["mean"])]
+    arms = {"best": table["arm"].iloc[0]}
+    if baseline not in arms.values():
+        arms["baseline"] = baseline
+    if len(finite) and finite["arm"].iloc[-1] not in arms.values():
+        arms["worst"] = finite["arm"].iloc[-1]
+    return arms
+
+
+def target_context(frame: pd.DataFrame) -> dict[str, Any]:
+    from markupsafe import Markup
+
+    from bench.report import figures
+
+    times = frame.pivot_table(index="seed", columns="arm", values="target_time", aggfunc="first", sort=False)
+    times = times.reindex(columns=list(dict.fromkeys(frame["arm"]))).astype(float).fillna(np.inf)
+    taus = np.linspace(1.0, 4.0, 301)
+    rho, scores = performance_profile(times, taus)
+    summary = pd.DataFrame({
+        "Arm": times.columns,
+        "Reached": [f"{int(np.isfinite(times[a]).sum())}/{len(times)}" for a in times.columns],
+        "Median seconds": [float(np.median(times[a])) for a in times.columns],
+        "Median tokens": [float(np.median(frame[frame.arm == a]["target_tokens"].astype(float).fillna(np.inf)))
+                          for a in times.columns],
+        "Profile score": [scores[a] for a in times.columns],
+    }).sort_values("Profile score", ascending=False, kind="stable")  # fmt: skip
+    styler = (
+        summary.style.set_uuid("target")
+        .hide(axis="index")
+        .format(
+            {"Median seconds": "{:.2f}", "Median tokens": "{:,.0f}", "Profile score": "{:.3f}"},
+            na_rep="–",
+            escape="html",
+        )  # fmt: skip
+    )
+    html = styler.to_html().replace(">inf<", ">missed<")
+    return {
+        "target_table": Markup(html),
+        "time_to_target": figures.to_target(frame, "target_time", "training seconds to target"),
+        "tokens_to_target": figures.to_target(frame, "target_tokens", "tokens to target"),
+        "profile": figures.profile(rho, scores),
+    }
+
+
+def kernels_context() -> dict[str, Any]:
+    from markupsafe import Markup
+
+    from bench.cli import results_dir
+
+    path = results_dir() / "kernels" / "latest.json"
+    if not path.is_file():
+        return {"kernels": None}
+    data = json.loads(path.read_text())
+    rows = []
+    for b in sorted(data.get("benchmarks", []), key=lambda b: (b.get("group") or "", b["name"])):
+        extra = b.get("extra_info", {})
+        rows.append({
+            "Kernel": b.get("group") or "",
+            "Case": b["name"].split("[", 1)[-1].rstrip("]"),
+            "Median (us)": b["stats"]["median"] * 1e6,
+            "GFLOP/s": extra.get("gflops_per_s"),
+            "GB/s": extra.get("gb_per_s"),
+        })  # fmt: skip
+    table = pd.DataFrame(rows)
+    styler = (
+        table.style.set_uuid("kernels").hide(axis="index")
+        .format({"Median (us)": "{:.1f}", "GFLOP/s": "{:.1f}", "GB/s": "{:.1f}"}, na_rep="–", escape="html")
+    )  # fmt: skip
+    info = data.get("machine_info", {})
+    machine = f"torch {info.get('torch')}, {info.get('torch_threads')} threads, {info.get('cpu_model')}"
+    return {"kernels": Markup(styler.to_html()), "kernels_source": str(path), "kernels_machine": machine}
+
+
+def sample_context(frame: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any]:
+    """Text from the best arm's first seed: its cached weights, or the run trained again (deterministic)."""
+    import torch
+
+    from bench.cli import results_dir
+    from bench.config import RunConfig
+    from bench.data import load_corpus
+    from bench.train import build_model, run_training
+
+    runs = frame[(frame["arm"] == table["arm"].iloc[0]) & frame["status"].isin(("complete", "stopped_early"))]
+    if runs.empty:
+        return {"sample": None, "sample_note": "The best arm has no finished run to sample from."}
+    run = runs.sort_values("seed").iloc[0]
+    cfg = RunConfig.from_dict(run["config"]).override({"device": "cpu"})
+    corpus = load_corpus(cfg.data)
+    path = results_dir() / "checkpoints" / f"{cfg.hash}.pt"
+    if path.is_file():
+        model = build_model(cfg, corpus, "cpu")
+        model.load_state_dict(torch.load(path, map_location="cpu"))
+    else:
+        record, model = run_training(cfg)
+        if model is None or record.status == "failed":
+            return {"sample": None, "sample_note": "Training the best run again for a sample failed."}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), path)
+    model.eval()
+    out = model.generate(torch.tensor([[0]]), SAMPLE_CHARS, method="sample", temperature=0.8, top_k=40,
+                         generator=torch.Generator().manual_seed(0))  # fmt: skip
+    note = f"{table['arm'].iloc[0]}, seed {run['seed']}: {SAMPLE_CHARS} tokens, temperature 0.8, top-k 40."
+    return {"sample": corpus.decode(out[0, 1:].tolist()), "sample_note": note}

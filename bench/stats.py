@@ -1,0 +1,145 @@
+"""Seeds -> means, confidence intervals, paired tests, rankings, performance profiles.
+
+Input is `load_results()`'s DataFrame (one row per run: `arm`, `seed`, `status`, `value`, ...). A diverged
+run's value is +inf: it counts as the worst possible outcome, as AlgoPerf counts a missed target.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+MIN_SEEDS_FOR_CI = 3
+FINISHED = ("complete", "diverged", "stopped_early")
+
+
+def bootstrap_ci(values: Sequence[float], seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean (scipy.stats.bootstrap); NaN with fewer than 3 values
+    or any non-finite one."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < MIN_SEEDS_FOR_CI or not np.all(np.isfinite(x)):
+        return math.nan, math.nan
+    if np.ptp(x) == 0:
+        return float(x[0]), float(x[0])
+    res = sps.bootstrap(
+        (x,), np.mean, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
+        rng=np.random.default_rng(seed),
+    )  # fmt: skip
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def summarize(frame: pd.DataFrame, by: str = "arm", value: str = "value") -> pd.DataFrame:
+    """Per arm: n, mean, std, 95% CI (NaN where too few seeds), status counts, rank with ties, gap to best."""
+    rows = []
+    for arm, group in frame.groupby(by, sort=False):
+        finished = group[group["status"].isin(FINISHED)]
+        values = finished[value].astype(float).to_numpy()
+        low, high = bootstrap_ci(values)
+        counts = group["status"].value_counts()
+        rows.append({
+            by: arm,
+            "n": len(values),
+            "mean": float(np.mean(values)) if len(values) else math.nan,
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 and np.all(np.isfinite(values)) else math.nan,
+            "ci_low": low,
+            "ci_high": high,
+            **{s: int(counts.get(s, 0)) for s in ("complete", "diverged", "stopped_early", "failed")},
+        })  # fmt: skip
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table = table.sort_values(["mean", by], kind="stable", na_position="last").reset_index(drop=True)
+    table["rank"] = rank_with_ties(table)
+    best = table["mean"].iloc[0]
+    table["gap"] = table["mean"] - best
+    return table
+
+
+def rank_with_ties(table: pd.DataFrame) -> list[int]:
+    """1 + the number of arms that are clearly better (their interval lies wholly below this one's).
+    Arms whose intervals overlap share a rank; without intervals, ranks follow the means."""
+    ranks = []
+    for _, row in table.iterrows():
+        if math.isnan(row["ci_low"]):
+            better = int((table["mean"] < row["mean"]).sum())
+        else:
+            better = int((table["ci_high"] < row["ci_low"]).sum())
+        ranks.append(1 + better)
+    return ranks
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (Holm 1979): step-down, monotone, capped at 1."""
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p)
+    m = len(p)
+    adjusted = np.empty(m)
+    running = 0.0
+    for i, idx in enumerate(order):
+        running = max(running, (m - i) * p[idx])
+        adjusted[idx] = min(1.0, running)
+    return adjusted.tolist()
+
+
+def paired_comparisons(frame: pd.DataFrame, baseline: str, by: str = "arm", value: str = "value") -> pd.DataFrame:
+    """Each arm against the baseline over matching seeds (same data order): mean difference, paired t-test,
+    Holm-adjusted p, and the paired effect size d = mean(diff) / sd(diff). Needs 2+ matching finite pairs."""
+    base = frame[(frame[by] == baseline) & frame["status"].isin(FINISHED)].set_index("seed")[value].astype(float)
+    rows = []
+    for arm, group in frame.groupby(by, sort=False):
+        if arm == baseline:
+            continue
+        other = group[group["status"].isin(FINISHED)].set_index("seed")[value].astype(float)
+        seeds = sorted(set(base.index) & set(other.index))
+        diff = np.array([other[s] - base[s] for s in seeds], dtype=float)
+        finite = diff[np.isfinite(diff)]
+        row = {by: arm, "pairs": len(finite), "mean_diff": float(finite.mean()) if len(finite) else math.nan,
+               "p": math.nan, "effect_size": math.nan}  # fmt: skip
+        if len(finite) >= 2 and np.ptp(finite) > 0:
+            row["p"] = float(sps.ttest_1samp(finite, 0.0).pvalue)  # = the paired t-test on finite pairs
+            row["effect_size"] = float(finite.mean() / finite.std(ddof=1))
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=[by, "pairs", "mean_diff", "p", "effect_size"])
+    tested = table["p"].notna()
+    table["p_holm"] = math.nan
+    if tested.any():
+        table.loc[tested, "p_holm"] = holm(table.loc[tested, "p"].tolist())
+    return table
+
+
+def best_per_arm(frame: pd.DataFrame, axes: Sequence[str], tune: Sequence[str], value: str = "value") -> pd.DataFrame:
+    """For each setting of the axes not tuned, the tuned setting with the lowest mean (tuned fairly: each
+    arm gets its own best). Returns those runs, with `arm` relabelled by the untuned axes alone."""
+    keep = [a for a in axes if a not in tune]
+    if not tune:
+        return frame
+    if keep:
+        arm_col = frame[[f"arm.{a}" for a in keep]].astype(str).agg(", ".join, axis=1)
+    else:
+        arm_col = pd.Series("all", index=frame.index)
+    means = frame.assign(_arm=arm_col).groupby(["_arm", "arm"], sort=False)[value].mean()
+    chosen = means.groupby(level=0).idxmin()
+    picked = {arm for _, arm in chosen}
+    out = frame[frame["arm"].isin(picked)].copy()
+    out["tuned_arm"] = out["arm"]
+    out["arm"] = arm_col[out.index]
+    return out
+
+
+def performance_profile(times: pd.DataFrame, taus: np.ndarray, r_max: float = 4.0) -> tuple[pd.DataFrame, pd.Series]:
+    """AlgoPerf's performance profiles. `times` has one row per workload (here: seed), one column per arm,
+    inf where the target was missed. r = t / best t of the workload; rho(tau) = share of workloads with
+    r <= tau; the score is the area under rho from 1 to r_max, normalized to [0, 1]."""
+    best = times.min(axis=1)
+    ratios = times.div(best, axis=0)
+    rho = pd.DataFrame({arm: [(ratios[arm] <= tau).mean() for tau in taus] for arm in times.columns}, index=taus)
+    grid = taus[(taus >= 1) & (taus <= r_max)]
+    scores = pd.Series({arm: float(np.trapezoid(rho.loc[grid, arm], grid) / (r_max - 1)) for arm in times.columns})
+    return rho, scores

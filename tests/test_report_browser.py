@@ -1,0 +1,49 @@
+"""The report in a real browser: Debian's Chromium opens it from disk, headless."""
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from bench.perf import fabricate_results
+from bench.report import build_report
+from bench.suite import Suite
+
+CHROMIUM = os.environ.get("OPTBENCH_TEST_CHROMIUM") or shutil.which("chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--enable-logging=stderr", "--v=0"]  # fmt: skip
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="set OPTBENCH_TEST_CHROMIUM (.ci/chromium.sh installs Chromium)")
+def test_report_opens_in_chromium_without_errors_and_the_leaderboard_is_not_blank(tmp_path):
+    path = tmp_path / "browser.toml"
+    path.write_text(
+        '[suite]\nname = "browser"\nseeds = [0, 1, 2]\ntarget = 1.6\n[base]\nmodel = "tiny"\nsteps = 200\n'
+        'eval_interval = 50\nschedule = "constant"\n[axes]\noptimizer = ["adamw", "lion", "sgd"]\n'
+    )
+    storage = str(tmp_path / "r.journal")
+    fabricate_results(str(path), storage)
+    report = build_report(Suite.load(path), storage, tmp_path / "browser.html", sample=False)
+    shot = tmp_path / "leaderboard.png"
+    run = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900",
+         f"--screenshot={shot}", f"file://{report}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shot.is_file(), run.stderr[-2000:]
+    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Failed to load resource" in line]
+    assert console == [], console
+    dom = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom", f"file://{report}"],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    assert 'id="T_leaderboard"' in dom and "Best: optimizer=" in dom
+    pixels = imread(shot)[:, :, :3]
+    assert pixels.shape[0] >= 800 and pixels.std() > 0.05  # text, table colours and lines: not a blank page
+    # the leaderboard's gradient cells are drawn: some strongly coloured pixels (red or green)
+    colour = np.abs(pixels[:, :, 0] - pixels[:, :, 1])
+    assert (colour > 0.3).mean() > 0.001

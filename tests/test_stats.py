@@ -1,0 +1,74 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from bench.stats import best_per_arm, bootstrap_ci, holm, paired_comparisons, performance_profile, summarize
+
+
+def runs(spec):
+    """{arm: [value per seed]} -> a results-like frame."""
+    rows = [{"arm": arm, "seed": s, "status": "complete" if math.isfinite(v) else "diverged", "value": v}
+            for arm, values in spec.items() for s, v in enumerate(values)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_holm_matches_its_definition():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> monotone max: 0.02, 0.03, 0.06, 0.06
+    assert holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == [1.0, 1.0]
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
+    values = [1.0, 1.2, 0.9, 1.1, 1.05]
+    lo, hi = bootstrap_ci(values)
+    assert lo < np.mean(values) < hi and (lo, hi) == bootstrap_ci(values)
+    assert all(math.isnan(x) for x in bootstrap_ci([1.0, 2.0]))  # too few seeds: no interval
+    assert all(math.isnan(x) for x in bootstrap_ci([1.0, 2.0, math.inf]))
+
+
+def test_summary_ranks_with_ties_and_puts_diverged_last():
+    table = summarize(runs({
+        "a": [1.00, 1.01, 0.99, 1.00],
+        "b": [1.002, 1.012, 0.992, 1.003],  # overlaps a
+        "c": [2.0, 2.1, 1.9, 2.0],  # clearly worse
+        "d": [1.0, math.inf, 1.0, 1.0],  # one seed diverged
+    }))  # fmt: skip
+    ranks = dict(zip(table["arm"], table["rank"], strict=True))
+    assert ranks["a"] == ranks["b"] == 1 and ranks["c"] == 3
+    assert table["arm"].iloc[-1] == "d" and math.isinf(table["mean"].iloc[-1]) and table["diverged"].iloc[-1] == 1
+    assert table.set_index("arm").loc["a", "mean"] == pytest.approx(1.0)
+    assert table["gap"].iloc[0] == 0
+
+
+def test_paired_comparisons_use_matching_seeds():
+    frame = runs({"base": [1.0, 1.1, 1.2, 1.3], "better": [0.9, 1.02, 1.08, 1.21], "same": [1.0, 1.1, 1.2, 1.3]})
+    table = paired_comparisons(frame, "base").set_index("arm")
+    diff = np.array([-0.1, -0.08, -0.12, -0.09])
+    assert table.loc["better", "mean_diff"] == pytest.approx(diff.mean())
+    expected = sps.ttest_rel([0.9, 1.02, 1.08, 1.21], [1.0, 1.1, 1.2, 1.3]).pvalue
+    assert table.loc["better", "p"] == pytest.approx(expected)
+    assert table.loc["better", "effect_size"] == pytest.approx(diff.mean() / diff.std(ddof=1))
+    assert math.isnan(table.loc["same", "p"])  # identical: no test
+    assert table.loc["better", "p_holm"] == pytest.approx(table.loc["better", "p"])  # one test only
+
+
+def test_best_per_arm_tunes_each_arm_separately():
+    frame = runs({"o=a, lr=1": [1.0, 1.0], "o=a, lr=2": [0.8, 0.8], "o=b, lr=1": [0.7, 0.7], "o=b, lr=2": [0.9, 0.9]})
+    frame["arm.o"] = frame["arm"].str[2]
+    frame["arm.lr"] = frame["arm"].str[-1]
+    tuned = best_per_arm(frame, ["o", "lr"], ["lr"])
+    assert dict(zip(tuned["arm"], tuned["tuned_arm"], strict=True)) == {"a": "o=a, lr=2", "b": "o=b, lr=1"}
+
+
+def test_performance_profile_algoperf():
+    times = pd.DataFrame({"fast": [1.0, 2.0], "slow": [2.0, 4.0], "miss": [math.inf, 3.0]})
+    taus = np.linspace(1, 4, 301)
+    rho, scores = performance_profile(times, taus)
+    assert rho.loc[1.0, "fast"] == 1.0 and scores["fast"] == pytest.approx(1.0)
+    assert rho["slow"].iloc[-1] == 1.0 and rho.loc[1.0, "slow"] == 0.0
+    assert scores["slow"] == pytest.approx(2 / 3, abs=0.01)  # ratio 2 on both seeds: rho = 1 from tau 2 to 4
+    assert rho["miss"].iloc[-1] == 0.5  # the miss never counts
