@@ -114,22 +114,14 @@ def paired_comparisons(frame: pd.DataFrame, baseline: str, by: str = "arm", valu
     return table
 
 
-def best_per_arm(frame: pd.DataFrame, axes: Sequence[str], tune: Sequence[str], value: str = "value") -> pd.DataFrame:
-    """For each setting of the axes not tuned, the tuned setting with the lowest mean (tuned fairly: each
-    arm gets its own best). Returns those runs, with `arm` relabelled by the untuned axes alone."""
-    keep = [a for a in axes if a not in tune]
-    if not tune:
-        return frame
-    if keep:
-        arm_col = frame[[f"arm.{a}" for a in keep]].astype(str).agg(", ".join, axis=1)
-    else:
-        arm_col = pd.Series("all", index=frame.index)
-    means = frame.assign(_arm=arm_col).groupby(["_arm", "arm"], sort=False)[value].mean()
-    chosen = means.groupby(level=0).idxmin()
-    picked = {arm for _, arm in chosen}
-    out = frame[frame["arm"].isin(picked)].copy()
+def best_per_arm(frame: pd.DataFrame, groups: pd.Series, value: str = "value") -> pd.DataFrame:
+    """Tuned fairly: within each group (an arm without its tuned settings), the arm with the lowest mean.
+    Returns that arm's runs with `arm` set to the group and `tuned_arm` to the arm it was."""
+    means = frame.assign(_group=groups).groupby(["_group", "arm"], sort=False)[value].mean()
+    chosen = {arm for _, arm in means.groupby(level=0, sort=False).idxmin()}
+    out = frame[frame["arm"].isin(chosen)].copy()
     out["tuned_arm"] = out["arm"]
-    out["arm"] = arm_col[out.index]
+    out["arm"] = groups[out.index]
     return out
 
 

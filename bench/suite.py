@@ -35,6 +35,7 @@ class Run:
 
     config: RunConfig
     arm: dict[str, str]  # axis -> label of its value, e.g. {"optimizer": "lion", "optimizer.lr": "0.001"}
+    values: dict[str, Any] = field(default_factory=dict, compare=False)  # axis -> the value as written
 
     @property
     def hash(self) -> str:
@@ -141,8 +142,8 @@ class Suite:
         tune = meta.get("tune", [])
         if not isinstance(tune, list) or not all(isinstance(t, str) for t in tune):
             raise ConfigError("suite.tune", "must be a list of axis names")
-        for t in tune:
-            if t not in axes:
+        for t in tune:  # an axis, or a parameter set inside an axis's values (optimizer.lr under optimizer)
+            if t not in axes and t.split(".")[0] not in axes:
                 raise ConfigError(
                     "suite.tune",
                     f"'{t}' is not an axis{closest(t, list(axes))}; axes: {', '.join(axes) or 'none'}",
@@ -180,7 +181,7 @@ class Suite:
 
     def runs(self) -> list[Run]:
         """Every run once: configurations (a seeded subset under max_runs) x seeds, deduplicated by hash."""
-        configs: list[tuple[RunConfig, dict[str, str]]] = []
+        configs: list[tuple[RunConfig, dict[str, Any]]] = []
         seen: set[str] = set()
         for combo in self.combinations():
             try:
@@ -191,13 +192,30 @@ class Suite:
             key = cfg.hash
             if key not in seen:
                 seen.add(key)
-                configs.append((cfg, {k: label(v) for k, v in combo.items()}))
+                configs.append((cfg, combo))
         if self.max_runs is not None:
             keep = max(1, self.max_runs // len(self.seeds))
             if keep < len(configs):  # whole configurations, so each keeps all its seeds
                 picked = sorted(random.Random(f"{self.name}:{self.max_runs}").sample(range(len(configs)), keep))
                 configs = [configs[i] for i in picked]
-        return [Run(cfg.override({"seed": s}), arm) for cfg, arm in configs for s in self.seeds]
+        return [
+            Run(cfg.override({"seed": s}), {k: label(v) for k, v in combo.items()}, combo)
+            for cfg, combo in configs
+            for s in self.seeds
+        ]
+
+    def untuned_label(self, run: Run) -> str:
+        """The run's arm without the tuned settings: what a report ranks when each arm gets its best tune."""
+        parts = []
+        for key in self.axes:
+            if key not in run.values or key in self.tune:
+                continue
+            value = run.values[key]
+            inner = [t.split(".", 1)[1] for t in self.tune if t.startswith(key + ".") and t not in self.axes]
+            if inner and isinstance(value, Mapping):
+                value = {k: v for k, v in value.items() if k not in inner}
+            parts.append(f"{key}={label(value)}")
+        return ", ".join(parts) or "all"
 
     @property
     def metric_field(self) -> str:

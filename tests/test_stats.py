@@ -58,9 +58,7 @@ def test_paired_comparisons_use_matching_seeds():
 
 def test_best_per_arm_tunes_each_arm_separately():
     frame = runs({"o=a, lr=1": [1.0, 1.0], "o=a, lr=2": [0.8, 0.8], "o=b, lr=1": [0.7, 0.7], "o=b, lr=2": [0.9, 0.9]})
-    frame["arm.o"] = frame["arm"].str[2]
-    frame["arm.lr"] = frame["arm"].str[-1]
-    tuned = best_per_arm(frame, ["o", "lr"], ["lr"])
+    tuned = best_per_arm(frame, frame["arm"].str[2])
     assert dict(zip(tuned["arm"], tuned["tuned_arm"], strict=True)) == {"a": "o=a, lr=2", "b": "o=b, lr=1"}
 
 

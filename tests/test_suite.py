@@ -110,7 +110,7 @@ BAD_SUITES = [
     ("bad_metric", f'[suite]\nname = "x"\nmetric = "accuracy"\n[axes]\n{GOOD_AXES}', "suite.metric"),
     (
         "tune_not_an_axis",
-        f'[suite]\nname = "x"\ntune = ["optimizer.lr"]\n[axes]\n{GOOD_AXES}',
+        f'[suite]\nname = "x"\ntune = ["schedule.warmup"]\n[axes]\n{GOOD_AXES}',
         "is not an axis",
     ),
     ("base_not_table", f'[suite]\nname = "x"\nbase = 3\n[axes]\n{GOOD_AXES}', "suite.base"),

@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench.registry import ConfigError
 from bench.stats import MIN_SEEDS_FOR_CI, best_per_arm, paired_comparisons, performance_profile, summarize
-from bench.suite import Suite, label
+from bench.suite import Suite
 
 SECTIONS = [
     ("leaderboard", "Leaderboard"),
@@ -39,16 +39,13 @@ def default_report_path(suite: Suite) -> Path:
     return Path("reports") / f"{suite.name}.html"
 
 
-def baseline_arm(suite: Suite, frame: pd.DataFrame, tuned: bool) -> str:
-    """The suite's `baseline` arm if it names one, else the first combination (each axis's first value)."""
+def baseline_arm(suite: Suite, frame: pd.DataFrame) -> str:
+    """The suite's `baseline` arm if it names one, else the first combination's (each axis's first value)."""
     arms = list(dict.fromkeys(frame["arm"]))
     if suite.design == "ablation":
         return "base" if "base" in arms else arms[0]
-    first = {k: label(v[0]) for k, v in suite.axes.items() if not (tuned and k in suite.tune)}
-    if tuned:
-        candidate = ", ".join(first[k] for k in suite.axes if k in first) or "all"
-    else:
-        candidate = ", ".join(f"{k}={v}" for k, v in first.items()) or "base"
+    first = suite.runs()[0]
+    candidate = suite.untuned_label(first) if suite.tune else first.arm_label
     return candidate if candidate in arms else arms[0]
 
 
@@ -78,9 +75,13 @@ def render(suite: Suite, frame: pd.DataFrame, sample: bool = True) -> str:
     frame["value"] = frame["value"].astype(float)
     axes = [a for a in suite.axes if f"arm.{a}" in frame.columns]
     tuned = bool(suite.tune)
-    ranked_frame = best_per_arm(frame, axes, suite.tune) if tuned else frame
+    if tuned:
+        groups = frame["run_hash"].map({r.hash: suite.untuned_label(r) for r in suite.runs()})
+        ranked_frame = best_per_arm(frame, groups.fillna(frame["arm"]))
+    else:
+        ranked_frame = frame
     table = summarize(ranked_frame)
-    baseline = baseline_arm(suite, ranked_frame, tuned)
+    baseline = baseline_arm(suite, ranked_frame)
     floor = _first(frame.get("loss_floor"))
     metric = suite.metric
 
@@ -92,7 +93,7 @@ def render(suite: Suite, frame: pd.DataFrame, sample: bool = True) -> str:
         "tuned": tuned,
         "min_seeds": MIN_SEEDS_FOR_CI,
         "too_few": bool((table["n"] < MIN_SEEDS_FOR_CI).any()),
-        "leaderboard": Markup(leaderboard_html(table, floor)),
+        "leaderboard": Markup(leaderboard_html(table, floor, tuned_settings(ranked_frame))),
         "answer": answer(table, metric),
         "baseline": baseline,
         "comparisons": Markup(comparisons_html(paired_comparisons(ranked_frame, baseline))),
@@ -142,7 +143,14 @@ def _fmt(x: float, digits: int = 4) -> str:
     return "–" if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))) else f"{x:.{digits}f}"
 
 
-def leaderboard_html(table: pd.DataFrame, floor: float | None) -> str:
+def tuned_settings(frame: pd.DataFrame) -> dict[str, str] | None:
+    """arm -> the full arm it was tuned to, when the suite tunes."""
+    if "tuned_arm" not in frame:
+        return None
+    return dict(zip(frame["arm"], frame["tuned_arm"], strict=True))
+
+
+def leaderboard_html(table: pd.DataFrame, floor: float | None, tuned: dict[str, str] | None = None) -> str:
     shown = pd.DataFrame({
         "Rank": table["rank"],
         "Arm": table["arm"],
@@ -155,6 +163,8 @@ def leaderboard_html(table: pd.DataFrame, floor: float | None) -> str:
         "Stopped early": table["stopped_early"],
         "Failed": table["failed"],
     })  # fmt: skip
+    if tuned is not None:
+        shown.insert(2, "Best setting", [tuned.get(arm, "") for arm in table["arm"]])
     if floor is not None:
         shown["Above floor"] = shown["Mean"] - floor
     styler = (

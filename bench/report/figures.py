@@ -41,20 +41,26 @@ def main_effect(frame: pd.DataFrame, axis: str, metric: str, floor: float | None
     column = f"arm.{axis}"
     data = finite(frame)
     order = list(dict.fromkeys(frame[column]))
-    fig = Figure(figsize=(max(4.0, 0.9 * len(order) + 2), 3.2))
-    ax = fig.subplots()
-    sns.pointplot(data=data, x=column, y="value", order=order, errorbar=ERRORBAR, seed=SEED, ax=ax,
-                  linestyle="none", capsize=0.15, color="#1f5fa8")  # fmt: skip
+    many = len(order) > 8 or max(len(str(o)) for o in order) > 14  # long or many labels: values down the side
+    if many:
+        fig = Figure(figsize=(7, 0.28 * len(order) + 1.2))
+        ax = fig.subplots()
+        sns.pointplot(data=data, y=column, x="value", order=order, errorbar=ERRORBAR, seed=SEED, ax=ax,
+                      linestyle="none", capsize=0.3, color="#1f5fa8", markersize=4)  # fmt: skip
+        ax.set_ylabel(axis)
+        ax.set_xlabel(metric)
+        ax.tick_params(axis="y", labelsize=7)
+    else:
+        fig = Figure(figsize=(max(4.0, 0.9 * len(order) + 2), 3.2))
+        ax = fig.subplots()
+        sns.pointplot(data=data, x=column, y="value", order=order, errorbar=ERRORBAR, seed=SEED, ax=ax,
+                      linestyle="none", capsize=0.15, color="#1f5fa8")  # fmt: skip
+        ax.set_xlabel(axis)
+        ax.set_ylabel(metric)
+        ax.tick_params(axis="x", labelsize=8)
     if floor is not None:
-        ax.axhline(floor, color="#888", linestyle="--", linewidth=1, label="loss floor")
+        (ax.axvline if many else ax.axhline)(floor, color="#888", linestyle="--", linewidth=1, label="loss floor")
         ax.legend(loc="best", fontsize=8)
-    ax.set_xlabel(axis)
-    ax.set_ylabel(metric)
-    crowded = len(order) > 4 or max(len(str(o)) for o in order) > 14
-    ax.tick_params(axis="x", labelrotation=30 if crowded else 0, labelsize=8)
-    if crowded:
-        for tick in ax.get_xticklabels():
-            tick.set_horizontalalignment("right")
     return png(fig)
 
 
