@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.files import atomic_path
 from bench.registry import ConfigError
 
 
@@ -139,10 +140,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if record.status == "failed" or model is None:
             print(record.error, file=sys.stderr)
             return 1
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            torch.save(model.state_dict(), tmp)
     model.eval()
     prompt = corpus.encode(args.prompt) or [0]
     idx = torch.tensor([prompt], device=device)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.files import atomic_path
 from bench.registry import Choice, ConfigError
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -148,10 +149,8 @@ def find_tinyshakespeare() -> Path:
     digest = hashlib.sha256(data).hexdigest()
     if digest != TINYSHAKESPEARE_SHA256:
         raise ConfigError("data", f"downloaded tinyshakespeare has sha256 {digest}, expected {TINYSHAKESPEARE_SHA256}")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".part")
-    tmp.write_bytes(data)
-    tmp.replace(cached)
+    with atomic_path(cached) as tmp:
+        tmp.write_bytes(data)
     return cached
 
 
@@ -210,10 +209,8 @@ class BPETokenizer:
                 show_progress=False,
             )
             tok.train_from_iterator([text], trainer=trainer)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.part")
-            tok.save(str(tmp))
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                tok.save(str(tmp))
             self.tok = tok
         self.vocab_size = self.tok.get_vocab_size()
 

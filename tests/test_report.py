@@ -81,7 +81,8 @@ def test_tuned_arms_and_missing_target_and_too_few_seeds(tmp_path):
     html = build_report(suite, storage, tmp_path / "r.html", sample=False).read_text()
     board = section(html, "leaderboard")
     assert "tuned per arm" in board and "too few seeds" in board
-    assert "optimizer.lr=" not in board  # arms are the optimizers alone
+    assert ">optimizer=lion</td>" in board and "Best setting" in board  # arms are the optimizers alone
+    assert board.count("optimizer.lr=") == 3  # each arm's best learning rate, once
     assert "sets no target" in section(html, "target")
 
 

@@ -112,14 +112,15 @@ def test_default_split_is_one_single_threaded_worker_per_core_for_small_models(t
     assert default_split(wide, cores=2) == (1, 2)
 
 
-def optbench(*args, **kw):
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        **kw,
-    )
+def optbench(*args, log=None, **kw):
+    """`optbench ARGS` in its own process group; stderr to `log` (a path) when given."""
+    stderr = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 -- closed with the process
+    return subprocess.Popen([sys.executable, "-m", "bench", *args], stdout=subprocess.DEVNULL, stderr=stderr,
+                            start_new_session=True, **kw)  # fmt: skip
+
+
+def logs(tmp_path):
+    return "\n".join(f"{p.name}: {p.read_text()[-1500:]}" for p in sorted(tmp_path.glob("*.log")))
 
 
 def test_crash_safety_sigkill_at_random_moments(tmp_path):
@@ -129,15 +130,17 @@ def test_crash_safety_sigkill_at_random_moments(tmp_path):
     rng = random.Random(1234)
     kills = 0
     for _ in range(4):
-        proc = optbench("run", str(path), "--storage", storage, "--workers", "2", "--quiet")
+        proc = optbench("run", str(path), "--storage", storage, "--workers", "2", "--quiet", "--no-report")
         time.sleep(rng.uniform(3.0, 7.0))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             kills += 1
         proc.wait()
     assert kills >= 2
-    proc = optbench("run", str(path), "--storage", storage, "--workers", "2", "--quiet")
-    assert proc.wait(timeout=300) == 0
+    proc = optbench(
+        "run", str(path), "--storage", storage, "--workers", "2", "--quiet", "--no-report", log=tmp_path / "final.log"
+    )
+    assert proc.wait(timeout=300) == 0, logs(tmp_path)
     counts = finished_per_run(storage, "crash")
     assert counts == {r.hash: 1 for r in Suite.load(path).runs()}
     frame = load_results("crash", storage)
@@ -163,11 +166,9 @@ def fresh_seeds():
 def test_three_workers_share_one_postgres_storage_exactly_once(tmp_path):
     name = unique("pg_grid")
     path = write_suite(tmp_path, name, GRID_12, steps=40, seeds=fresh_seeds())
-    procs = [
-        optbench("run", str(path), "--storage", POSTGRES, "--workers", "1", "--threads", "1", "--quiet")
-        for _ in range(3)
-    ]
-    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]
+    args = ["run", str(path), "--storage", POSTGRES, "--workers", "1", "--threads", "1", "--quiet", "--no-report"]
+    procs = [optbench(*args, log=tmp_path / f"worker{i}.log") for i in range(3)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0], logs(tmp_path)
     study = Store.open(POSTGRES).existing_study(name)
     trials = study.get_trials()
     assert len(trials) == 12 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
@@ -180,10 +181,8 @@ def test_killed_worker_run_is_retried_by_another_through_heartbeats(tmp_path):
     name = unique("pg_kill")
     path = write_suite(tmp_path, name, GRID_12, steps=400, seeds=fresh_seeds())
     env = {**os.environ, "OPTBENCH_HEARTBEAT_INTERVAL": "1", "OPTBENCH_GRACE_PERIOD": "4"}
-    procs = [
-        optbench("run", str(path), "--storage", POSTGRES, "--workers", "1", "--threads", "1", "--quiet", env=env)
-        for _ in range(3)
-    ]
+    args = ["run", str(path), "--storage", POSTGRES, "--workers", "1", "--threads", "1", "--quiet", "--no-report"]
+    procs = [optbench(*args, env=env, log=tmp_path / f"worker{i}.log") for i in range(3)]
     store = Store.open(POSTGRES)
     victim = procs[0]
     deadline = time.time() + 120
@@ -199,7 +198,7 @@ def test_killed_worker_run_is_retried_by_another_through_heartbeats(tmp_path):
         time.sleep(0.2)
     assert killed_run is not None
     victim.wait()
-    assert [p.wait(timeout=300) for p in procs[1:]] == [0, 0]
+    assert [p.wait(timeout=300) for p in procs[1:]] == [0, 0], logs(tmp_path)
     assert finished_per_run(POSTGRES, name) == {r.hash: 1 for r in Suite.load(path).runs()}
     attempts = [t for t in store.existing_study(name).get_trials() if t.user_attrs.get("run_hash") == killed_run]
     assert [t.state for t in attempts] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.files import atomic_path
 from bench.registry import ConfigError
 from bench.stats import MIN_SEEDS_FOR_CI, best_per_arm, paired_comparisons, performance_profile, summarize
 from bench.suite import Suite
@@ -58,10 +59,8 @@ def build_report(suite: Suite, storage: str | None = None, out: str | Path | Non
         raise ConfigError("", f"no results for suite '{suite.name}' yet: {hint}")
     html = render(suite, frame, sample=sample)
     path = Path(out) if out else default_report_path(suite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(html, encoding="utf-8")
     return path
 
 
@@ -307,8 +306,8 @@ def sample_context(frame: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any]:
         record, model = run_training(cfg)
         if model is None or record.status == "failed":
             return {"sample": None, "sample_note": "Training the best run again for a sample failed."}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path)
+        with atomic_path(path) as tmp:
+            torch.save(model.state_dict(), tmp)
     model.eval()
     out = model.generate(torch.tensor([[0]]), SAMPLE_CHARS, method="sample", temperature=0.8, top_k=40,
                          generator=torch.Generator().manual_seed(0))  # fmt: skip
