@@ -79,8 +79,9 @@ class RichProgress:
     def update(self, step: int, train_loss: float) -> None:
         self.bar.update(self.task, completed=step, loss=f"{train_loss:.4f}")
 
-    def evaluated(self, step: int, val_loss: float) -> None:
+    def evaluated(self, step: int, val_loss: float) -> bool:
         self.bar.console.print(f"step {step:>6}  val_loss {val_loss:.4f}")
+        return False
 
     def finish(self, record: Any) -> None:
         if self.bar is not None:
@@ -209,6 +210,83 @@ def cmd_report(args: argparse.Namespace) -> int:
     Store.open(args.storage)
     path = build_report(suite, args.storage, args.out, sample=not args.no_sample)
     print(f"report: {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from bench import search
+    from bench.store import Store
+    from bench.suite import Suite
+
+    suite = Suite.load(args.suite, suite_overrides(args))
+    if not suite.search:
+        raise ConfigError("search", "the suite has no [search] table to search", args.suite)
+    try:
+        space = search.parse_space(suite.search, suite.base)
+    except ConfigError as e:
+        raise e.with_source(args.suite) from None
+    objectives = tuple(o.strip() for o in args.objectives.split(","))
+    for name, value, allowed in (
+        ("--sampler", args.sampler, search.SAMPLERS),
+        ("--pruner", args.pruner, search.PRUNERS),
+    ):
+        if value not in allowed:
+            raise ConfigError(name, f"unknown value '{value}'; allowed: {', '.join(allowed)}")
+    for o in objectives:
+        if o not in search.OBJECTIVES:
+            raise ConfigError("--objectives", f"unknown objective '{o}'; allowed: {', '.join(search.OBJECTIVES)}")
+    for flag in ("trials", "workers", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{flag}", f"must be >= 1, got {value}")
+    if args.sampler == "grid":
+        space.grid()
+    workers = args.workers or 1
+    threads = args.threads or max(1, (os.cpu_count() or 1) // workers)
+    plan = search.SearchPlan(
+        args.suite, suite_overrides(args), args.storage, args.trials, args.sampler, args.pruner, objectives,
+        args.timeout, workers, threads, args.per_arm,
+    )  # fmt: skip
+    search.study_names(plan, suite, space)  # a bad --per-arm is reported before any work
+    Store.open(args.storage)
+    studies = search.run_search(plan)
+    exported = None
+    rows = []
+    for name, study in studies:
+        finished = [t for t in study.trials if t.state.name == "COMPLETE"]
+        pruned = sum(t.state.name == "PRUNED" for t in study.trials)
+        steps = sum(t.user_attrs.get("steps_trained", 0) for t in study.trials)
+        print(f"{name}: {len(finished)} complete, {pruned} pruned, {steps} training steps", file=sys.stderr)
+        if not finished:
+            continue
+        if len(objectives) > 1:
+            print(f"Pareto front ({', '.join(objectives)}):")
+            for t in sorted(study.best_trials, key=lambda t: t.values):
+                print(
+                    "  "
+                    + ", ".join(f"{v:.4f}" for v in t.values)
+                    + f"  trial {t.number}: {t.user_attrs.get('arm_label')}"
+                )
+            continue
+        importances = search.importances(study)
+        study.set_user_attr("importances", importances)
+        best = study.best_trial
+        rows.append((name, best.value, best.user_attrs.get("arm_label", "")))
+        print(f"# best of {name}: {objectives[0]} {best.value:.4f} (trial {best.number})")
+        if importances:
+            print("# importances: " + ", ".join(f"{k} {v:.2f}" for k, v in importances.items()))
+        text = search.to_toml({k: v for k, v in search.best_config(study).to_dict().items() if k != "threads"})
+        print(text)
+        if exported is None or best.value < exported[0]:
+            exported = (best.value, text)
+    if len(rows) > 1:
+        print("best of each arm, equal budgets:")
+        for name, value, label in sorted(rows, key=lambda r: r[1]):
+            print(f"  {value:.4f}  {name}  {label}")
+    if args.export and exported is not None:
+        with atomic_path(args.export) as tmp:
+            tmp.write_text(exported[1])
+        print(f"best recipe written to {args.export}", file=sys.stderr)
     return 0
 
 
@@ -341,6 +419,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="do not write reports/<suite>.html at the end")
     p.add_argument("--no-sample", action="store_true", help="no text sample from the best run in the report")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("search", help="Optuna search over the suite's [search] space, with pruning")
+    p.add_argument("suite", help="suite file (TOML) with a [search] table")
+    p.add_argument("--trials", type=int, default=20, help="trials (per arm with --per-arm)")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--workers", type=int, help="worker processes (default 1)")
+    p.add_argument("--threads", type=int, help="torch threads per worker")
+    p.add_argument("--storage", help="results store (default results/optbench.journal) or postgresql://...")
+    p.add_argument("--sampler", default="tpe", help="tpe, random, cmaes, qmc or grid (all seeded)")
+    p.add_argument("--pruner", default="hyperband", help="none, median, successive_halving or hyperband")
+    p.add_argument("--objectives", default="val_loss", help="val_loss, or e.g. val_loss,train_time for a Pareto front")
+    p.add_argument("--per-arm", help="give every value of this [search] axis its own equal budget of trials")
+    p.add_argument("--export", metavar="FILE.toml", help="write the best recipe as a [base] table")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto, for every trial")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of the base")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("report", help="a self-contained HTML report of a suite's results")
     p.add_argument("suite", help="suite file (TOML)")

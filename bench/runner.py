@@ -170,6 +170,24 @@ def _worker_main(plan: Plan) -> None:
         sys.exit(130)
 
 
+def spawn_workers(target: Callable, args: list[tuple], threads: int) -> list:
+    """Started worker processes, one per args tuple. They start with their thread count from the
+    environment (OMP_NUM_THREADS), so they never need torch.set_num_threads (see bench.env.set_threads)."""
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=target, args=a) for a in args]
+    previous = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        if previous is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = previous
+    return procs
+
+
 @dataclass
 class Summary:
     total: int
@@ -214,19 +232,7 @@ def run_suite(plan: Plan, show_progress: bool = True) -> Summary:
             set_threads(plan.threads)
             worker_loop(plan, on_finish=lambda run, record: progress.update(summarize(store, suite, started, copied)))
         else:
-            context = multiprocessing.get_context("spawn")
-            procs = [context.Process(target=_worker_main, args=(plan,), daemon=False) for _ in range(plan.workers)]
-            # workers start with their thread count from the environment, so they need no set_num_threads
-            previous = os.environ.get("OMP_NUM_THREADS")
-            os.environ["OMP_NUM_THREADS"] = str(plan.threads)
-            try:
-                for p in procs:
-                    p.start()
-            finally:
-                if previous is None:
-                    del os.environ["OMP_NUM_THREADS"]
-                else:
-                    os.environ["OMP_NUM_THREADS"] = previous
+            procs = spawn_workers(_worker_main, [(plan,)] * plan.workers, plan.threads)
             while any(p.is_alive() for p in procs):
                 progress.update(summarize(store, suite, started, copied))
                 time.sleep(POLL_SECONDS)

@@ -28,7 +28,7 @@ from bench.registry import ConfigError
 from bench.techniques import CLIPPING, INITS, OPTIMIZERS
 from bench.techniques.schedules import multiplier
 
-STATUSES = ("complete", "diverged", "stopped_early", "failed")
+STATUSES = ("complete", "diverged", "stopped_early", "pruned", "failed")
 # Steps between host reads of the loss buffer: divergence is noticed at most this late.
 SYNC_EVERY = 10
 
@@ -71,7 +71,9 @@ class RunRecord:
 class Progress(Protocol):
     def start(self, cfg: RunConfig, total_steps: int) -> None: ...
     def update(self, step: int, train_loss: float) -> None: ...
-    def evaluated(self, step: int, val_loss: float) -> None: ...
+    def evaluated(self, step: int, val_loss: float) -> bool | None:
+        """After each evaluation; returning True stops the run as `pruned` (a search's pruner asked)."""
+
     def finish(self, record: RunRecord) -> None: ...
 
 
@@ -307,8 +309,9 @@ def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None) -> GPT:
             tick = time.perf_counter()
             val_steps.append(done)
             val_losses.append(val)
-            if progress:
-                progress.evaluated(done, val)
+            if progress and progress.evaluated(done, val) and done < total:  # at the end there is nothing to save
+                record.status, record.status_step = "pruned", done
+                break
             if not math.isfinite(val):
                 record.status, record.status_step = "diverged", done
                 break

@@ -1,0 +1,415 @@
+"""Optuna search over any field of RunConfig, with pruning, on one machine or many.
+
+A suite's `[search]` table declares the space; each entry is a dotted field:
+
+    [search]
+    optimizer = "auto"                       # every optimizer, and conditionally its own parameters
+    schedule = ["warmup_cosine", "wsd"]      # these schedules, each with its own parameters
+    "optimizer.lr" = { low = 1e-4, high = 3e-2, log = true }
+    "schedule.warmup" = { low = 0, high = 300, type = "int" }
+    clip = "auto"
+    batch_size = [8, 12, 16]
+
+A registry axis given as "auto" or a list of names searches the choice and, only where it applies, each
+chosen entry's parameters over the ranges the registry declares (`Param.search`); explicit entries win.
+Trials are stored like suite runs (load_results reads them), in the study `<suite>.search` (or
+`<suite>.search.<arm>` when each arm of an axis gets its own equal budget).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.config import CHOICE_AXES, RunConfig
+from bench.registry import ConfigError, Param
+from bench.suite import Suite
+
+SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
+PRUNERS = ("none", "median", "successive_halving", "hyperband")
+OBJECTIVES = {"val_loss": "final_val_loss", "best_val_loss": "best_val_loss", "train_time": "train_time",
+              "tokens": "tokens"}  # fmt: skip
+SEARCHABLE_AXES = ("optimizer", "schedule", "init", "clip")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched field: categorical choices, or a float/int range (log or linear)."""
+
+    name: str
+    kind: str  # categorical | float | int
+    choices: tuple = ()
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    when: tuple[str, str] | None = None  # only when another dimension (axis name) took this value
+
+    def suggest(self, trial: Any) -> Any:
+        if self.kind == "categorical":
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+
+@dataclass
+class Space:
+    dimensions: list[Dimension] = field(default_factory=list)
+
+    def sample(self, trial: Any) -> dict[str, Any]:
+        """Dotted field -> value for one trial; conditional dimensions only where their entry was chosen."""
+        values: dict[str, Any] = {}
+        for dim in self.dimensions:
+            if dim.when is not None and values.get(dim.when[0]) != dim.when[1]:
+                continue
+            values[dim.name] = dim.suggest(trial)
+        return values
+
+    def is_conditional(self) -> bool:
+        return any(d.when for d in self.dimensions)
+
+    def grid(self) -> dict[str, list]:
+        if self.is_conditional() or any(d.kind != "categorical" for d in self.dimensions):
+            raise ConfigError("--sampler", "grid needs a space of explicit lists only (no ranges, no 'auto')")
+        return {d.name: list(d.choices) for d in self.dimensions}
+
+
+def registry_dimensions(axis: str, names: list[str], explicit: Mapping[str, Any]) -> list[Dimension]:
+    """The axis choice, then each entry's own searchable parameters, conditional on that entry."""
+    registry = CHOICE_AXES[axis]
+    dims = [Dimension(f"{axis}.name", "categorical", tuple(names))]
+    for name in names:
+        entry = registry.get(name, f"search.{axis}")
+        for pname, param in entry.params.items():
+            key = f"{axis}.{pname}"
+            if key in explicit or param.search is None:
+                continue
+            dims.append(param_dimension(f"{axis}.{name}.{pname}", param, when=(f"{axis}.name", name)))
+    return dims
+
+
+def param_dimension(name: str, param: Param, when: tuple[str, str] | None = None) -> Dimension:
+    spec = param.search
+    if isinstance(spec[0], str) and spec[0] in ("log", "float", "int"):
+        kind = "int" if spec[0] == "int" else "float"
+        return Dimension(name, kind, low=spec[1], high=spec[2], log=spec[0] == "log", when=when)
+    return Dimension(name, "categorical", tuple(spec), when=when)
+
+
+RANGE_KEYS = {"low", "high", "log", "type"}
+
+
+def flatten_search(search: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """TOML's bare dotted keys nest (optimizer.lr = [...] is {optimizer: {lr: [...]}}); ranges stay tables."""
+    out: dict[str, Any] = {}
+    for key, value in search.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value and not set(value) <= RANGE_KEYS:
+            out.update(flatten_search(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def parse_space(search: Mapping[str, Any], base: RunConfig) -> Space:
+    """The [search] table -> a Space, every value checked against the config it would make."""
+    search = flatten_search(search)
+    explicit = {k: v for k, v in search.items() if k not in SEARCHABLE_AXES or not isinstance(v, str | list)}
+    dims: list[Dimension] = []
+    for key, spec in search.items():
+        where = f"search.{key}"
+        if key in SEARCHABLE_AXES and (
+            spec == "auto" or (isinstance(spec, list) and all(isinstance(s, str) for s in spec))
+        ):
+            names = CHOICE_AXES[key].names() if spec == "auto" else spec
+            if not names:
+                raise ConfigError(where, "lists no entries")
+            dims += registry_dimensions(key, names, explicit)
+        elif isinstance(spec, list):
+            if not spec:
+                raise ConfigError(where, "must list at least one value")
+            dims.append(Dimension(key, "categorical", tuple(spec)))
+        elif isinstance(spec, Mapping):
+            unknown = set(spec) - {"low", "high", "log", "type"}
+            if unknown:
+                raise ConfigError(f"{where}.{sorted(unknown)[0]}", "allowed: low, high, log, type")
+            low, high = spec.get("low"), spec.get("high")
+            kind = spec.get("type", "float")
+            if kind not in ("float", "int"):
+                raise ConfigError(f"{where}.type", f"must be float or int, got {kind!r}")
+            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)) or low >= high:
+                raise ConfigError(where, f"needs numbers low < high, got low={low!r} high={high!r}")
+            if spec.get("log") and low <= 0:
+                raise ConfigError(f"{where}.low", "must be > 0 on a log scale")
+            dims.append(Dimension(key, kind, low=low, high=high, log=bool(spec.get("log", False))))
+        else:
+            raise ConfigError(where, "must be a list of values, a table {low, high, log, type}, or 'auto'")
+    for dim in dims:  # each value must make a valid run: check the ends of ranges and every choice
+        probes = dim.choices if dim.kind == "categorical" else (dim.low, dim.high)
+        for value in probes:
+            field_name = config_field(dim)
+            overrides = {f"{dim.when[0].split('.')[0]}": dim.when[1]} if dim.when else {}
+            try:
+                base.override({**overrides, field_name: int(value) if dim.kind == "int" else value})
+            except ConfigError as e:
+                raise ConfigError(f"search.{dim.name}", e.message) from None
+    return Space(dims)
+
+
+def config_field(dim: Dimension) -> str:
+    """'optimizer.lion.lr' (a conditional dimension) -> 'optimizer.lr'; others are fields already."""
+    if dim.when is None:
+        return dim.name
+    axis, _, rest = dim.name.partition(".")
+    return f"{axis}.{rest.split('.', 1)[1]}"
+
+
+def trial_config(space: Space, base: RunConfig, values: Mapping[str, Any], seed: int) -> RunConfig:
+    """The run a trial's sampled values describe: choices first, so their parameters refine them."""
+    dims = {d.name: d for d in space.dimensions}
+    first = [(k, v) for k, v in values.items() if "." not in k or k.endswith(".name")]  # whole choices first
+    ordered = first + [(k, v) for k, v in values.items() if (k, v) not in first]
+    overrides = {config_field(dims[k]) if k in dims else k: v for k, v in ordered}
+    return base.override({**overrides, "seed": seed})
+
+
+# -------------------------------------------------------------------------------------------------
+
+
+def make_sampler(name: str, seed: int, space: Space, multi: bool) -> Any:
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=space.is_conditional())
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        # CMA-ES handles the continuous dimensions; the rest fall back to an independent seeded sampler
+        return optuna.samplers.CmaEsSampler(seed=seed, independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+                                            warn_independent_sampling=False)  # fmt: skip
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    return optuna.samplers.GridSampler(space.grid(), seed=seed)
+
+
+def make_pruner(name: str, base: RunConfig) -> Any:
+    import optuna
+
+    first = base.eval_interval
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=first)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=3)
+    return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=base.total_steps, reduction_factor=3)
+
+
+@dataclass
+class SearchPlan:
+    suite_path: str
+    overrides: dict[str, Any]
+    storage: str | None
+    trials: int
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    objectives: tuple[str, ...] = ("val_loss",)
+    timeout: float | None = None
+    workers: int = 1
+    threads: int = 1
+    per_arm: str | None = None  # an axis of the space whose every value gets `trials` trials of its own
+    seed: int = 0
+
+
+def study_names(plan: SearchPlan, suite: Suite, space: Space) -> list[tuple[str, dict[str, Any]]]:
+    """(study name, fixed values) per arm: one study, or one per value of the per-arm axis."""
+    base = f"{suite.name}.search"
+    if plan.per_arm is None:
+        return [(base, {})]
+    dim = next((d for d in space.dimensions if d.name in (plan.per_arm, f"{plan.per_arm}.name")), None)
+    if dim is None or dim.kind != "categorical":
+        raise ConfigError("--per-arm", f"must name a categorical dimension of [search]; got {plan.per_arm!r}")
+    return [(f"{base}.{value}", {dim.name: value}) for value in dim.choices]
+
+
+class PruneOnReport:
+    """train()'s progress hook: each validation loss goes to the trial; the pruner may stop the run."""
+
+    def __init__(self, trial: Any, enabled: bool):
+        self.trial, self.enabled = trial, enabled
+
+    def start(self, cfg: Any, total_steps: int) -> None: ...
+    def update(self, step: int, train_loss: float) -> None: ...
+    def finish(self, record: Any) -> None: ...
+
+    def evaluated(self, step: int, val_loss: float) -> bool:
+        if not self.enabled or not math.isfinite(val_loss):
+            return False
+        self.trial.report(val_loss, step)
+        return self.trial.should_prune()
+
+
+def objective_factory(plan: SearchPlan, suite: Suite, space: Space, fixed: dict[str, Any]):
+    import optuna
+
+    from bench.store import record_attrs
+    from bench.train import train
+
+    multi = len(plan.objectives) > 1
+
+    def objective(trial: Any) -> Any:
+        values = dict(space.sample(FixedTrial(trial, fixed)))
+        records = []
+        for i, seed in enumerate(suite.seeds):
+            cfg = trial_config(space, suite.base, values, seed).override({"threads": plan.threads})
+            # only the first seed's curve feeds the pruner; later seeds run only for trials that survive it
+            record = train(cfg, PruneOnReport(trial, enabled=not multi and i == 0))
+            records.append(record)
+            if record.status in ("pruned", "failed"):
+                break
+        first = records[0]
+        trial.set_user_attr("run_hash", first.config_hash)
+        trial.set_user_attr("seed", suite.seeds[0])
+        trial.set_user_attr("config", first.config)
+        trial.set_user_attr("arm", {k: str(v) for k, v in values.items()})
+        trial.set_user_attr("arm_label", ", ".join(f"{k}={v}" for k, v in values.items()))
+        trial.set_user_attr("seeds", [r.config["seed"] for r in records])
+        trial.set_user_attr("steps_trained", sum(r.steps for r in records))
+        for key, value in record_attrs(first).items():
+            trial.set_user_attr(key, value)
+        if first.status == "pruned":
+            raise optuna.TrialPruned()
+        if first.status == "failed":
+            raise RuntimeError(f"trial {trial.number} failed:\n{first.error}")
+        results = []
+        for name in plan.objectives:
+            per_seed = [getattr(r, OBJECTIVES[name]) for r in records]
+            per_seed = [math.inf if v is None else float(v) for v in per_seed]
+            results.append(sum(per_seed) / len(per_seed))
+        trial.set_user_attr("objective_per_seed", [getattr(r, OBJECTIVES[plan.objectives[0]]) for r in records])
+        return tuple(results) if multi else results[0]
+
+    return objective
+
+
+class FixedTrial:
+    """A trial whose per-arm dimensions are pinned to the arm's value (still recorded as parameters)."""
+
+    def __init__(self, trial: Any, fixed: dict[str, Any]):
+        self.trial, self.fixed = trial, fixed
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        if name in self.fixed:
+            return self.trial.suggest_categorical(name, [self.fixed[name]])
+        return self.trial.suggest_categorical(name, choices)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.trial, name)
+
+
+def run_search_worker(plan: SearchPlan, study_name: str, fixed: dict[str, Any], index: int = 0) -> None:
+    """One worker: optimize until the study holds plan.trials finished or pruned trials (or the timeout)."""
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    from bench.env import set_threads
+    from bench.store import Store
+
+    set_threads(plan.threads)
+    suite = Suite.load(plan.suite_path, plan.overrides)
+    space = parse_space(suite.search, suite.base)
+    store = Store.open(plan.storage)
+    multi = len(plan.objectives) > 1
+    study = optuna.create_study(
+        study_name=study_name, storage=store.storage, load_if_exists=True,
+        directions=["minimize"] * len(plan.objectives),
+        sampler=make_sampler(plan.sampler, plan.seed + index, space, multi),  # workers sample apart
+        pruner=make_pruner("none" if multi else plan.pruner, suite.base),
+    )  # fmt: skip
+    study.set_user_attr("search", {"sampler": plan.sampler, "pruner": plan.pruner, "objectives": list(plan.objectives),
+                                   "fixed": fixed, "trials": plan.trials})  # fmt: skip
+    done_states = (TrialState.COMPLETE, TrialState.PRUNED)
+    study.optimize(
+        objective_factory(plan, suite, space, fixed),
+        n_trials=plan.trials,
+        timeout=plan.timeout,
+        callbacks=[MaxTrialsCallback(plan.trials, states=done_states)],
+        catch=(RuntimeError,),
+        gc_after_trial=False,
+    )
+
+
+def _worker_entry(plan: SearchPlan, study_name: str, fixed: dict[str, Any], index: int) -> None:
+    try:
+        run_search_worker(plan, study_name, fixed, index)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+def run_search(plan: SearchPlan) -> list[tuple[str, Any]]:
+    """Every arm's study, optimized by plan.workers processes. Returns (study name, study) per arm."""
+    import optuna
+
+    from bench.runner import spawn_workers
+    from bench.store import Store
+
+    suite = Suite.load(plan.suite_path, plan.overrides)
+    space = parse_space(suite.search, suite.base)
+    store = Store.open(plan.storage)
+    studies = []
+    for name, fixed in study_names(plan, suite, space):
+        if plan.workers == 1:
+            run_search_worker(plan, name, fixed)
+        else:
+            procs = spawn_workers(_worker_entry, [(plan, name, fixed, i) for i in range(plan.workers)], plan.threads)
+            for p in procs:
+                p.join()
+        studies.append((name, optuna.load_study(study_name=name, storage=store.storage)))
+    return studies
+
+
+# -------------------------------------------------------------------------------------------------
+# Results
+
+
+def importances(study: Any) -> dict[str, float]:
+    """Optuna's default evaluator (PED-ANOVA in Optuna 5) over the finished trials; {} when too few."""
+    import optuna
+
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(finished) < 3 or len(study.directions) > 1:
+        return {}
+    try:
+        with warnings.catch_warnings():  # PED-ANOVA warns about sparse regimes of conditional parameters
+            warnings.simplefilter("ignore")
+            return dict(optuna.importance.get_param_importances(study))
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        return {}
+
+
+def best_config(study: Any) -> RunConfig:
+    return RunConfig.from_dict(study.best_trial.user_attrs["config"])
+
+
+def to_toml(values: Mapping[str, Any]) -> str:
+    """A RunConfig dict as a `[base]` table: one line per field, registry choices as inline tables."""
+
+    def literal(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v) if not (isinstance(v, float) and math.isinf(v)) else ("inf" if v > 0 else "-inf")
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(literal(x) for x in v) + "]"
+        if isinstance(v, Mapping):
+            return "{ " + ", ".join(f"{k} = {literal(x)}" for k, x in v.items()) + " }" if v else "{}"
+        raise TypeError(f"cannot write {v!r} as TOML")
+
+    lines = ["[base]"] + [f"{k} = {literal(v)}" for k, v in values.items() if v is not None]
+    return "\n".join(lines) + "\n"

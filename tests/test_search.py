@@ -1,0 +1,163 @@
+import optuna
+import pytest
+
+from bench.cli import main
+from bench.config import load_run_config
+from bench.search import SearchPlan, make_pruner, make_sampler, parse_space, run_search, to_toml, trial_config
+from bench.suite import Suite
+
+SUITE = """[suite]
+name = "NAME"
+seeds = [0]
+[base]
+model = "tiny"
+data = { name = "synthetic", alphabet = 8, order = 2, length = 20000 }
+steps = 60
+eval_interval = 20
+eval_batches = 2
+batch_size = 4
+schedule = { name = "constant" }
+[search]
+SEARCH
+"""
+SPACE = """optimizer = ["adamw", "momentum", "lion"]
+"schedule.warmup" = { low = 0, high = 10, type = "int" }"""
+
+
+def write(tmp_path, name="s", search=SPACE):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(SUITE.replace("NAME", name).replace("SEARCH", search))
+    return path
+
+
+def plan(path, storage, **kw):
+    return SearchPlan(str(path), {}, storage, **{"trials": 4, **kw})
+
+
+def test_conditional_space_samples_each_optimizers_own_parameters(tmp_path):
+    suite = Suite.load(write(tmp_path))
+    space = parse_space(suite.search, suite.base)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):
+        trial = study.ask()
+        values = space.sample(trial)
+        name = values["optimizer.name"]
+        assert all(k.split(".")[1] == name for k in values if k.count(".") == 2)  # only the chosen one's
+        assert ("optimizer.momentum.momentum" in values) == (name == "momentum")
+        cfg = trial_config(space, suite.base, values, seed=0)
+        assert cfg.optimizer.name == name and cfg.schedule["warmup"] == values["schedule.warmup"]
+        if name == "lion":
+            assert cfg.optimizer["lr"] == values["optimizer.lion.lr"]
+        study.tell(trial, 1.0)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "qmc"])
+def test_each_sampler_is_wired(tmp_path, sampler):
+    path = write(tmp_path, f"samp_{sampler}")
+    storage = str(tmp_path / "s.journal")
+    ((name, study),) = run_search(plan(path, storage, sampler=sampler, trials=3, pruner="none"))
+    expected = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "qmc": "QMCSampler"}[sampler]
+    suite = Suite.load(path)
+    assert type(make_sampler(sampler, 0, parse_space(suite.search, suite.base), False)).__name__ == expected
+    assert study.user_attrs["search"]["sampler"] == sampler
+    assert len([t for t in study.trials if t.state.is_finished()]) == 3
+
+
+def test_grid_sampler_needs_explicit_lists(tmp_path, capsys):
+    path = write(tmp_path, "grid", "optimizer.lr = [1e-3, 3e-3]\nbatch_size = [4, 8]")
+    ((_, study),) = run_search(plan(path, str(tmp_path / "g.journal"), sampler="grid", pruner="none"))
+    assert {(t.params["optimizer.lr"], t.params["batch_size"]) for t in study.trials} == {
+        (1e-3, 4), (1e-3, 8), (3e-3, 4), (3e-3, 8)}  # fmt: skip
+    assert main(["search", str(write(tmp_path, "grid2")), "--sampler", "grid"]) == 2
+    assert "grid needs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("pruner", "cls"), [("none", "NopPruner"), ("median", "MedianPruner"),
+                                             ("successive_halving", "SuccessiveHalvingPruner"),
+                                             ("hyperband", "HyperbandPruner")])  # fmt: skip
+def test_each_pruner_is_wired(tmp_path, pruner, cls):
+    path = write(tmp_path, f"prune_{pruner}")
+    ((_, study),) = run_search(plan(path, str(tmp_path / "p.journal"), pruner=pruner, trials=2, sampler="random"))
+    assert type(make_pruner(pruner, Suite.load(path).base)).__name__ == cls
+    assert study.user_attrs["search"]["pruner"] == pruner and len(study.trials) == 2
+
+
+def test_pruned_trials_are_stored_with_their_step(tmp_path):
+    path = write(tmp_path, "pruned")
+    storage = str(tmp_path / "p.journal")
+    ((_, study),) = run_search(plan(path, storage, pruner="successive_halving", trials=10, sampler="random"))
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned
+    for t in pruned:
+        assert t.user_attrs["status"] == "pruned"
+        assert t.user_attrs["status_step"] == max(t.intermediate_values) < 60
+        assert t.user_attrs["steps"] == t.user_attrs["status_step"]
+    from bench.store import load_results
+
+    frame = load_results(study.study_name, storage)
+    assert set(frame["status"]) <= {"complete", "pruned"} and (frame["status"] == "pruned").sum() == len(pruned)
+
+
+def test_export_round_trips_to_the_same_run(tmp_path, capsys):
+    path = write(tmp_path, "export")
+    out = tmp_path / "best.toml"
+    assert main(["search", str(path), "--trials", "3", "--pruner", "none", "--export", str(out),
+                 "--storage", str(tmp_path / "e.journal")]) == 0  # fmt: skip
+    study = optuna.load_study(study_name="export.search", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "e.journal"))))  # fmt: skip
+    best = study.best_trial
+    cfg = load_run_config(str(out), None)
+    assert cfg.hash == best.user_attrs["run_hash"]
+    from bench.train import train
+
+    assert train(cfg).final_val_loss == pytest.approx(best.value)  # the exported file trains the same run
+
+
+def test_per_arm_budgets_are_equal(tmp_path, capsys):
+    path = write(tmp_path, "arms")
+    storage = str(tmp_path / "a.journal")
+    studies = run_search(plan(path, storage, per_arm="optimizer", trials=3, pruner="none", sampler="random"))
+    assert [name for name, _ in studies] == ["arms.search.adamw", "arms.search.momentum", "arms.search.lion"]
+    for name, study in studies:
+        finished = [t for t in study.trials if t.state.is_finished()]
+        assert len(finished) == 3
+        assert {t.params["optimizer.name"] for t in finished} == {name.rsplit(".", 1)[1]}
+
+
+def test_multi_objective_reports_a_pareto_front(tmp_path, capsys):
+    path = write(tmp_path, "multi")
+    assert main(["search", str(path), "--trials", "4", "--objectives", "val_loss,train_time",
+                 "--storage", str(tmp_path / "m.journal")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "Pareto front (val_loss, train_time)" in out
+
+
+def test_to_toml_round_trip():
+    import tomllib
+
+    d = {"optimizer": {"name": "adamw", "betas": [0.9, 0.99], "decay_all": False}, "steps": 10, "target": None,
+         "regularization": {"ema": {"decay": 0.9}}, "data": {"name": "text", "path": 'a "b".txt'}}  # fmt: skip
+    parsed = tomllib.loads(to_toml(d))["base"]
+    assert parsed == {k: v for k, v in d.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("args", "search", "expected"),
+    [
+        (["--sampler", "bayes"], SPACE, "unknown value 'bayes'"),
+        (["--pruner", "asha"], SPACE, "unknown value 'asha'"),
+        (["--objectives", "accuracy"], SPACE, "unknown objective"),
+        (["--trials", "0"], SPACE, "--trials"),
+        ([], '"optimizer.lr" = { low = 1e-2, high = 1e-3 }', "low < high"),
+        ([], '"optimizer.lr" = { low = 0, high = 1e-3, log = true }', "> 0 on a log scale"),
+        ([], 'optimizer = ["adamw", "adamz"]', "unknown optimizer 'adamz'"),
+        ([], '"optimizer.lr" = [-1.0]', "must be > 0"),
+        (["--per-arm", "init"], SPACE, "--per-arm"),
+    ],
+)
+def test_bad_search_input_exits_2(tmp_path, capsys, args, search, expected):
+    path = write(tmp_path, "bad", search)
+    assert main(["search", str(path), *args]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "\n" not in err.strip()
+    assert not (tmp_path / "results").exists()
