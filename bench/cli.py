@@ -287,6 +287,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         with atomic_path(args.export) as tmp:
             tmp.write_text(exported[1])
         print(f"best recipe written to {args.export}", file=sys.stderr)
+    if not args.no_report and plan.per_arm is None:
+        from bench.report import build_report
+
+        print(f"report: {build_report(suite, args.storage, sample=False)}", file=sys.stderr)
     return 0
 
 
@@ -432,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objectives", default="val_loss", help="val_loss, or e.g. val_loss,train_time for a Pareto front")
     p.add_argument("--per-arm", help="give every value of this [search] axis its own equal budget of trials")
     p.add_argument("--export", metavar="FILE.toml", help="write the best recipe as a [base] table")
+    p.add_argument("--no-report", action="store_true", help="do not write reports/<suite>.html at the end")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto, for every trial")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of the base")
     p.set_defaults(func=cmd_search)

@@ -8,6 +8,7 @@
     python -m bench.perf profile  [--steps 50]
     python -m bench.perf crosscheck [--preset small] [--rounds 200]
     python -m bench.perf report   [--runs 500]
+    python -m bench.perf pruning  [--trials 30]
     python -m bench.perf workers  [--suite suites/quick.toml] [--repeats 1]
 
 `harness`: steps per second of train() on the small preset against a bare loop of the same model,
@@ -18,6 +19,7 @@ for-loop kernels, and with 1 or all threads.
 `crosscheck`: pytest-benchmark's median against torch.utils.benchmark.Timer's for linear, layer norm and
 SDPA attention (target: within 10%).
 `report`: seconds to render the HTML report of a fabricated store of 500 runs (target < 30 s).
+`pruning`: the same trials searched with no pruner and with Hyperband: steps used and best found.
 `profile`: torch.profiler's table of the operators that take train()'s time on the nanoGPT recipe.
 `nanogpt`: wall time and validation loss of the nanoGPT CPU recipe against nanoGPT's own on this machine kind.
 `memory`: peak RSS of a small-preset run of 200 steps in a fresh process (target <= 1 GiB).
@@ -308,6 +310,63 @@ def bench_report(runs: int) -> None:
         print(f"report of {n} runs: {seconds:.1f} s, {out.stat().st_size / 1e6:.1f} MB (target < 30 s for 500 runs)")
 
 
+PRUNING_SUITE = """[suite]
+name = "pruning_bench"
+seeds = [0]
+[base]
+model = "tiny"
+data = { name = "synthetic", order = 2, alphabet = 8 }
+steps = 810
+eval_interval = 30
+eval_batches = 10
+schedule = { name = "warmup_cosine", warmup = 30 }
+[search]
+optimizer = ["adamw", "lion", "nesterov"]
+schedule = ["warmup_cosine", "wsd", "constant"]
+"schedule.warmup" = { low = 0, high = 100, type = "int" }
+"""
+
+
+def bench_pruning(trials: int) -> None:
+    """The same trials (the same sampled settings, in the same order) searched without pruning and with
+    Hyperband: training steps used and the best value found (target: <= 40% of the steps, best within 0.02)."""
+    import optuna
+
+    from bench import search
+    from bench.store import Store
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pruning_bench.toml"
+        path.write_text(PRUNING_SUITE)
+        storage = str(Path(tmp) / "p.journal")
+        suite = search.Suite.load(path)
+        space = search.parse_space(suite.search, suite.base)
+        sampler_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        settings = []
+        for _ in range(trials):  # the fixed set of trials both searches run
+            trial = sampler_study.ask()
+            settings.append(space.sample(trial))
+            sampler_study.tell(trial, 0.0)
+        results = {}
+        for pruner in ("none", "hyperband"):
+            plan = search.SearchPlan(str(path), {}, storage, trials, "random", pruner)
+            name = f"pruning_bench.{pruner}"
+            study = optuna.create_study(study_name=name, storage=Store.open(storage).storage,
+                                        pruner=search.make_pruner(pruner, suite.base))  # fmt: skip
+            for values in settings:
+                study.enqueue_trial(values)
+            study.optimize(search.objective_factory(plan, suite, space, {}), n_trials=trials)
+            steps = sum(t.user_attrs.get("steps_trained", 0) for t in study.trials)
+            results[pruner] = (steps, study.best_value)
+        (s0, b0), (s1, b1) = results["none"], results["hyperband"]
+        print(f"{trials} identical trials, tiny model, synthetic order-2 corpus, up to 810 steps each")
+        print(f"no pruning: {s0} steps, best {b0:.4f}")
+        print(f"hyperband:  {s1} steps, best {b1:.4f}")
+        print(f"hyperband used {s1 / s0:.0%} of the steps (target <= 40%); best differs by {b1 - b0:+.4f} "
+              f"(target within 0.02)")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="which", required=True)
@@ -325,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("memory", help="peak RSS of a small-preset run")
     p = sub.add_parser("report", help="time to render the report of a fabricated 500-run store")
     p.add_argument("--runs", type=int, default=500)
+    p = sub.add_parser("pruning", help="the same trials with and without Hyperband pruning")
+    p.add_argument("--trials", type=int, default=30)
     p = sub.add_parser("crosscheck", help="pytest-benchmark against torch.utils.benchmark.Timer on three kernels")
     p.add_argument("--preset", default="small")
     p.add_argument("--rounds", type=int, default=200)
@@ -343,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_startup(args.repeats)
     elif args.which == "report":
         bench_report(args.runs)
+    elif args.which == "pruning":
+        bench_pruning(args.trials)
     elif args.which == "crosscheck":
         bench_crosscheck(args.preset, args.rounds)
     elif args.which == "nanogpt":

@@ -388,7 +388,7 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
             "seed": t.user_attrs.get("seed"),
             "arm": t.user_attrs.get("arm_label", ""),
             "status": trial_status(t),
-            "value": t.value if t.values else None,
+            "value": t.values[0] if t.values else None,  # the first objective of a multi-objective search
             "attempts": attempts,
         }
         for key, label in (t.user_attrs.get("arm") or {}).items():

@@ -101,7 +101,7 @@ def test_pruned_trials_are_stored_with_their_step(tmp_path):
 def test_export_round_trips_to_the_same_run(tmp_path, capsys):
     path = write(tmp_path, "export")
     out = tmp_path / "best.toml"
-    assert main(["search", str(path), "--trials", "3", "--pruner", "none", "--export", str(out),
+    assert main(["search", str(path), "--trials", "3", "--pruner", "none", "--export", str(out), "--no-report",
                  "--storage", str(tmp_path / "e.journal")]) == 0  # fmt: skip
     study = optuna.load_study(study_name="export.search", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "e.journal"))))  # fmt: skip
@@ -161,3 +161,14 @@ def test_bad_search_input_exits_2(tmp_path, capsys, args, search, expected):
     err = capsys.readouterr().err
     assert expected in err and "\n" not in err.strip()
     assert not (tmp_path / "results").exists()
+
+
+def test_search_writes_a_report_with_optunas_plots(tmp_path, capsys):
+    path = write(tmp_path, "reported")
+    assert (
+        main(["search", str(path), "--trials", "4", "--pruner", "none", "--storage", str(tmp_path / "r.journal")]) == 0
+    )
+    html = (tmp_path / "reports" / "reported.html").read_text()
+    search_section = html.split('<section id="search">', 1)[1].split("</section>", 1)[0]
+    assert "Optimization history" in search_section and "data:image/png;base64," in search_section
+    assert "Best: " in html  # the trials are the report's runs

@@ -54,17 +54,27 @@ def build_report(suite: Suite, storage: str | None = None, out: str | Path | Non
     from bench.store import load_results
 
     frame = load_results(suite.name, storage)
+    search_study = find_search_study(suite, storage)
+    if frame.empty and search_study is not None:  # a suite that was only searched: its trials are the runs
+        frame = load_results(search_study.study_name, storage)
+        frame = frame[frame["status"] != "running"]
     if frame.empty:
         hint = f"`optbench run {suite.source or suite.name}` first"
         raise ConfigError("", f"no results for suite '{suite.name}' yet: {hint}")
-    html = render(suite, frame, sample=sample)
+    html = render(suite, frame, sample=sample, search_study=search_study)
     path = Path(out) if out else default_report_path(suite)
     with atomic_path(path) as tmp:
         tmp.write_text(html, encoding="utf-8")
     return path
 
 
-def render(suite: Suite, frame: pd.DataFrame, sample: bool = True) -> str:
+def find_search_study(suite: Suite, storage: str | None) -> Any | None:
+    from bench.store import Store
+
+    return Store.open(storage).existing_study(f"{suite.name}.search")
+
+
+def render(suite: Suite, frame: pd.DataFrame, sample: bool = True, search_study: Any | None = None) -> str:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
     from markupsafe import Markup
 
@@ -103,7 +113,7 @@ def render(suite: Suite, frame: pd.DataFrame, sample: bool = True) -> str:
         "floor": floor,
         "best_gap_to_floor": (table["mean"].iloc[0] - floor) if floor is not None else None,
         "target": suite.target,
-        "search": [],
+        "search": figures.search_figures(search_study) if search_study is not None else [],
     }
     if suite.target is not None:
         context.update(target_context(ranked_frame))

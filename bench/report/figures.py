@@ -167,3 +167,38 @@ def stability(frame: pd.DataFrame, axes: list[str]) -> str | None:
 
 def is_missing(x: object) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def search_figures(study: object) -> list[tuple[str, str]]:
+    """Optuna's own plots of a search (optuna.visualization.matplotlib): history, importances, parallel
+    coordinates of the most important parameters. Each is skipped where Optuna cannot draw it yet."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as ovm
+
+    from bench.search import importances
+
+    if len(study.directions) > 1:
+        plots = [("Pareto front", lambda: ovm.plot_pareto_front(study))]
+    else:
+        ranked = list(importances(study))
+        plots = [
+            ("Optimization history", lambda: ovm.plot_optimization_history(study)),
+            ("Parameter importances (Optuna's default evaluator)", lambda: ovm.plot_param_importances(study)),
+            ("Parallel coordinates of the most important parameters",
+             lambda: ovm.plot_parallel_coordinate(study, params=ranked[:6] or None)),
+        ]  # fmt: skip
+    out = []
+    for title, draw in plots:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "experimental" and sparse-regime warnings
+                ax = draw()
+        except (ValueError, RuntimeError, ZeroDivisionError, KeyError):
+            continue
+        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        fig.set_size_inches(8, 4)
+        out.append((title, png(fig)))
+        plt.close(fig)
+    return out
