@@ -47,32 +47,12 @@ class RichProgress:
     """A bar and one line per evaluation, on stderr."""
 
     def __init__(self) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True)
         self.bar: Any = None
 
     def start(self, cfg: Any, total_steps: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from bench.progress import progress_bar
 
-        self.bar = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            refresh_per_second=4,
-            transient=True,
-        )
+        self.bar = progress_bar("train", "loss {task.fields[loss]}")
         self.task = self.bar.add_task("train", total=total_steps, loss="-")
         self.bar.start()
 

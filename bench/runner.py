@@ -253,29 +253,9 @@ class SuiteProgress:
         self.bar = None
         if not enabled:
             return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from bench.progress import progress_bar
 
-        self.bar = Progress(
-            TextColumn(f"[bold]{suite.name}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("failed {task.fields[failed]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("best {task.fields[best]}"),
-            console=Console(stderr=True),
-            refresh_per_second=2,
-            transient=True,
-        )
+        self.bar = progress_bar(suite.name, "failed {task.fields[failed]}", "best {task.fields[best]}")
         self.task = self.bar.add_task(suite.name, total=len(suite.runs()), failed=0, best="-")
         self.bar.start()
 
