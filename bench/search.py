@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.config import CHOICE_AXES, RunConfig
 from bench.registry import ConfigError, Param
-from bench.suite import Suite
+from bench.suite import Suite, label
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
@@ -274,8 +274,8 @@ def objective_factory(plan: SearchPlan, suite: Suite, space: Space, fixed: dict[
         trial.set_user_attr("run_hash", first.config_hash)
         trial.set_user_attr("seed", suite.seeds[0])
         trial.set_user_attr("config", first.config)
-        trial.set_user_attr("arm", {k: str(v) for k, v in values.items()})
-        trial.set_user_attr("arm_label", ", ".join(f"{k}={v}" for k, v in values.items()))
+        trial.set_user_attr("arm", {k: label(v) for k, v in values.items()})
+        trial.set_user_attr("arm_label", ", ".join(f"{k}={label(v)}" for k, v in values.items()))
         trial.set_user_attr("seeds", [r.config["seed"] for r in records])
         trial.set_user_attr("steps_trained", sum(r.steps for r in records))
         for key, value in record_attrs(first).items():

@@ -64,9 +64,14 @@ def summarize(frame: pd.DataFrame, by: str = "arm", value: str = "value") -> pd.
 
 def rank_with_ties(table: pd.DataFrame) -> list[int]:
     """1 + the number of arms that are clearly better (their interval lies wholly below this one's).
-    Arms whose intervals overlap share a rank; without intervals, ranks follow the means."""
+    Arms whose intervals overlap share a rank; without intervals, ranks follow the means; arms with no
+    finished run (all pruned or failed) share the last rank."""
     ranks = []
+    unranked = 1 + int(table["mean"].notna().sum())  # arms without a finished run come last
     for _, row in table.iterrows():
+        if math.isnan(row["mean"]):
+            ranks.append(unranked)
+            continue
         if math.isnan(row["ci_low"]):
             better = int((table["mean"] < row["mean"]).sum())
         else:

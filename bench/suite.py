@@ -274,7 +274,7 @@ def label(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:.4g}"
     if isinstance(value, list | tuple):
         return json.dumps(list(value))
     return str(value)

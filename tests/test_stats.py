@@ -70,3 +70,10 @@ def test_performance_profile_algoperf():
     assert rho["slow"].iloc[-1] == 1.0 and rho.loc[1.0, "slow"] == 0.0
     assert scores["slow"] == pytest.approx(2 / 3, abs=0.01)  # ratio 2 on both seeds: rho = 1 from tau 2 to 4
     assert rho["miss"].iloc[-1] == 0.5  # the miss never counts
+
+
+def test_arms_without_finished_runs_rank_last_and_are_not_tied():
+    frame = runs({"a": [1.0], "b": [1.2]})
+    frame = pd.concat([frame, pd.DataFrame([{"arm": "pruned", "seed": 0, "status": "pruned", "value": math.nan}])])
+    table = summarize(frame).set_index("arm")
+    assert table.loc["a", "rank"] == 1 and table.loc["b", "rank"] == 2 and table.loc["pruned", "rank"] == 3
