@@ -327,7 +327,7 @@ schedule = ["warmup_cosine", "wsd", "constant"]
 """
 
 
-def bench_pruning(trials: int) -> None:
+def bench_pruning(trials: int, reduction_factor: int = 3) -> None:
     """The same trials (the same sampled settings, in the same order) searched without pruning and with
     Hyperband: training steps used and the best value found (target: <= 40% of the steps, best within 0.02)."""
     import optuna
@@ -353,14 +353,15 @@ def bench_pruning(trials: int) -> None:
             plan = search.SearchPlan(str(path), {}, storage, trials, "random", pruner)
             name = f"pruning_bench.{pruner}"
             study = optuna.create_study(study_name=name, storage=Store.open(storage).storage,
-                                        pruner=search.make_pruner(pruner, suite.base))  # fmt: skip
+                                        pruner=search.make_pruner(pruner, suite.base, reduction_factor))  # fmt: skip
             for values in settings:
                 study.enqueue_trial(values)
             study.optimize(search.objective_factory(plan, suite, space, {}), n_trials=trials)
             steps = sum(t.user_attrs.get("steps_trained", 0) for t in study.trials)
             results[pruner] = (steps, study.best_value)
         (s0, b0), (s1, b1) = results["none"], results["hyperband"]
-        print(f"{trials} identical trials, tiny model, synthetic order-2 corpus, up to 810 steps each")
+        print(f"{trials} identical trials, tiny model, synthetic order-2 corpus, up to 810 steps each, "
+              f"Hyperband reduction factor {reduction_factor}")  # fmt: skip
         print(f"no pruning: {s0} steps, best {b0:.4f}")
         print(f"hyperband:  {s1} steps, best {b1:.4f}")
         print(f"hyperband used {s1 / s0:.0%} of the steps (target <= 40%); best differs by {b1 - b0:+.4f} "
@@ -386,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=500)
     p = sub.add_parser("pruning", help="the same trials with and without Hyperband pruning")
     p.add_argument("--trials", type=int, default=30)
+    p.add_argument("--reduction-factor", type=int, default=3)
     p = sub.add_parser("crosscheck", help="pytest-benchmark against torch.utils.benchmark.Timer on three kernels")
     p.add_argument("--preset", default="small")
     p.add_argument("--rounds", type=int, default=200)
@@ -405,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.which == "report":
         bench_report(args.runs)
     elif args.which == "pruning":
-        bench_pruning(args.trials)
+        bench_pruning(args.trials, args.reduction_factor)
     elif args.which == "crosscheck":
         bench_crosscheck(args.preset, args.rounds)
     elif args.which == "nanogpt":

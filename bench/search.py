@@ -195,7 +195,8 @@ def make_sampler(name: str, seed: int, space: Space, multi: bool) -> Any:
     return optuna.samplers.GridSampler(space.grid(), seed=seed)
 
 
-def make_pruner(name: str, base: RunConfig) -> Any:
+def make_pruner(name: str, base: RunConfig, reduction_factor: int = 3) -> Any:
+    """Pruners fed by every evaluation; rungs run from the first evaluation to the full budget."""
     import optuna
 
     first = base.eval_interval
@@ -204,8 +205,10 @@ def make_pruner(name: str, base: RunConfig) -> Any:
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=first)
     if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=3)
-    return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=base.total_steps, reduction_factor=3)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=reduction_factor)
+    return optuna.pruners.HyperbandPruner(
+        min_resource=first, max_resource=base.total_steps, reduction_factor=reduction_factor
+    )
 
 
 @dataclass
