@@ -225,6 +225,7 @@ class SearchPlan:
     threads: int = 1
     per_arm: str | None = None  # an axis of the space whose every value gets `trials` trials of its own
     seed: int = 0
+    reduction_factor: int = 3  # successive halving and Hyperband keep 1 / reduction_factor per rung
 
 
 def study_names(plan: SearchPlan, suite: Suite, space: Space) -> list[tuple[str, dict[str, Any]]]:
@@ -331,7 +332,7 @@ def run_search_worker(plan: SearchPlan, study_name: str, fixed: dict[str, Any], 
         study_name=study_name, storage=store.storage, load_if_exists=True,
         directions=["minimize"] * len(plan.objectives),
         sampler=make_sampler(plan.sampler, plan.seed + index, space, multi),  # workers sample apart
-        pruner=make_pruner("none" if multi else plan.pruner, suite.base),
+        pruner=make_pruner("none" if multi else plan.pruner, suite.base, plan.reduction_factor),
     )  # fmt: skip
     study.set_user_attr("search", {"sampler": plan.sampler, "pruner": plan.pruner, "objectives": list(plan.objectives),
                                    "fixed": fixed, "trials": plan.trials})  # fmt: skip
