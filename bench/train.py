@@ -28,7 +28,6 @@ from bench.registry import ConfigError
 from bench.techniques import CLIPPING, INITS, OPTIMIZERS
 from bench.techniques.schedules import multiplier
 
-STATUSES = ("complete", "diverged", "stopped_early", "pruned", "failed")
 # Steps between host reads of the loss buffer: divergence is noticed at most this late.
 SYNC_EVERY = 10
 
@@ -37,7 +36,7 @@ SYNC_EVERY = 10
 class RunRecord:
     config: dict[str, Any]
     config_hash: str
-    status: str = "failed"
+    status: str = "failed"  # complete | diverged | stopped_early | pruned | failed
     status_step: int | None = None  # where it diverged or stopped early
     error: str | None = None  # the traceback of a failed run
     final_val_loss: float | None = None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import io
 import itertools
-import math
 
 import matplotlib
 
@@ -163,10 +162,6 @@ def stability(frame: pd.DataFrame, axes: list[str]) -> str | None:
     sns.barplot(data=data, y="axis value", x="runs", hue="status", ax=ax, errorbar=None)
     ax.tick_params(axis="y", labelsize=7)
     return png(fig)
-
-
-def is_missing(x: object) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
 
 
 def search_figures(study: object) -> list[tuple[str, str]]:
