@@ -74,7 +74,12 @@ class MarkovSource:
         return (context * self.alphabet + token) % self.n_contexts
 
     def stationary(self) -> np.ndarray:
-        """pi with pi T = pi, T the context-to-context transition matrix, solved exactly."""
+        """pi with pi T = pi over contexts; solved once per source (sampling and the entropy rate use it)."""
+        return self._stationary
+
+    @functools.cached_property
+    def _stationary(self) -> np.ndarray:
+        """Solved exactly: T the context-to-context transition matrix."""
         n, V = self.n_contexts, self.alphabet
         T = np.zeros((n, n))
         ctx = np.repeat(np.arange(n), V)

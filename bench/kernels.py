@@ -337,17 +337,9 @@ def optimizer_impls(name: str, device: str) -> list[str]:
     from bench.techniques import OPTIMIZERS
     from bench.techniques.optimizers import FUSED
 
-    choices = OPTIMIZERS[name].params["impl"].choices
-    impls = [i for i in ("forloop", "foreach", "fused") if i in choices]
-    torch_class = {
-        "adamw": "AdamW",
-        "adam": "Adam",
-        "sgd": "SGD",
-        "momentum": "SGD",
-        "nesterov": "SGD",
-        "adagrad": "Adagrad",
-    }
-    if torch_class.get(name) not in FUSED:
+    entry = OPTIMIZERS[name]
+    impls = [i for i in ("forloop", "foreach", "fused") if i in entry.params["impl"].choices]
+    if getattr(entry.build, "torch_class", None) not in FUSED:
         impls = [i for i in impls if i != "fused"]
     return impls
 

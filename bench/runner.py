@@ -201,9 +201,8 @@ class Summary:
         return self.counts.get("failed", 0) + self.counts.get("interrupted", 0)
 
 
-def summarize(store: Store, suite: Suite, started: float, copied: int = 0) -> Summary:
-    study = store.study(suite.name)
-    wanted = {r.hash for r in suite.runs()}
+def summarize(study: Any, wanted: set[str], started: float, copied: int = 0) -> Summary:
+    """Status counts and the best result over the suite's runs (`wanted`: their hashes)."""
     counts: dict[str, int] = {}
     best = None
     for run_hash, (t, _) in latest_per_run(study.get_trials(deepcopy=False)).items():
@@ -221,42 +220,44 @@ def run_suite(plan: Plan, show_progress: bool = True) -> Summary:
     suite = Suite.load(plan.suite_path, plan.overrides)
     store = Store.open(plan.storage)
     started = time.perf_counter()
+    runs = {r.hash: r for r in suite.runs()}  # built once: polling below must stay cheap
     with store.claim_lock(f"optbench:{suite.name}"):
         study = store.study(suite.name)
         study.set_user_attr("suite", suite.describe())
-        copied = import_finished_runs(store, study, {r.hash: r for r in suite.runs()})
-    progress = SuiteProgress(suite, show_progress)
-    progress.update(summarize(store, suite, started, copied))
+        copied = import_finished_runs(store, study, runs)
+
+    def current() -> Summary:
+        return summarize(study, set(runs), started, copied)
+
+    progress = SuiteProgress(suite.name, len(runs), show_progress)
+    progress.update(current())
     try:
         if plan.workers == 1:
             set_threads(plan.threads)
-            worker_loop(plan, on_finish=lambda run, record: progress.update(summarize(store, suite, started, copied)))
+            worker_loop(plan, on_finish=lambda run, record: progress.update(current()))
         else:
             procs = spawn_workers(_worker_main, [(plan,)] * plan.workers, plan.threads)
             while any(p.is_alive() for p in procs):
-                progress.update(summarize(store, suite, started, copied))
+                progress.update(current())
                 time.sleep(POLL_SECONDS)
             for p in procs:
                 p.join()
-    except KeyboardInterrupt:
-        progress.stop()
-        raise
     finally:
         progress.stop()
-    return summarize(store, suite, started, copied)
+    return current()
 
 
 class SuiteProgress:
     """Runs done of total, failures, elapsed, ETA and the best result so far, on stderr."""
 
-    def __init__(self, suite: Suite, enabled: bool):
+    def __init__(self, name: str, total: int, enabled: bool):
         self.bar = None
         if not enabled:
             return
         from bench.progress import progress_bar
 
-        self.bar = progress_bar(suite.name, "failed {task.fields[failed]}", "best {task.fields[best]}")
-        self.task = self.bar.add_task(suite.name, total=len(suite.runs()), failed=0, best="-")
+        self.bar = progress_bar(name, "failed {task.fields[failed]}", "best {task.fields[best]}")
+        self.task = self.bar.add_task(name, total=total, failed=0, best="-")
         self.bar.start()
 
     def update(self, summary: Summary) -> None:

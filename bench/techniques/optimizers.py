@@ -61,6 +61,7 @@ def _torch(cls_name: str, **fixed: Any):
         kwargs.update(impl_kwargs(cls_name, p["impl"], device))
         return [cls(param_groups(model, p), **kwargs)]
 
+    build.torch_class = cls_name  # the kernel suite asks which implementations torch has for it
     return build
 
 
