@@ -9,7 +9,9 @@ Storages:
 - default: `results/optbench.journal`, Optuna's JournalFileBackend. Several processes on one machine
   append to it under file locks; a killed writer loses at most its own last entry. (SQLite is what
   Optuna's FAQ advises against for parallel writers: "database is locked".)
-- `postgresql://...` (or mysql): Optuna's RDBStorage with heartbeats, for several machines.
+- `postgresql://...`: Optuna's RDBStorage with heartbeats, for several machines. Every machine runs the
+  same command, so the first ones may open a fresh database at the same moment: schema creation is
+  serialized by an advisory lock (concurrent CREATE TABLEs collide in PostgreSQL's catalog).
 - `sqlite:///file.db` is accepted for one process at a time.
 
 Exactly-once: a run is claimed under a lock (a file lock beside a file storage, a PostgreSQL advisory
@@ -105,26 +107,27 @@ class Store:
             storage = JournalStorage(JournalFileBackend(str(path)))
             return cls(str(path), storage, path.with_name(path.name + ".claim-lock"))
         scheme = url.split("://", 1)[0].split("+", 1)[0]
-        if scheme not in ("postgresql", "mysql", "sqlite"):
+        if scheme not in ("postgresql", "sqlite"):
             raise ConfigError(
-                "--storage",
-                f"unknown storage scheme '{scheme}'; allowed: a file path, postgresql://, mysql://, sqlite:///",
+                "--storage", f"unknown storage scheme '{scheme}'; allowed: a file path, postgresql://, sqlite:///"
             )
         if scheme == "sqlite":
             db = Path(url.split("///", 1)[-1])
             if not db.parent.is_dir():
                 raise ConfigError("--storage", f"folder {db.parent} does not exist")
+            setup_lock = contextlib.nullcontext()
         else:
-            check_reachable(url)
-        try:
-            storage = optuna.storages.RDBStorage(
-                url,
-                heartbeat_interval=HEARTBEAT_INTERVAL,
-                grace_period=GRACE_PERIOD,
-                engine_kwargs={"pool_pre_ping": True},
-            )
-        except Exception as e:  # noqa: BLE001 -- any driver error means the storage cannot be used
-            raise ConfigError("--storage", f"cannot open {redact(url)}: {first_line(e)}") from None
+            setup_lock = schema_lock(url)
+        with setup_lock:
+            try:
+                storage = optuna.storages.RDBStorage(
+                    url,
+                    heartbeat_interval=HEARTBEAT_INTERVAL,
+                    grace_period=GRACE_PERIOD,
+                    engine_kwargs={"pool_pre_ping": True},
+                )
+            except Exception as e:  # noqa: BLE001 -- any driver error means the storage cannot be used
+                raise ConfigError("--storage", f"cannot open {redact(url)}: {first_line(e)}") from None
         lock = Path(url.split("///", 1)[-1] + ".claim-lock") if scheme == "sqlite" else None
         return cls(url, storage, lock)
 
@@ -164,18 +167,8 @@ class Store:
                 finally:
                     fcntl.flock(f, fcntl.LOCK_UN)
             return
-        from sqlalchemy import text
-
-        lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-        engine = self.storage.engine
-        with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
-            conn.commit()
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
-                conn.commit()
+        with self.storage.engine.connect() as conn, advisory_lock(conn, key):
+            yield
 
     def fail_stale(self, study: Any) -> None:
         """Fail RUNNING trials whose worker is gone; their runs become claimable again (a FAIL without
@@ -298,24 +291,40 @@ def allowed_strings(name: str, choice_axes: dict, scalars: dict, regularizers: A
     return None
 
 
-def check_reachable(url: str) -> None:
-    """Connect once, briefly, so an unreachable database is reported before anything is written."""
-    try:
-        import sqlalchemy
+@contextlib.contextmanager
+def advisory_lock(conn: Any, key: str) -> Iterator[None]:
+    """A PostgreSQL session-level advisory lock named by `key`, held on `conn` (waits for other holders)."""
+    from sqlalchemy import text
 
-        engine = sqlalchemy.create_engine(url, connect_args=connect_timeout_args(url))
-        with engine.connect():
-            pass
-        engine.dispose()
+    lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
+    conn.commit()
+    try:
+        yield
+    finally:
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
+        conn.commit()
+
+
+@contextlib.contextmanager
+def schema_lock(url: str) -> Iterator[None]:
+    """Connect briefly (an unreachable database is reported before anything is written) and hold the
+    database's schema lock, so that only one process at a time creates or checks Optuna's tables."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5}, poolclass=sqlalchemy.NullPool)
+        conn = engine.connect()
     except ModuleNotFoundError as e:
         hint = ' (pip install "optbench[postgres]" installs psycopg)' if "psycopg" in str(e) else ""
         raise ConfigError("--storage", f"no database driver for {redact(url)}: {e}{hint}") from None
     except Exception as e:  # noqa: BLE001
         raise ConfigError("--storage", f"cannot connect to {redact(url)}: {first_line(e)}") from None
-
-
-def connect_timeout_args(url: str) -> dict[str, Any]:
-    return {"connect_timeout": 5} if url.startswith(("postgresql", "mysql")) else {}
+    try:
+        with conn, advisory_lock(conn, "optbench schema"):
+            yield
+    finally:
+        engine.dispose()
 
 
 def redact(url: str) -> str:

@@ -162,17 +162,48 @@ def fresh_seeds():
     return f"[{n}, {n + 1}]"
 
 
+@pytest.fixture
+def fresh_database():
+    """The URL of a new, empty database on the test server (dropped afterwards): the state every machine
+    of a distributed suite meets when they all start the same command at once."""
+    import sqlalchemy
+
+    name = unique("optbench_fresh")
+    admin = sqlalchemy.create_engine(POSTGRES, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.NullPool)
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    yield POSTGRES.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+OPEN_STORE = "import sys; from bench.store import Store; Store.open(sys.argv[1])"
+
+
 @needs_postgres
-def test_three_workers_share_one_postgres_storage_exactly_once(tmp_path):
+@pytest.mark.parametrize("attempt", range(3))
+def test_processes_opening_a_fresh_database_at_once_all_succeed(fresh_database, attempt):
+    # concurrent CREATE TABLEs collide in PostgreSQL's catalog (pg_type_typname_nsp_index) unless serialized
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPEN_STORE, fresh_database], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+
+
+@needs_postgres
+def test_three_workers_share_one_postgres_storage_exactly_once(tmp_path, fresh_database):
     name = unique("pg_grid")
-    path = write_suite(tmp_path, name, GRID_12, steps=40, seeds=fresh_seeds())
-    args = ["run", str(path), "--storage", POSTGRES, "--workers", "1", "--threads", "1", "--quiet", "--no-report"]
+    path = write_suite(tmp_path, name, GRID_12, steps=40)
+    args = ["run", str(path), "--storage", fresh_database, "--workers", "1", "--threads", "1", "--quiet", "--no-report"]
     procs = [optbench(*args, log=tmp_path / f"worker{i}.log") for i in range(3)]
     assert [p.wait(timeout=300) for p in procs] == [0, 0, 0], logs(tmp_path)
-    study = Store.open(POSTGRES).existing_study(name)
+    study = Store.open(fresh_database).existing_study(name)
     trials = study.get_trials()
     assert len(trials) == 12 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    assert finished_per_run(POSTGRES, name) == {r.hash: 1 for r in Suite.load(path).runs()}
+    assert finished_per_run(fresh_database, name) == {r.hash: 1 for r in Suite.load(path).runs()}
     assert len({t.user_attrs["worker"]["pid"] for t in trials}) >= 2  # the work was shared
 
 
