@@ -277,11 +277,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from bench.store import load_results
     from bench.suite import Suite
 
     suite = Suite.load(args.suite)
-    frame = load_results(suite.name, args.storage, with_curves=args.format == "json")
+    frame = suite.results(args.storage, with_curves=args.format == "json")
+    if frame.attrs["left_out"]:
+        print(
+            f"{frame.attrs['left_out']} stored run(s) no longer implied by {args.suite} are left out", file=sys.stderr
+        )
     frame = frame.drop(columns=[c for c in ("env", "config") if c in frame.columns])
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)

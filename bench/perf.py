@@ -327,9 +327,10 @@ schedule = ["warmup_cosine", "wsd", "constant"]
 """
 
 
-def bench_pruning(trials: int, reduction_factor: int = 3) -> None:
+def bench_pruning(trials: int, reduction_factors: list[int], seed: int = 0) -> None:
     """The same trials (the same sampled settings, in the same order) searched without pruning and with
-    Hyperband: training steps used and the best value found (target: <= 40% of the steps, best within 0.02)."""
+    Hyperband at each reduction factor: training steps used and the best value found (target: <= 40% of
+    the steps, best within 0.02)."""
     import optuna
 
     from bench import search
@@ -342,30 +343,31 @@ def bench_pruning(trials: int, reduction_factor: int = 3) -> None:
         storage = str(Path(tmp) / "p.journal")
         suite = search.Suite.load(path)
         space = search.parse_space(suite.search, suite.base)
-        sampler_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        sampler_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
         settings = []
-        for _ in range(trials):  # the fixed set of trials both searches run
+        for _ in range(trials):  # the fixed set of trials every search runs
             trial = sampler_study.ask()
             settings.append(space.sample(trial))
             sampler_study.tell(trial, 0.0)
-        results = {}
-        for pruner in ("none", "hyperband"):
+
+        def steps_and_best(pruner: str, reduction_factor: int = 3) -> tuple[int, float]:
             plan = search.SearchPlan(str(path), {}, storage, trials, "random", pruner)
-            name = f"pruning_bench.{pruner}"
-            study = optuna.create_study(study_name=name, storage=Store.open(storage).storage,
+            study = optuna.create_study(study_name=f"pruning_bench.{pruner}.{reduction_factor}",
+                                        storage=Store.open(storage).storage,
                                         pruner=search.make_pruner(pruner, suite.base, reduction_factor))  # fmt: skip
             for values in settings:
                 study.enqueue_trial(values)
             study.optimize(search.objective_factory(plan, suite, space, {}), n_trials=trials)
-            steps = sum(t.user_attrs.get("steps_trained", 0) for t in study.trials)
-            results[pruner] = (steps, study.best_value)
-        (s0, b0), (s1, b1) = results["none"], results["hyperband"]
-        print(f"{trials} identical trials, tiny model, synthetic order-2 corpus, up to 810 steps each, "
-              f"Hyperband reduction factor {reduction_factor}")  # fmt: skip
-        print(f"no pruning: {s0} steps, best {b0:.4f}")
-        print(f"hyperband:  {s1} steps, best {b1:.4f}")
-        print(f"hyperband used {s1 / s0:.0%} of the steps (target <= 40%); best differs by {b1 - b0:+.4f} "
-              f"(target within 0.02)")  # fmt: skip
+            return sum(t.user_attrs.get("steps_trained", 0) for t in study.trials), study.best_value
+
+        print(f"{trials} identical trials (sampled with seed {seed}), tiny model, synthetic order-2 corpus, "
+              f"up to 810 steps each")  # fmt: skip
+        s0, b0 = steps_and_best("none")
+        print(f"no pruning:                     {s0} steps, best {b0:.4f}")
+        for factor in reduction_factors:
+            s1, b1 = steps_and_best("hyperband", factor)
+            print(f"hyperband, reduction factor {factor}: {s1} steps ({s1 / s0:.0%}; target <= 40%), "
+                  f"best {b1:.4f} ({b1 - b0:+.4f}; target within 0.02)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -387,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=500)
     p = sub.add_parser("pruning", help="the same trials with and without Hyperband pruning")
     p.add_argument("--trials", type=int, default=30)
-    p.add_argument("--reduction-factor", type=int, default=3)
+    p.add_argument("--reduction-factor", type=int, nargs="+", default=[3, 4])
+    p.add_argument("--seed", type=int, default=0, help="pruning: seed of the random sampler drawing the trials")
     p = sub.add_parser("crosscheck", help="pytest-benchmark against torch.utils.benchmark.Timer on three kernels")
     p.add_argument("--preset", default="small")
     p.add_argument("--rounds", type=int, default=200)
@@ -407,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.which == "report":
         bench_report(args.runs)
     elif args.which == "pruning":
-        bench_pruning(args.trials, args.reduction_factor)
+        bench_pruning(args.trials, args.reduction_factor, args.seed)
     elif args.which == "crosscheck":
         bench_crosscheck(args.preset, args.rounds)
     elif args.which == "nanogpt":

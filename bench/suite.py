@@ -217,6 +217,18 @@ class Suite:
             parts.append(f"{key}={label(value)}")
         return ", ".join(parts) or "all"
 
+    def results(self, storage: str | None = None, with_curves: bool = True) -> Any:
+        """The stored runs that this suite file implies now (a pandas DataFrame). Runs stored under the
+        suite's name by an earlier version of the file stay in the store, for reuse, but are left out
+        here; `frame.attrs["left_out"]` counts them."""
+        from bench.store import load_results
+
+        frame = load_results(self.name, storage, with_curves=with_curves)
+        current = frame["run_hash"].isin({r.hash for r in self.runs()})
+        kept = frame[current].reset_index(drop=True)
+        kept.attrs["left_out"] = int((~current).sum())
+        return kept
+
     @property
     def metric_field(self) -> str:
         return METRICS[self.metric]

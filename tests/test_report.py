@@ -94,6 +94,22 @@ def test_report_command_and_sample(tmp_path, capsys):
     assert '<pre class="sample">' in sample and "temperature 0.8" in sample  # best run trained again, then sampled
 
 
+def test_runs_the_edited_suite_file_no_longer_implies_are_left_out(tmp_path, capsys):
+    suite, storage = make(tmp_path, seeds="[0, 1]")  # 3 optimizers x 2 rates x 2 seeds
+    path = tmp_path / "rep.toml"
+    path.write_text(path.read_text().replace('optimizer = ["adamw", "lion", "sgd"]', 'optimizer = ["adamw", "lion"]'))
+    edited = Suite.load(path)
+    frame = edited.results(storage)
+    assert len(frame) == 8 and frame.attrs["left_out"] == 4
+    assert set(frame["run_hash"]) == {r.hash for r in edited.runs()}
+    html = build_report(edited, storage, tmp_path / "edited.html", sample=False).read_text()
+    assert "sgd" not in section(html, "leaderboard")
+    assert "4 stored run(s) under this suite's name are no longer implied" in html
+    assert main(["results", str(path), "--storage", storage, "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.strip().splitlines()) == 1 + 8 and "4 stored run(s) no longer implied" in err
+
+
 def test_report_without_results_is_exit_2(tmp_path, capsys):
     path = tmp_path / "empty.toml"
     text = SUITE.replace("NAME", "empty").replace("DESCRIPTION", "x").replace("SEEDS", "[0]").replace("EXTRA", "")

@@ -53,7 +53,8 @@ def baseline_arm(suite: Suite, frame: pd.DataFrame) -> str:
 def build_report(suite: Suite, storage: str | None = None, out: str | Path | None = None, sample: bool = True) -> Path:
     from bench.store import load_results
 
-    frame = load_results(suite.name, storage)
+    frame = suite.results(storage)
+    left_out = frame.attrs["left_out"]
     search_study = find_search_study(suite, storage)
     if frame.empty and search_study is not None:  # a suite that was only searched: its trials are the runs
         frame = load_results(search_study.study_name, storage)
@@ -61,7 +62,7 @@ def build_report(suite: Suite, storage: str | None = None, out: str | Path | Non
     if frame.empty:
         hint = f"`optbench run {suite.source or suite.name}` first"
         raise ConfigError("", f"no results for suite '{suite.name}' yet: {hint}")
-    html = render(suite, frame, sample=sample, search_study=search_study)
+    html = render(suite, frame, sample=sample, search_study=search_study, left_out=left_out)
     path = Path(out) if out else default_report_path(suite)
     with atomic_path(path) as tmp:
         tmp.write_text(html, encoding="utf-8")
@@ -74,7 +75,9 @@ def find_search_study(suite: Suite, storage: str | None) -> Any | None:
     return Store.open(storage).existing_study(f"{suite.name}.search")
 
 
-def render(suite: Suite, frame: pd.DataFrame, sample: bool = True, search_study: Any | None = None) -> str:
+def render(
+    suite: Suite, frame: pd.DataFrame, sample: bool = True, search_study: Any | None = None, left_out: int = 0
+) -> str:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
     from markupsafe import Markup
 
@@ -99,6 +102,7 @@ def render(suite: Suite, frame: pd.DataFrame, sample: bool = True, search_study:
         "metric": metric,
         "sections": SECTIONS,
         "header": header(frame),
+        "left_out": left_out,
         "tuned": tuned,
         "min_seeds": MIN_SEEDS_FOR_CI,
         "too_few": bool((table["n"] < MIN_SEEDS_FOR_CI).any()),
