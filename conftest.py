@@ -16,6 +16,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--device", default="cpu", help="devices for the kernel suites: cpu, cuda, cuda:N, comma-separated")
     group.addoption("--kernel-presets", default="tiny,small,base", help="model presets whose shapes the kernels take")
     group.addoption("--kernel-rounds", type=int, default=10, help="timed rounds per kernel (after 2 warm-up rounds)")
+    group.addoption("--update-golden", action="store_true", help="rewrite tests/golden/losses.json from this build")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
