@@ -218,14 +218,17 @@ class Suite:
         return ", ".join(parts) or "all"
 
     def results(self, storage: str | None = None, with_curves: bool = True) -> Any:
-        """The stored runs that this suite file implies now (a pandas DataFrame). Runs stored under the
-        suite's name by an earlier version of the file stay in the store, for reuse, but are left out
-        here; `frame.attrs["left_out"]` counts them."""
+        """The stored runs that this suite file implies now, in its order (a pandas DataFrame). Runs
+        stored under the suite's name by an earlier version of the file stay in the store, for reuse,
+        but are left out here; `frame.attrs["left_out"]` counts them."""
         from bench.store import load_results
 
         frame = load_results(self.name, storage, with_curves=with_curves)
-        current = frame["run_hash"].isin({r.hash for r in self.runs()})
-        kept = frame[current].reset_index(drop=True)
+        position = {r.hash: i for i, r in enumerate(self.runs())}
+        current = frame["run_hash"].isin(position)
+        # in the file's order, whatever order the runs finished in: figures list axis values as written
+        kept = frame[current].sort_values("run_hash", key=lambda h: h.map(position), kind="stable")
+        kept = kept.reset_index(drop=True)
         kept.attrs["left_out"] = int((~current).sum())
         return kept
 

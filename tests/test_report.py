@@ -97,11 +97,12 @@ def test_report_command_and_sample(tmp_path, capsys):
 def test_runs_the_edited_suite_file_no_longer_implies_are_left_out(tmp_path, capsys):
     suite, storage = make(tmp_path, seeds="[0, 1]")  # 3 optimizers x 2 rates x 2 seeds
     path = tmp_path / "rep.toml"
-    path.write_text(path.read_text().replace('optimizer = ["adamw", "lion", "sgd"]', 'optimizer = ["adamw", "lion"]'))
+    path.write_text(path.read_text().replace('optimizer = ["adamw", "lion", "sgd"]', 'optimizer = ["lion", "adamw"]'))
     edited = Suite.load(path)
     frame = edited.results(storage)
     assert len(frame) == 8 and frame.attrs["left_out"] == 4
-    assert set(frame["run_hash"]) == {r.hash for r in edited.runs()}
+    assert list(frame["run_hash"]) == [r.hash for r in edited.runs()]  # the file's order, not the store's
+    assert list(dict.fromkeys(frame["arm.optimizer"])) == ["lion", "adamw"]
     html = build_report(edited, storage, tmp_path / "edited.html", sample=False).read_text()
     assert "sgd" not in section(html, "leaderboard")
     assert "4 stored run(s) under this suite's name are no longer implied" in html
@@ -125,3 +126,14 @@ def test_run_writes_the_report_at_the_end_unless_asked_not_to(tmp_path, flag):
     path = write_suite(tmp_path, "endreport", 'optimizer = ["adamw", "lion"]', seeds="[0]", steps=10)
     assert main(["run", str(path), "--workers", "1", "--quiet", "--no-sample", *flag]) == 0
     assert (tmp_path / "reports" / "endreport.html").is_file() == (not flag)
+
+
+def test_header_names_every_commit_that_trained_the_runs():
+    import pandas as pd
+
+    from bench.report import header
+
+    one = {"optbench": "0.1.0", "commit": "a" * 40, "torch": "2.13.0", "device": "cpu", "threads": 1}
+    frame = pd.DataFrame({"env": [one, one, {**one, "commit": "b" * 40 + "+dirty"}], "seed": [0, 1, 0]})
+    assert header(frame)["commit"] == f"{'a' * 12}: 2 runs, {'b' * 12}+dirty: 1 runs"
+    assert header(frame.iloc[:2])["commit"] == "a" * 12

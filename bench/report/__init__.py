@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -137,13 +138,25 @@ def _first(column: pd.Series | None) -> float | None:
     return float(values.iloc[0]) if len(values) else None
 
 
+def short_commit(commit: str | None) -> str:
+    """12 hex digits, keeping the '+dirty' mark of a checkout with uncommitted changes."""
+    if not commit:
+        return "unknown commit"
+    sha, dirty, _ = commit.partition("+dirty")
+    return sha[:12] + ("+dirty" if dirty else "")
+
+
 def header(frame: pd.DataFrame) -> dict[str, Any]:
-    env = next((e for e in frame.get("env", []) if isinstance(e, dict) and e), {})
+    envs = [e for e in frame.get("env", []) if isinstance(e, dict) and e]
+    env = envs[0] if envs else {}
     finished = frame["finished"].dropna() if "finished" in frame else pd.Series(dtype=object)
+    # runs reused from an earlier version of the code say so: every commit that trained them is listed
+    commits = Counter(short_commit(e.get("commit")) for e in envs)
+    commit_text = ", ".join(f"{c}: {n} runs" for c, n in sorted(commits.items(), key=lambda cn: (-cn[1], cn[0])))
     return {
         "date": max(finished)[:10] if len(finished) else "unknown",
         "optbench": env.get("optbench", "?"),
-        "commit": (env.get("commit") or "unknown commit")[:12],
+        "commit": next(iter(commits)) if len(commits) == 1 else commit_text or "unknown commit",
         "torch": env.get("torch", "?"),
         "device": env.get("device_name") or env.get("device", "?"),
         "threads": env.get("threads", "?"),
