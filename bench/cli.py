@@ -219,15 +219,16 @@ def cmd_search(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ConfigError(f"--{flag}", f"must be >= 1, got {value}")
-    if args.reduction_factor < 2:
-        raise ConfigError("--reduction-factor", f"must be >= 2, got {args.reduction_factor}")
+    reduction_factor = search.REDUCTION_FACTOR if args.reduction_factor is None else args.reduction_factor
+    if reduction_factor < 2:
+        raise ConfigError("--reduction-factor", f"must be >= 2, got {reduction_factor}")
     if args.sampler == "grid":
         space.grid()
     workers = args.workers or 1
     threads = args.threads or max(1, (os.cpu_count() or 1) // workers)
     plan = search.SearchPlan(
         args.suite, suite_overrides(args), args.storage, args.trials, args.sampler, args.pruner, objectives,
-        args.timeout, workers, threads, args.per_arm, reduction_factor=args.reduction_factor,
+        args.timeout, workers, threads, args.per_arm, reduction_factor=reduction_factor,
     )  # fmt: skip
     search.study_names(plan, suite, space)  # a bad --per-arm is reported before any work
     Store.open(args.storage)
@@ -420,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pruner", default="hyperband", help="none, median, successive_halving or hyperband")
     p.add_argument("--objectives", default="val_loss", help="val_loss, or e.g. val_loss,train_time for a Pareto front")
     p.add_argument("--per-arm", help="give every value of this [search] axis its own equal budget of trials")
-    p.add_argument("--reduction-factor", type=int, default=3, help="successive_halving/hyperband: keep 1/N per rung")
+    p.add_argument("--reduction-factor", type=int, help="successive_halving/hyperband: keep 1/N per rung (default 4)")
     p.add_argument("--export", metavar="FILE.toml", help="write the best recipe as a [base] table")
     p.add_argument("--no-report", action="store_true", help="do not write reports/<suite>.html at the end")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto, for every trial")

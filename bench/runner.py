@@ -10,13 +10,15 @@ run again.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,21 +162,44 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _worker_main(plan: Plan) -> None:
-    """Entry point of a spawned worker process: SIGTERM stops it as Ctrl-C does."""
+def _watch_parent(parent_pid: int) -> None:
+    """Stop this worker (as SIGTERM does) once the process that spawned it is gone, even by SIGKILL:
+    an orphaned worker would go on claiming runs that nobody watches."""
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _supervised(target: Callable, parent_pid: int, *args: Any) -> None:
+    """Entry point of a spawned worker process: SIGTERM or its parent's death stops it as Ctrl-C does."""
     signal.signal(signal.SIGTERM, _interrupt)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="watch-parent").start()
     try:
-        set_threads(plan.threads)
-        worker_loop(plan)
+        target(*args)
     except KeyboardInterrupt:
         sys.exit(130)
 
 
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (kill, timeout, a batch scheduler) stops this process as Ctrl-C does: KeyboardInterrupt,
+    so that runs in progress are marked interrupted and workers are stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def spawn_workers(target: Callable, args: list[tuple], threads: int) -> list:
-    """Started worker processes, one per args tuple. They start with their thread count from the
-    environment (OMP_NUM_THREADS), so they never need torch.set_num_threads (see bench.env.set_threads)."""
+    """Started worker processes running target(*a), one per args tuple, each supervised (see
+    `_supervised`). They start with their thread count from the environment (OMP_NUM_THREADS), so they
+    never need torch.set_num_threads (see bench.env.set_threads)."""
     context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=target, args=a) for a in args]
+    procs = [context.Process(target=_supervised, args=(target, os.getpid(), *a)) for a in args]
     previous = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:
@@ -186,6 +211,43 @@ def spawn_workers(target: Callable, args: list[tuple], threads: int) -> list:
         else:
             os.environ["OMP_NUM_THREADS"] = previous
     return procs
+
+
+def run_workers(target: Callable, args: list[tuple], threads: int, poll: Callable[[], None] | None = None) -> None:
+    """Run target(*a) in one worker process per args tuple and wait for them all, calling `poll` every
+    POLL_SECONDS meanwhile. Ctrl-C or SIGTERM stops the workers (their runs marked interrupted), then
+    raises KeyboardInterrupt here."""
+    procs: list = []
+    try:
+        with sigterm_interrupts():
+            procs = spawn_workers(target, args, threads)
+            while any(p.is_alive() for p in procs):
+                if poll:
+                    poll()
+                time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        stop_workers(procs)
+        raise
+    finally:
+        for p in procs:
+            p.join()
+
+
+def stop_workers(procs: list, grace: float = 30.0) -> None:
+    """SIGTERM every live worker (each marks its run interrupted and exits), then SIGKILL stragglers."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + grace
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+
+
+def _suite_worker(plan: Plan) -> None:
+    set_threads(plan.threads)
+    worker_loop(plan)
 
 
 @dataclass
@@ -233,15 +295,11 @@ def run_suite(plan: Plan, show_progress: bool = True) -> Summary:
     progress.update(current())
     try:
         if plan.workers == 1:
-            set_threads(plan.threads)
-            worker_loop(plan, on_finish=lambda run, record: progress.update(current()))
+            with sigterm_interrupts():
+                set_threads(plan.threads)
+                worker_loop(plan, on_finish=lambda run, record: progress.update(current()))
         else:
-            procs = spawn_workers(_worker_main, [(plan,)] * plan.workers, plan.threads)
-            while any(p.is_alive() for p in procs):
-                progress.update(current())
-                time.sleep(POLL_SECONDS)
-            for p in procs:
-                p.join()
+            run_workers(_suite_worker, [(plan,)] * plan.workers, plan.threads, poll=lambda: progress.update(current()))
     finally:
         progress.stop()
     return current()

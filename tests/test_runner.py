@@ -148,6 +148,55 @@ def test_crash_safety_sigkill_at_random_moments(tmp_path):
     assert frame["value"].notna().all()
 
 
+def process_running(pid):
+    """Alive and not a zombie (a container's init may not reap orphans)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def running_workers(storage, name, count, timeout=120):
+    """Wait until `count` runs are being trained; their trials' worker pids."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        study = Store.open(storage).existing_study(name)
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)) if study else []
+        if len(running) >= count:
+            return {t.user_attrs["worker"]["pid"] for t in running}
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} runs started within {timeout} s")
+
+
+def wait_until_gone(pids, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline and any(process_running(p) for p in pids):
+        time.sleep(0.2)
+    return [p for p in pids if process_running(p)]
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_workers_stop_with_the_runner(tmp_path, how):
+    """SIGTERM to the runner alone stops its workers as Ctrl-C does; after a SIGKILL of the runner alone
+    the orphaned workers notice and stop too. Either way their runs are marked interrupted, not left
+    running, and the same command finishes the suite."""
+    path = write_suite(tmp_path, "stop", 'optimizer = ["adamw", "lion"]', seeds="[0]", steps=2000)
+    storage = str(tmp_path / "stop.journal")
+    proc = optbench("run", str(path), "--storage", storage, "--workers", "2", "--quiet", "--no-report",
+                    log=tmp_path / "runner.log")  # fmt: skip
+    pids = running_workers(storage, "stop", 2)
+    os.kill(proc.pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+    assert proc.wait(timeout=60) == (130 if how == "sigterm" else -signal.SIGKILL), logs(tmp_path)
+    assert wait_until_gone(pids) == [], logs(tmp_path)
+    trials = Store.open(storage).existing_study("stop").get_trials(deepcopy=False)
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    interrupted = [t for t in trials if t.user_attrs.get("status") == "interrupted"]
+    assert {t.user_attrs["worker"]["pid"] for t in interrupted} == pids
+    summary = run_suite(plan_for(path, storage, workers=2), show_progress=False)
+    assert summary.counts == {"complete": 2}
+
+
 POSTGRES = os.environ.get("OPTBENCH_TEST_POSTGRES")
 needs_postgres = pytest.mark.skipif(not POSTGRES, reason="set OPTBENCH_TEST_POSTGRES (.ci/postgres.sh starts one)")
 

@@ -3,7 +3,16 @@ import pytest
 
 from bench.cli import main
 from bench.config import load_run_config
-from bench.search import SearchPlan, make_pruner, make_sampler, parse_space, run_search, to_toml, trial_config
+from bench.search import (
+    REDUCTION_FACTOR,
+    SearchPlan,
+    make_pruner,
+    make_sampler,
+    parse_space,
+    run_search,
+    to_toml,
+    trial_config,
+)
 from bench.suite import Suite
 
 SUITE = """[suite]
@@ -82,6 +91,15 @@ def test_each_pruner_is_wired(tmp_path, pruner, cls):
     assert study.user_attrs["search"]["pruner"] == pruner and len(study.trials) == 2
 
 
+def test_reduction_factor_reaches_the_pruner_and_the_help_states_its_default(capsys):
+    base = Suite.parse({"suite": {"name": "rf"}, "base": {"model": "tiny", "steps": 100, "schedule": "constant"}}).base
+    assert make_pruner("hyperband", base)._reduction_factor == REDUCTION_FACTOR
+    assert make_pruner("successive_halving", base, 3)._reduction_factor == 3
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    assert f"(default {REDUCTION_FACTOR})" in " ".join(capsys.readouterr().out.split())
+
+
 def test_pruned_trials_are_stored_with_their_step(tmp_path):
     path = write(tmp_path, "pruned")
     storage = str(tmp_path / "p.journal")
@@ -153,6 +171,7 @@ def test_to_toml_round_trip():
         ([], 'optimizer = ["adamw", "adamz"]', "unknown optimizer 'adamz'"),
         ([], '"optimizer.lr" = [-1.0]', "must be > 0"),
         (["--per-arm", "init"], SPACE, "--per-arm"),
+        (["--reduction-factor", "1"], SPACE, "--reduction-factor"),
     ],
 )
 def test_bad_search_input_exits_2(tmp_path, capsys, args, search, expected):
