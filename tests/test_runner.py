@@ -7,6 +7,7 @@ import time
 
 import optuna
 import pytest
+from processes import logs, optbench, running_trials, wait_until_gone
 from suite_files import GRID_12, write_suite
 
 from bench.runner import Plan, default_split, run_suite, worker_loop
@@ -112,17 +113,6 @@ def test_default_split_is_one_single_threaded_worker_per_core_for_small_models(t
     assert default_split(wide, cores=2) == (1, 2)
 
 
-def optbench(*args, log=None, **kw):
-    """`optbench ARGS` in its own process group; stderr to `log` (a path) when given."""
-    stderr = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 -- closed with the process
-    return subprocess.Popen([sys.executable, "-m", "bench", *args], stdout=subprocess.DEVNULL, stderr=stderr,
-                            start_new_session=True, **kw)  # fmt: skip
-
-
-def logs(tmp_path):
-    return "\n".join(f"{p.name}: {p.read_text()[-1500:]}" for p in sorted(tmp_path.glob("*.log")))
-
-
 def test_crash_safety_sigkill_at_random_moments(tmp_path):
     """The runner (and its workers) killed with SIGKILL mid-suite, then resumed: one record per run."""
     path = write_suite(tmp_path, "crash", GRID_12, steps=300)
@@ -148,34 +138,6 @@ def test_crash_safety_sigkill_at_random_moments(tmp_path):
     assert frame["value"].notna().all()
 
 
-def process_running(pid):
-    """Alive and not a zombie (a container's init may not reap orphans)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-
-
-def running_workers(storage, name, count, timeout=120):
-    """Wait until `count` runs are being trained; their trials' worker pids."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        study = Store.open(storage).existing_study(name)
-        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)) if study else []
-        if len(running) >= count:
-            return {t.user_attrs["worker"]["pid"] for t in running}
-        time.sleep(0.2)
-    raise AssertionError(f"fewer than {count} runs started within {timeout} s")
-
-
-def wait_until_gone(pids, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline and any(process_running(p) for p in pids):
-        time.sleep(0.2)
-    return [p for p in pids if process_running(p)]
-
-
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
 def test_workers_stop_with_the_runner(tmp_path, how):
     """SIGTERM to the runner alone stops its workers as Ctrl-C does; after a SIGKILL of the runner alone
@@ -185,7 +147,7 @@ def test_workers_stop_with_the_runner(tmp_path, how):
     storage = str(tmp_path / "stop.journal")
     proc = optbench("run", str(path), "--storage", storage, "--workers", "2", "--quiet", "--no-report",
                     log=tmp_path / "runner.log")  # fmt: skip
-    pids = running_workers(storage, "stop", 2)
+    pids = {t.user_attrs["worker"]["pid"] for t in running_trials(storage, "stop", 2)}
     os.kill(proc.pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
     assert proc.wait(timeout=60) == (130 if how == "sigterm" else -signal.SIGKILL), logs(tmp_path)
     assert wait_until_gone(pids) == [], logs(tmp_path)

@@ -1,5 +1,9 @@
+import os
+import signal
+
 import optuna
 import pytest
+from processes import children, logs, optbench, running_trials, wait_until_gone
 
 from bench.cli import main
 from bench.config import load_run_config
@@ -13,6 +17,7 @@ from bench.search import (
     to_toml,
     trial_config,
 )
+from bench.store import Store
 from bench.suite import Suite
 
 SUITE = """[suite]
@@ -191,3 +196,20 @@ def test_search_writes_a_report_with_optunas_plots(tmp_path, capsys):
     search_section = html.split('<section id="search">', 1)[1].split("</section>", 1)[0]
     assert "Optimization history" in search_section and "data:image/png;base64," in search_section
     assert "Best: " in html  # the trials are the report's runs
+
+
+def test_sigterm_stops_a_search_and_its_workers(tmp_path):
+    path = tmp_path / "term.toml"
+    path.write_text(SUITE.replace("NAME", "term").replace("steps = 60", "steps = 3000").replace("SEARCH", SPACE))
+    storage = str(tmp_path / "t.journal")
+    proc = optbench("search", str(path), "--trials", "6", "--workers", "2", "--pruner", "none", "--storage", storage,
+                    "--no-report", log=tmp_path / "search.log")  # fmt: skip
+    running_trials(storage, "term.search", 2)
+    workers = children(proc.pid)
+    assert len(workers) >= 2
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130, logs(tmp_path)
+    assert wait_until_gone(workers) == []
+    study = optuna.load_study(study_name="term.search", storage=Store.open(storage).storage)
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert optuna.trial.TrialState.RUNNING not in states and states.count(optuna.trial.TrialState.FAIL) == 2
