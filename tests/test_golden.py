@@ -49,9 +49,20 @@ CASES = {
         "regularization": {"dropout": {"p": 0.1}, "label_smoothing": {"eps": 0.1}, "z_loss": {"coef": 1e-4}},
     },
 }
-# Float32 sums may be ordered differently on another CPU's SIMD paths; a real change moves the losses by
-# far more than this within a few steps.
+# On the torch build and CPU that wrote the file, a real change moves the losses by far more than ATOL
+# within a few steps (a 0.5% change of the init's std moves four of the six cases by 3e-4 to 1e-3).
+# Elsewhere float32 sums may be ordered differently (other SIMD paths, Lion's signs, Muon's bf16
+# iterations), so only gross changes are caught there.
 ATOL = 2e-4
+ATOL_ELSEWHERE = 2e-2
+
+
+def fingerprint():
+    import torch
+
+    from bench.env import cpu_model
+
+    return {"torch": torch.__version__, "cpu": cpu_model()}
 
 
 def losses(case: str) -> dict[str, list[float]]:
@@ -64,18 +75,24 @@ def losses(case: str) -> dict[str, list[float]]:
 def golden(request):
     if request.config.getoption("--update-golden"):
         GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(json.dumps({case: losses(case) for case in CASES}, indent=1) + "\n")
+        written = {"written_on": fingerprint(), "cases": {case: losses(case) for case in CASES}}
+        GOLDEN.write_text(json.dumps(written, indent=1) + "\n")
     return json.loads(GOLDEN.read_text())
 
 
 def test_golden_file_covers_every_case(golden):
-    assert set(golden) == set(CASES)
+    assert set(golden["cases"]) == set(CASES)
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_losses_match_the_golden_file(golden, case):
+    here = fingerprint()
+    atol = ATOL if here == golden["written_on"] else ATOL_ELSEWHERE
     now = losses(case)
-    for curve, expected in golden[case].items():
+    for curve, expected in golden["cases"][case].items():
         assert len(now[curve]) == len(expected), curve
         gap = np.abs(np.asarray(now[curve]) - np.asarray(expected))
-        assert gap.max() <= ATOL, f"{curve} drifted: largest gap {gap.max():.2e} at index {gap.argmax()}"
+        assert gap.max() <= atol, (
+            f"{curve} drifted: largest gap {gap.max():.2e} at index {gap.argmax()} (tolerance {atol:g}; file "
+            f"written on {golden['written_on']}, running on {here})"
+        )
