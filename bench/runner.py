@@ -10,7 +10,6 @@ run again.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import signal
@@ -18,10 +17,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import interrupts
 from bench.env import set_threads
 from bench.store import Store, latest_per_run, this_worker, trial_status
 from bench.suite import Run, Suite
@@ -133,33 +133,39 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None)
     runs = {r.hash: r for r in suite.runs()}
     trained = 0
     while True:
-        with store.claim_lock(f"optbench:{suite.name}"):
-            store.fail_stale(study)
-            claimable, running = settle_state(study, runs, plan.session)
-            trial_id = claim(store, study, runs[claimable[0]], suite, plan.session) if claimable else None
-        if trial_id is None:
-            if running == 0:
-                return trained
-            time.sleep(POLL_SECONDS)  # others hold claims; one may go stale and come back to us
-            continue
-        run = runs[claimable[0]]
+        trial_id = None  # the claimed run, while it is ours to finish or mark interrupted
         try:
+            with interrupts.deferred():  # a claim is written whole: Ctrl-C or SIGTERM waits for its end
+                with store.claim_lock(f"optbench:{suite.name}"):
+                    store.fail_stale(study)
+                    claimable, running = settle_state(study, runs, plan.session)
+                    trial_id = claim(store, study, runs[claimable[0]], suite, plan.session) if claimable else None
+            if trial_id is None:
+                if running == 0:
+                    return trained
+                time.sleep(POLL_SECONDS)  # others hold claims; one may go stale and come back to us
+                continue
+            run = runs[claimable[0]]
             with store.heartbeat(trial_id):
                 record = train(run.config.override({"threads": plan.threads}))
+            with interrupts.deferred():
+                store.finish(trial_id, record, suite.metric_field)
+                trial_id = None
         except KeyboardInterrupt:
-            from optuna.trial import TrialState
-
-            store.storage.set_trial_user_attr(trial_id, "status", "interrupted")
-            store.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            if trial_id is not None:
+                mark_interrupted(store, trial_id)
             raise
-        store.finish(trial_id, record, suite.metric_field)
         trained += 1
         if on_finish:
             on_finish(run, record if isinstance(record, RunRecord) else None)
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+def mark_interrupted(store: Store, trial_id: int) -> None:
+    from optuna.trial import TrialState
+
+    with interrupts.deferred():  # a second signal must not leave the mark half-written
+        store.storage.set_trial_user_attr(trial_id, "status", "interrupted")
+        store.storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -172,26 +178,12 @@ def _watch_parent(parent_pid: int) -> None:
 
 def _supervised(target: Callable, parent_pid: int, *args: Any) -> None:
     """Entry point of a spawned worker process: SIGTERM or its parent's death stops it as Ctrl-C does."""
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupts.install()
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="watch-parent").start()
     try:
         target(*args)
     except KeyboardInterrupt:
         sys.exit(130)
-
-
-@contextlib.contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (kill, timeout, a batch scheduler) stops this process as Ctrl-C does: KeyboardInterrupt,
-    so that runs in progress are marked interrupted and workers are stopped."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def spawn_workers(target: Callable, args: list[tuple], threads: int) -> list:
@@ -219,7 +211,7 @@ def run_workers(target: Callable, args: list[tuple], threads: int, poll: Callabl
     raises KeyboardInterrupt here."""
     procs: list = []
     try:
-        with sigterm_interrupts():
+        with interrupts.on_stop_signals():
             procs = spawn_workers(target, args, threads)
             while any(p.is_alive() for p in procs):
                 if poll:
@@ -295,7 +287,7 @@ def run_suite(plan: Plan, show_progress: bool = True) -> Summary:
     progress.update(current())
     try:
         if plan.workers == 1:
-            with sigterm_interrupts():
+            with interrupts.on_stop_signals():
                 set_threads(plan.threads)
                 worker_loop(plan, on_finish=lambda run, record: progress.update(current()))
         else:

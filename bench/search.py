@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import interrupts
 from bench.config import CHOICE_AXES, RunConfig
 from bench.registry import ConfigError, Param
 from bench.suite import Suite, label
@@ -276,7 +277,8 @@ def objective_factory(plan: SearchPlan, suite: Suite, space: Space, fixed: dict[
         for i, seed in enumerate(suite.seeds):
             cfg = trial_config(space, suite.base, values, seed).override({"threads": plan.threads})
             # only the first seed's curve feeds the pruner; later seeds run only for trials that survive it
-            record = train(cfg, PruneOnReport(trial, enabled=not multi and i == 0))
+            with interrupts.allowed():
+                record = train(cfg, PruneOnReport(trial, enabled=not multi and i == 0))
             records.append(record)
             if record.status in ("pruned", "failed"):
                 break
@@ -343,21 +345,23 @@ def run_search_worker(plan: SearchPlan, study_name: str, fixed: dict[str, Any], 
     study.set_user_attr("search", {"sampler": plan.sampler, "pruner": plan.pruner, "objectives": list(plan.objectives),
                                    "fixed": fixed, "trials": plan.trials})  # fmt: skip
     done_states = (TrialState.COMPLETE, TrialState.PRUNED)
-    study.optimize(
-        objective_factory(plan, suite, space, fixed),
-        n_trials=plan.trials,
-        timeout=plan.timeout,
-        callbacks=[MaxTrialsCallback(plan.trials, states=done_states)],
-        catch=(RuntimeError,),
-        gc_after_trial=False,
-    )
+    # a stop signal lands only in training (the objective lets it), never in Optuna's own trial writes
+    with interrupts.deferred():
+        study.optimize(
+            objective_factory(plan, suite, space, fixed),
+            n_trials=plan.trials,
+            timeout=plan.timeout,
+            callbacks=[MaxTrialsCallback(plan.trials, states=done_states)],
+            catch=(RuntimeError,),
+            gc_after_trial=False,
+        )
 
 
 def run_search(plan: SearchPlan) -> list[tuple[str, Any]]:
     """Every arm's study, optimized by plan.workers processes. Returns (study name, study) per arm."""
     import optuna
 
-    from bench.runner import run_workers, sigterm_interrupts
+    from bench.runner import run_workers
     from bench.store import Store
 
     suite = Suite.load(plan.suite_path, plan.overrides)
@@ -366,7 +370,7 @@ def run_search(plan: SearchPlan) -> list[tuple[str, Any]]:
     studies = []
     for name, fixed in study_names(plan, suite, space):
         if plan.workers == 1:
-            with sigterm_interrupts():
+            with interrupts.on_stop_signals():
                 run_search_worker(plan, name, fixed)
         else:
             run_workers(run_search_worker, [(plan, name, fixed, i) for i in range(plan.workers)], plan.threads)

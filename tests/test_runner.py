@@ -10,6 +10,7 @@ import pytest
 from processes import logs, optbench, running_trials, wait_until_gone
 from suite_files import GRID_12, write_suite
 
+from bench import interrupts
 from bench.runner import Plan, default_split, run_suite, worker_loop
 from bench.store import Store, latest_per_run, load_results, this_worker, trial_status
 from bench.suite import Suite
@@ -111,6 +112,25 @@ def test_default_split_is_one_single_threaded_worker_per_core_for_small_models(t
     assert default_split(tiny, cores=2) == (2, 1)
     wide = Suite.parse({"suite": {"name": "w"}, "base": {"model": "base"}})
     assert default_split(wide, cores=2) == (1, 2)
+
+
+def test_a_stop_signal_during_a_claim_waits_for_it_and_marks_the_run_interrupted(tmp_path, monkeypatch):
+    """The race CI once hit: SIGTERM after a claim's trial exists but before its params are written."""
+    path = write_suite(tmp_path, "claimsig", GRID_12)
+    storage = str(tmp_path / "c.journal")
+    set_params = Store.set_params
+
+    def signalled_midway(self, trial_id, flat):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        set_params(self, trial_id, flat)
+
+    monkeypatch.setattr(Store, "set_params", signalled_midway)
+    with interrupts.on_stop_signals(), pytest.raises(KeyboardInterrupt):
+        worker_loop(plan_for(path, storage))
+    (trial,) = Store.open(storage).existing_study("claimsig").get_trials()
+    assert trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs["status"] == "interrupted"
+    assert trial.params  # the claim was written whole
 
 
 def test_crash_safety_sigkill_at_random_moments(tmp_path):

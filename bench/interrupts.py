@@ -1,0 +1,75 @@
+"""Ctrl-C and SIGTERM as one KeyboardInterrupt that never lands in the middle of a store write.
+
+A worker stopped by `kill`, `timeout` or a batch scheduler must leave the store as Ctrl-C does: its
+run marked interrupted, no claim half-written. Inside `deferred()` a stop signal is only noted, and
+raised when the block ends; `allowed()` lifts the deferral for work that may stop anywhere (training,
+waiting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_deferring = 0
+_pending = False
+
+
+def _stop(signum: int, frame: Any) -> None:
+    global _pending
+    if _deferring:
+        _pending = True
+        return
+    raise KeyboardInterrupt
+
+
+def install() -> dict[int, Any]:
+    """Route SIGINT and SIGTERM here (main thread only); returns the handlers they had."""
+    return {signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}
+
+
+@contextlib.contextmanager
+def on_stop_signals() -> Iterator[None]:
+    """SIGTERM stops the block as Ctrl-C does (KeyboardInterrupt); the old handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = install()
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Run the block whole: a stop signal that arrives meanwhile is raised when it ends."""
+    global _deferring, _pending
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+    if not _deferring and _pending:
+        _pending = False
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def allowed() -> Iterator[None]:
+    """Inside a deferred block, let a stop signal interrupt this part at once (one noted already too)."""
+    global _deferring, _pending
+    saved, _deferring = _deferring, 0
+    try:
+        if _pending:
+            _pending = False
+            raise KeyboardInterrupt
+        yield
+    finally:
+        _deferring = saved
