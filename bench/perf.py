@@ -376,49 +376,40 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("workers", help="suite wall time per worker/thread split")
     p.add_argument("--suite", default="suites/quick.toml")
     p.add_argument("--repeats", type=int, default=1)
+    p.set_defaults(run=lambda a: bench_workers(a.suite, a.repeats))
     p = sub.add_parser("harness", help="train() against a bare training loop")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--repeats", type=int, default=5)
+    p.set_defaults(run=lambda a: bench_harness(a.steps, a.repeats))
     p = sub.add_parser("kernels-impl", help="optimizer kernels and threads in train()")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--repeats", type=int, default=3)
+    p.set_defaults(run=lambda a: bench_kernels_impl(a.steps, a.repeats))
     p = sub.add_parser("startup", help="time to answer --help and list")
     p.add_argument("--repeats", type=int, default=5)
-    sub.add_parser("memory", help="peak RSS of a small-preset run")
+    p.set_defaults(run=lambda a: bench_startup(a.repeats))
+    p = sub.add_parser("memory", help="peak RSS of a small-preset run")
+    p.set_defaults(run=lambda a: bench_memory())
     p = sub.add_parser("report", help="time to render the report of a fabricated 500-run store")
     p.add_argument("--runs", type=int, default=500)
+    p.set_defaults(run=lambda a: bench_report(a.runs))
     p = sub.add_parser("pruning", help="the same trials with and without Hyperband pruning")
     p.add_argument("--trials", type=int, default=30)
     p.add_argument("--reduction-factor", type=int, nargs="+", default=[3, 4])
-    p.add_argument("--seed", type=int, default=0, help="pruning: seed of the random sampler drawing the trials")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random sampler drawing the trials")
+    p.set_defaults(run=lambda a: bench_pruning(a.trials, a.reduction_factor, a.seed))
     p = sub.add_parser("crosscheck", help="pytest-benchmark against torch.utils.benchmark.Timer on three kernels")
     p.add_argument("--preset", default="small")
     p.add_argument("--rounds", type=int, default=200)
+    p.set_defaults(run=lambda a: bench_crosscheck(a.preset, a.rounds))
     p = sub.add_parser("nanogpt", help="the nanoGPT CPU recipe against nanoGPT's own time and loss")
     p.add_argument("--suite", default="suites/nanogpt_cpu.toml")
+    p.set_defaults(run=lambda a: bench_nanogpt(a.suite))
     p = sub.add_parser("profile", help="operators that take a step's time (torch.profiler)")
     p.add_argument("--steps", type=int, default=50)
+    p.set_defaults(run=lambda a: bench_profile(a.steps))
     args = parser.parse_args(argv)
-    if args.which == "workers":
-        bench_workers(args.suite, args.repeats)
-    elif args.which == "harness":
-        bench_harness(args.steps, args.repeats)
-    elif args.which == "kernels-impl":
-        bench_kernels_impl(args.steps, args.repeats)
-    elif args.which == "startup":
-        bench_startup(args.repeats)
-    elif args.which == "report":
-        bench_report(args.runs)
-    elif args.which == "pruning":
-        bench_pruning(args.trials, args.reduction_factor, args.seed)
-    elif args.which == "crosscheck":
-        bench_crosscheck(args.preset, args.rounds)
-    elif args.which == "nanogpt":
-        bench_nanogpt(args.suite)
-    elif args.which == "profile":
-        bench_profile(args.steps)
-    else:
-        bench_memory()
+    args.run(args)
     return 0
 
 
