@@ -149,24 +149,46 @@ def suite_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def check_suite_devices(suite: Any, source: str) -> set[str]:
+    """The devices a suite's runs train on; ConfigError (exit 2) when this machine lacks one of them."""
+    from bench.devices import check_available
+
+    devices = {r.config.device for r in suite.runs()}
+    for device in sorted(devices):
+        try:
+            check_available(device)
+        except ConfigError as e:
+            raise e.with_source(source) from None
+    return devices
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.devices import sharing, worker_devices
     from bench.runner import Plan, default_split, run_suite
     from bench.store import Store
     from bench.suite import Suite
 
     suite = Suite.load(args.suite, suite_overrides(args))  # every run validated before anything is written
-    for flag in ("workers", "threads"):
+    for flag in ("workers", "threads", "workers_per_gpu"):
         value = getattr(args, flag)
         if value is not None and value < 1:
-            raise ConfigError(f"--{flag}", f"must be >= 1, got {value}")
+            raise ConfigError(f"--{flag.replace('_', '-')}", f"must be >= 1, got {value}")
+    devices = check_suite_devices(suite, args.suite)
+    gpus = worker_devices(devices, args.workers, args.workers_per_gpu)
     Store.open(args.storage)  # an unreachable storage is bad input, reported before any work
     workers, threads = default_split(suite)
-    if args.workers is not None:
-        workers = args.workers
+    if args.workers is not None or any(gpus):
+        workers = len(gpus) if any(gpus) else args.workers
         threads = max(1, (os.cpu_count() or 1) // workers)
     threads = args.threads or threads
-    plan = Plan(args.suite, suite_overrides(args), args.storage, workers, threads)
+    gpus = gpus if any(gpus) else []
+    plan = Plan(args.suite, suite_overrides(args), args.storage, workers, threads, gpus=gpus)
     print(f"{suite.name}: {len(suite.runs())} runs, {workers} worker(s) x {threads} thread(s)", file=sys.stderr)
+    shared = {g: n for g, n in sharing(gpus).items() if n > 1}
+    if shared:
+        which = ", ".join(f"{g}: {n} workers" for g, n in shared.items())
+        print(f"{suite.name}: GPUs shared ({which}): timings depend on which runs overlapped; "
+              "each record carries env.gpu_workers", file=sys.stderr)  # fmt: skip
     summary = run_suite(plan, show_progress=not args.quiet)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
     best = f"; best {summary.best[1]:.4f} ({summary.best[0]})" if summary.best else ""
@@ -199,6 +221,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from bench.suite import Suite
 
     suite = Suite.load(args.suite, suite_overrides(args))
+    check_suite_devices(suite, args.suite)
     if not suite.search:
         raise ConfigError("search", "the suite has no [search] table to search", args.suite)
     try:
@@ -404,6 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="results store: a journal file (default results/optbench.journal) or postgresql://...",
     )
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto, for every run")
+    p.add_argument(
+        "--workers-per-gpu", type=int, default=1,
+        help="on GPUs: workers allowed to share one GPU (default 1; more makes timings shared, and recorded so)",
+    )  # fmt: skip
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of every run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="do not write reports/<suite>.html at the end")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from bench.devices import check_available, resolve_auto
 from bench.registry import Choice, ConfigError, Param, Registry, closest
 from bench.techniques import CLIPPING, INITS, OPTIMIZERS, REGULARIZERS, SCHEDULES
 
@@ -100,10 +101,12 @@ SCALARS: dict[str, Param] = {
     "device": Param(str, "cpu", "cpu, cuda, cuda:N or auto"),
     "autocast": Param(str, "none", "mixed precision", choices=("none", "bf16")),
     "threads": Param(int, None, "torch threads (default: torch's)", low=1, optional=True),
+    "deterministic": Param(bool, False, "deterministic kernels (torch.use_deterministic_algorithms); slower on CUDA"),
 }
 
-# Fields that do not change what a run computes, left out of its identity.
-NOT_HASHED = ("threads",)
+# Fields that do not change what a run computes, left out of its identity (deterministic kernels change
+# only the rounding of a GPU run, as threads do on the CPU).
+NOT_HASHED = ("threads", "deterministic")
 
 DEFAULTS: dict[str, Any] = {
     "model": "small",
@@ -141,6 +144,7 @@ class RunConfig:
     device: str
     autocast: str
     threads: int | None
+    deterministic: bool
 
     # -- construction ------------------------------------------------------------------------------
 
@@ -169,6 +173,7 @@ class RunConfig:
         values["regularization"] = resolve_regularization(raw.get("regularization", {}))
         for key, param in SCALARS.items():
             values[key] = param.check(raw.get(key, param.default), key)
+        values["device"] = resolve_auto(values["device"])  # before hashing: a CPU run and a GPU run differ
         cfg = cls(**values)
         cfg._check_consistency()
         return cfg
@@ -428,4 +433,9 @@ def load_run_config(path: str | None, sets: list[str] | None) -> RunConfig:
         values.update(base)
     cfg = RunConfig.build(values, path)
     overrides = parse_set(sets)
-    return cfg.override(overrides, "--set") if overrides else cfg
+    cfg = cfg.override(overrides, "--set") if overrides else cfg
+    try:
+        check_available(cfg.device)
+    except ConfigError as e:
+        raise e.with_source("--set" if "device" in overrides else path) from None
+    return cfg

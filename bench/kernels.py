@@ -20,12 +20,33 @@ from bench.config import MODELS
 
 BATCH = 12
 VOCAB = 65  # tinyshakespeare's characters
-# Dense peaks by GPU name fragment: (bf16 TFLOP/s, fp32 TFLOP/s, memory TB/s), from the vendors' sheets.
-GPU_PEAKS = {
-    "H200": (989.0, 67.0, 4.8),
-    "H100": (989.0, 67.0, 3.35),
-    "A100": (312.0, 19.5, 2.0),
-    "L4": (121.0, 30.3, 0.3),
+
+
+@dataclass(frozen=True)
+class GpuPeak:
+    """Dense (not 2:4 sparse) peaks of one GPU model, from its vendor's data sheet."""
+
+    bf16: float  # tensor-core TFLOP/s
+    tf32: float  # tensor-core TFLOP/s, what float32 matmuls get when TF32 is allowed
+    fp32: float  # CUDA-core TFLOP/s
+    memory: float  # TB/s
+
+
+# Keyed by exact identity: the name CUDA reports and the SM count, because one name fragment covers cards
+# whose peaks differ (H100 SXM / PCIe / NVL; A100 40 GB / 80 GB, whose names say so; L4 / L40 / L40S).
+GPU_PEAKS: dict[tuple[str, int], GpuPeak] = {
+    ("NVIDIA H200", 132): GpuPeak(989.4, 494.7, 66.9, 4.8),
+    ("NVIDIA H200 NVL", 132): GpuPeak(835.5, 417.5, 60.0, 4.8),
+    ("NVIDIA H100 80GB HBM3", 132): GpuPeak(989.4, 494.7, 66.9, 3.35),
+    ("NVIDIA H100 PCIe", 114): GpuPeak(756.5, 378.0, 51.2, 2.0),
+    ("NVIDIA H100 NVL", 132): GpuPeak(835.5, 417.5, 60.0, 3.9),
+    ("NVIDIA A100-SXM4-80GB", 108): GpuPeak(312.0, 156.0, 19.5, 2.039),
+    ("NVIDIA A100-SXM4-40GB", 108): GpuPeak(312.0, 156.0, 19.5, 1.555),
+    ("NVIDIA A100 80GB PCIe", 108): GpuPeak(312.0, 156.0, 19.5, 1.935),
+    ("NVIDIA A100-PCIE-40GB", 108): GpuPeak(312.0, 156.0, 19.5, 1.555),
+    ("NVIDIA L4", 58): GpuPeak(121.0, 60.0, 30.3, 0.3),
+    ("NVIDIA L40S", 142): GpuPeak(362.0, 183.0, 91.6, 0.864),
+    ("NVIDIA L40", 142): GpuPeak(181.0, 90.5, 90.5, 0.864),
 }
 
 
@@ -53,27 +74,15 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize(torch.device(device))
 
 
-def timed(fn: Callable[[], Any], device: str) -> Callable[[], Any]:
-    """fn followed by a device synchronize: pytest-benchmark's perf_counter then spans the kernels'
-    execution, not only their launch (CUDA runs asynchronously; on the CPU this adds nothing)."""
-    if not device.startswith("cuda"):
-        return fn
-
-    def run() -> Any:
-        out = fn()
-        torch.cuda.synchronize(torch.device(device))
-        return out
-
-    return run
-
-
 def _rand(*size: int, dtype: torch.dtype, device: str, seed: int = 0, requires_grad: bool = False) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(*size, generator=g).to(device=device, dtype=dtype).requires_grad_(requires_grad)
 
 
 def _close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype) -> None:
-    torch.testing.assert_close(actual.double(), expected.double(), **tolerance(dtype))
+    """assert_close across devices: both sides on the CPU in float64 (assert_close refuses a CUDA result
+    against a CPU reference)."""
+    torch.testing.assert_close(actual.detach().cpu().double(), expected.detach().cpu().double(), **tolerance(dtype))
 
 
 # -- single operators -------------------------------------------------------------------------------
@@ -106,9 +115,14 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tor
     return scores.masked_fill(~mask, float("-inf")).softmax(dim=-1) @ v
 
 
+def causal_attention_flops(B: int, H: int, T: int, hd: int) -> float:
+    """QK^T and PV over the causal triangle only: T(T+1)/2 scores per head, 2 hd FLOPs each, twice."""
+    return 4 * B * H * hd * T * (T + 1) / 2
+
+
 def _attention_work(q: torch.Tensor) -> tuple[float, float]:
     B, H, T, hd = q.shape
-    return 4 * B * H * T * T * hd, 4 * B * H * T * hd * q.element_size()  # dense count; causal does half
+    return causal_attention_flops(B, H, T, hd), 4 * B * H * T * hd * q.element_size()
 
 
 def attention_sdpa(preset: str, dtype: torch.dtype, device: str) -> Kernel:
@@ -218,8 +232,8 @@ def embedding(preset: str, dtype: torch.dtype, device: str) -> Kernel:
 
 
 def _block_flops(s: dict[str, int]) -> float:
-    """Forward FLOPs of one block: 12 C^2 weights per token (qkv, proj, 4x MLP) and the T x T attention."""
-    return 2 * s["B"] * s["T"] * 12 * s["C"] ** 2 + 4 * s["B"] * s["T"] ** 2 * s["C"]
+    """Forward FLOPs of one block: 12 C^2 weights per token (qkv, proj, 4x MLP) and the causal attention."""
+    return 2 * s["B"] * s["T"] * 12 * s["C"] ** 2 + causal_attention_flops(s["B"], 1, s["T"], s["C"])
 
 
 def _gpt(preset: str, device: str, dtype: torch.dtype = torch.float32):
@@ -327,19 +341,20 @@ def optimizer_step(preset: str, name: str, impl: str, device: str) -> Kernel:
         for o in (*opts, *ref_opts):
             o.step()
         for a, b in zip(fresh.parameters(), ref.parameters(), strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(a.detach().cpu(), b.detach().cpu(), rtol=1e-5, atol=1e-6)
 
     params = model.num_params()
     return Kernel(run, check, 10 * params, 7 * params * 4, {"optimizer": name, "impl": impl})
 
 
 def optimizer_impls(name: str, device: str) -> list[str]:
+    """The implementations of a registered optimizer that torch has on `device` (fused only where it runs)."""
     from bench.techniques import OPTIMIZERS
-    from bench.techniques.optimizers import FUSED
+    from bench.techniques.optimizers import fused_available
 
     entry = OPTIMIZERS[name]
     impls = [i for i in ("forloop", "foreach", "fused") if i in entry.params["impl"].choices]
-    if getattr(entry.build, "torch_class", None) not in FUSED:
+    if not fused_available(getattr(entry.build, "torch_class", ""), device.split(":")[0]):
         impls = [i for i in impls if i != "fused"]
     return impls
 
@@ -389,12 +404,103 @@ def train_step(preset: str, dtype: torch.dtype, device: str) -> Kernel:
     return Kernel(lambda: run.step(), check, _model_flops({**s, "B": cfg.batch_size}), 0)
 
 
-def peak(device: str, dtype: torch.dtype) -> tuple[float, float] | None:
-    """(FLOP/s, bytes/s) peak of a known GPU, or None."""
+def gpu_identity(device: str) -> tuple[str, int, int]:
+    """(name, SM count, memory in MiB) of a CUDA device: what the peak table is keyed by, and what a record
+    names it by."""
+    props = torch.cuda.get_device_properties(torch.device(device))
+    return props.name, props.multi_processor_count, props.total_memory // 2**20
+
+
+def peak_entry(device: str) -> tuple[tuple[str, int], GpuPeak] | None:
+    """The peak-table entry of this exact GPU (name and SM count), or None for the CPU and unknown GPUs."""
     if not device.startswith("cuda"):
         return None
-    name = torch.cuda.get_device_name(torch.device(device))
-    for fragment, (bf16, fp32, tbs) in GPU_PEAKS.items():
-        if fragment in name:
-            return (bf16 if dtype == torch.bfloat16 else fp32) * 1e12, tbs * 1e12
-    return None
+    name, sms, _ = gpu_identity(device)
+    key = (name, sms)
+    return (key, GPU_PEAKS[key]) if key in GPU_PEAKS else None
+
+
+def peak(device: str, dtype: torch.dtype) -> tuple[float, float] | None:
+    """(FLOP/s, bytes/s) peak of a known GPU for `dtype`, or None. float32 counts as TF32 where torch lets
+    matmuls use it (torch.backends.cuda.matmul.allow_tf32)."""
+    entry = peak_entry(device)
+    if entry is None:
+        return None
+    p = entry[1]
+    if dtype == torch.bfloat16:
+        flops = p.bf16
+    else:
+        flops = p.tf32 if torch.backends.cuda.matmul.allow_tf32 else p.fp32
+    return flops * 1e12, p.memory * 1e12
+
+
+# -- timing on a GPU ----------------------------------------------------------------------------------
+# pytest-benchmark times `iterations` calls between two reads of its timer. On a GPU the timer below reads
+# CUDA events, each after waiting for the work queued before it: so one round is many launches and one
+# synchronize, timed by the device's clock, and a call's time is its execution, not its launch.
+
+ROUND_SECONDS = 2e-3  # device time one round aims at: launches of a 5 us kernel, 400 per synchronize
+MAX_LAUNCHES = 1000
+
+
+def event_clock(device: str) -> Callable[[], float]:
+    """A clock in seconds for pytest-benchmark's timer: each read records a CUDA event on `device`'s current
+    stream and waits for it. Intervals are summed event to event in float64 (one event pair's elapsed_time
+    is float32 milliseconds, too coarse across a whole session)."""
+    stream = torch.cuda.current_stream(torch.device(device))
+    last = torch.cuda.Event(enable_timing=True)
+    last.record(stream)
+    last.synchronize()
+    state = {"last": last, "total": 0.0}
+
+    def clock() -> float:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record(stream)
+        event.synchronize()
+        state["total"] += state["last"].elapsed_time(event) / 1e3
+        state["last"] = event
+        return state["total"]
+
+    return clock
+
+
+def launches_per_round(fn: Callable[[], Any], clock: Callable[[], float], target: float = ROUND_SECONDS) -> int:
+    """Calls per timed round so that a round lasts about `target` seconds of device time (10 to MAX_LAUNCHES)."""
+    fn()  # compile, allocate, load kernels
+    start = clock()
+    for _ in range(10):
+        fn()
+    each = (clock() - start) / 10
+    return max(10, min(MAX_LAUNCHES, math.ceil(target / each) if each > 0 else MAX_LAUNCHES))
+
+
+def l2_bytes(device: str) -> int:
+    """The GPU's L2 cache size in bytes (0 on the CPU)."""
+    if not device.startswith("cuda"):
+        return 0
+    return int(getattr(torch.cuda.get_device_properties(torch.device(device)), "L2_cache_size", 0))
+
+
+def copies_to_leave_l2(nbytes: float, l2: int, budget: float = 2**30) -> int:
+    """How many separate copies of a kernel's inputs, called in turn, make its working set at least twice
+    the L2 cache, so each call reads from memory (HBM), not from L2; capped by a memory budget."""
+    if l2 <= 0 or nbytes <= 0 or nbytes >= 2 * l2:
+        return 1
+    return max(1, min(math.ceil(2 * l2 / nbytes), int(budget // nbytes)))
+
+
+def rotating(build: Callable[[], Kernel], copies: int) -> Kernel:
+    """A kernel whose calls cycle through `copies` independently built instances (distinct memory, same
+    values): its working set is `copies` times one instance's bytes. FLOPs and bytes stay per call."""
+    first = build()
+    if copies <= 1:
+        return first
+    fns = [first.fn, *(build().fn for _ in range(copies - 1))]
+    turn = {"i": 0}
+
+    def run() -> Any:
+        i = turn["i"]
+        turn["i"] = (i + 1) % copies
+        return fns[i]()
+
+    return Kernel(run, first.check, first.flops, first.bytes, {**first.info, "input_copies": copies})

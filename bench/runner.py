@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import interrupts
+from bench.devices import CUDA_POISONED_EXIT, sharing
 from bench.env import set_threads
 from bench.store import Store, latest_per_run, this_worker, trial_status
 from bench.suite import Run, Suite
 
 POLL_SECONDS = 1.0
+# Fresh processes started in one worker's place after its CUDA context broke, before that slot gives up.
+MAX_REPLACEMENTS = 10
 FINISHED = ("complete", "diverged", "stopped_early")
 
 
@@ -40,13 +43,16 @@ class Plan:
     workers: int
     threads: int
     session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    # The GPU of each worker (cuda:0, cuda:1, ...; see bench.devices.worker_devices) for runs on a plain
+    # `cuda`; empty for CPU suites.
+    gpus: list[str | None] = field(default_factory=list)
 
 
 def default_split(suite: Suite, cores: int | None = None) -> tuple[int, int]:
     """(workers, threads each). Small models: one single-threaded worker per core, which measured fastest
     on 2 cores (see README, Performance); wider models: one worker using every core."""
     cores = cores or os.cpu_count() or 1
-    if suite.base.device != "cpu":
+    if any(r.config.device != "cpu" for r in suite.runs()):  # `auto` is resolved by now: GPUs take their split
         return 1, cores
     if suite.base.model["n_embd"] <= 128:
         return cores, 1
@@ -123,9 +129,13 @@ def import_finished_runs(store: Store, study: Any, runs: dict[str, Run]) -> int:
     return copied
 
 
-def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None) -> int:
-    """Claim, train and store runs until every run of the suite is settled. Returns runs trained."""
+def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None, gpu: str | None = None) -> int:
+    """Claim, train and store runs until every run of the suite is settled. Returns runs trained. `gpu`: this
+    worker's GPU. A run that breaks the CUDA context is stored as failed, then this worker exits with
+    CUDA_POISONED_EXIT for the runner to start a fresh process in its place."""
     from bench.train import RunRecord, train
+
+    shared_by = sharing(plan.gpus).get(gpu, 1) if gpu else None
 
     suite = Suite.load(plan.suite_path, plan.overrides)
     store = Store.open(plan.storage)
@@ -147,7 +157,9 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None)
                 continue
             run = runs[claimable[0]]
             with store.heartbeat(trial_id):
-                record = train(run.config.override({"threads": plan.threads}))
+                record = train(run.config.override({"threads": plan.threads}), device=gpu)
+            if shared_by is not None and record.env.get("device") == gpu:
+                record.env["gpu_workers"] = shared_by  # >1: timings shared the GPU with other workers
             with interrupts.deferred():
                 store.finish(trial_id, record, suite.metric_field)
                 trial_id = None
@@ -158,6 +170,8 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None)
         trained += 1
         if on_finish:
             on_finish(run, record if isinstance(record, RunRecord) else None)
+        if record.env.get("cuda_context_lost"):
+            raise SystemExit(CUDA_POISONED_EXIT)
 
 
 def mark_interrupted(store: Store, trial_id: int) -> None:
@@ -210,10 +224,18 @@ def run_workers(target: Callable, args: list[tuple], threads: int, poll: Callabl
     POLL_SECONDS meanwhile. Ctrl-C or SIGTERM stops the workers (their runs marked interrupted), then
     raises KeyboardInterrupt here."""
     procs: list = []
+    replaced = [0] * len(args)
     try:
         with interrupts.on_stop_signals():
             procs = spawn_workers(target, args, threads)
-            while any(p.is_alive() for p in procs):
+            while True:
+                for i, p in enumerate(procs):  # a worker whose CUDA context broke: a fresh process takes over
+                    if p.exitcode == CUDA_POISONED_EXIT and replaced[i] < MAX_REPLACEMENTS:
+                        replaced[i] += 1
+                        print(f"optbench: worker {i} lost its CUDA context; starting a fresh one", file=sys.stderr)
+                        procs[i] = spawn_workers(target, [args[i]], threads)[0]
+                if not any(p.is_alive() for p in procs):
+                    break
                 if poll:
                     poll()
                 time.sleep(POLL_SECONDS)
@@ -237,9 +259,13 @@ def stop_workers(procs: list, grace: float = 30.0) -> None:
             p.kill()
 
 
-def _suite_worker(plan: Plan) -> None:
+def _suite_worker(plan: Plan, gpu: str | None = None) -> None:
     set_threads(plan.threads)
-    worker_loop(plan)
+    if gpu:
+        from bench.devices import use_device
+
+        use_device(gpu)  # before any CUDA call, so nothing of this worker lands on GPU 0
+    worker_loop(plan, gpu=gpu)
 
 
 @dataclass
@@ -286,12 +312,13 @@ def run_suite(plan: Plan, show_progress: bool = True) -> Summary:
     progress = SuiteProgress(suite.name, len(runs), show_progress)
     progress.update(current())
     try:
-        if plan.workers == 1:
+        gpus = plan.gpus or [None] * plan.workers
+        if plan.workers == 1 and gpus[0] is None:  # on a GPU a process of its own, replaceable if CUDA breaks
             with interrupts.on_stop_signals():
                 set_threads(plan.threads)
                 worker_loop(plan, on_finish=lambda run, record: progress.update(current()))
         else:
-            run_workers(_suite_worker, [(plan,)] * plan.workers, plan.threads, poll=lambda: progress.update(current()))
+            run_workers(_suite_worker, [(plan, g) for g in gpus], plan.threads, poll=lambda: progress.update(current()))
     finally:
         progress.stop()
     return current()

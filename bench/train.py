@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from bench.config import RunConfig
 from bench.data import BatchStream, Corpus, fixed_batches, load_corpus
+from bench.devices import check_available, context_broken, precision, run_device, use_device
 from bench.env import environment, set_threads
 from bench.model import GPT, GPTConfig
 from bench.registry import ConfigError
@@ -30,6 +31,9 @@ from bench.techniques.schedules import multiplier
 
 # Steps between host reads of the loss buffer: divergence is noticed at most this late.
 SYNC_EVERY = 10
+# First steps left out of train_time (and recorded apart): on CUDA they hold cuBLAS/cuDNN set-up, lazy
+# kernel loading and the optimizer's state allocation, which no later step pays.
+TIMING_WARMUP_STEPS = 2
 
 
 @dataclass
@@ -46,7 +50,9 @@ class RunRecord:
     tokens: int = 0
     wall_time: float = 0.0  # seconds, set-up and evaluations included
     train_time: float = 0.0  # seconds in training steps alone (AlgoPerf's clock)
-    tokens_per_second: float = 0.0
+    tokens_per_second: float = 0.0  # training tokens after the warm-up steps / train_time
+    warmup_steps: int = 0  # first steps left out of train_time (TIMING_WARMUP_STEPS, fewer in shorter runs)
+    warmup_time: float = 0.0  # seconds those steps took
     peak_memory_mb: float = 0.0  # process peak RSS on the CPU, max allocated on CUDA
     n_params: int = 0
     target: float | None = None
@@ -76,12 +82,30 @@ class Progress(Protocol):
     def finish(self, record: RunRecord) -> None: ...
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device")
+def resolve_device(device: str, worker_device: str | None = None) -> str:
+    """The concrete device a run trains on (see bench.devices); ConfigError when this machine lacks it."""
+    device = run_device(device, worker_device)
+    check_available(device)
     return device
+
+
+@contextlib.contextmanager
+def deterministic_kernels(enabled: bool) -> Iterator[None]:
+    """torch.use_deterministic_algorithms for one run (cuBLAS needs its workspace setting for it)."""
+    if not enabled:
+        yield
+        return
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark = before[1]
 
 
 @contextlib.contextmanager
@@ -138,24 +162,30 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def train(cfg: RunConfig, progress: Progress | None = None) -> RunRecord:
-    """One run. A failing run does not raise: its record says how it ended (bad input and Ctrl-C do raise)."""
-    return run_training(cfg, progress)[0]
+def train(cfg: RunConfig, progress: Progress | None = None, device: str | None = None) -> RunRecord:
+    """One run. A failing run does not raise: its record says how it ended (bad input and Ctrl-C do raise).
+    `device`: the GPU a suite worker was given, used for runs whose device is a plain `cuda`."""
+    return run_training(cfg, progress, device)[0]
 
 
-def run_training(cfg: RunConfig, progress: Progress | None = None) -> tuple[RunRecord, GPT | None]:
+def run_training(
+    cfg: RunConfig, progress: Progress | None = None, device: str | None = None
+) -> tuple[RunRecord, GPT | None]:
     """train() that also hands back the trained model (the weights evaluated: EMA or averaged ones)."""
     record = RunRecord(config=cfg.to_dict(), config_hash=cfg.hash, target=cfg.target)
     start = time.perf_counter()
     model = None
+    device = resolve_device(cfg.device, device)  # bad input raises here, before any work
     try:
-        with torch_threads(cfg.threads):
-            model = _train(cfg, record, progress)
+        with torch_threads(cfg.threads), deterministic_kernels(cfg.deterministic):
+            model = _train(cfg, record, progress, device)
     except ConfigError:
         raise  # bad input (a missing corpus, say) is the caller's to report, not a failed run
     except Exception:
         record.status = "failed"
         record.error = traceback.format_exc()
+        if context_broken(device):
+            record.env["cuda_context_lost"] = True  # the runner replaces this worker (bench.runner)
     record.wall_time = time.perf_counter() - start
     if progress:
         progress.finish(record)
@@ -188,9 +218,7 @@ class Training:
         self.ema = None
         ema = cfg.regularizer("ema")
         if ema:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema["decay"]))
+            self.ema = ExponentialMovingAverage(model, ema["decay"])
         self.autocast = torch.autocast(
             device_type="cuda" if device.startswith("cuda") else "cpu",
             dtype=torch.bfloat16,
@@ -249,9 +277,35 @@ class Training:
         return self.model
 
 
-def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None) -> GPT:
-    device = resolve_device(cfg.device)
+class ExponentialMovingAverage:
+    """The weights' exponential moving average, as torch.optim.swa_utils.AveragedModel with
+    get_ema_multi_avg_fn computes it (the same foreach lerp, so the same numbers), with the update count kept
+    in Python: AveragedModel keeps it in a CPU tensor and copies it to the device at every update, a blocking
+    host-to-device copy each step."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        import copy
+
+        self.module = copy.deepcopy(model)
+        self.decay = decay
+        self.updates = 0
+        self._averaged = [p.detach() for p in self.module.parameters()]
+
+    @torch.no_grad()
+    def update_parameters(self, model: torch.nn.Module) -> None:
+        current = [p.detach() for p in model.parameters()]
+        if self.updates == 0:
+            torch._foreach_copy_(self._averaged, current)
+        else:
+            torch._foreach_lerp_(self._averaged, current, 1 - self.decay)
+        self.updates += 1
+
+
+def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None, device: str) -> GPT:
+    use_device(device)
+    m = cfg.model
     record.env = environment(device)
+    record.env["precision"] = precision(device, cfg.autocast, m["n_embd"] // m["n_head"], m["n_head"])
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(torch.device(device))
     run = Training(cfg, device)
@@ -270,6 +324,7 @@ def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None) -> GPT:
     best, stale = math.inf, 0
     train_time = 0.0
     tokens_per_step = cfg.tokens_per_step
+    warmup = min(TIMING_WARMUP_STEPS, total - 1)  # a 1-step run keeps its one step timed
 
     def sync(upto: int) -> int | None:
         """Copy buffered values to the host; the first diverged step, if any."""
@@ -292,6 +347,12 @@ def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None) -> GPT:
     for step in range(total):
         losses[step], norms[step] = run.step()
         done = step + 1
+        if done == warmup:  # one synchronize, once: the warm-up's time is recorded apart
+            if device.startswith("cuda"):
+                torch.cuda.synchronize(torch.device(device))
+            now = time.perf_counter()
+            record.warmup_steps, record.warmup_time = warmup, now - tick
+            tick = now
         is_eval = done % cfg.eval_interval == 0 or done == total
         if done % SYNC_EVERY == 0 or is_eval:
             bad = sync(done)
@@ -339,7 +400,8 @@ def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None) -> GPT:
     record.steps = done
     record.tokens = done * tokens_per_step
     record.train_time = train_time
-    record.tokens_per_second = record.tokens / train_time if train_time > 0 else 0.0
+    timed_tokens = (done - record.warmup_steps) * tokens_per_step
+    record.tokens_per_second = timed_tokens / train_time if train_time > 0 else 0.0
     record.peak_memory_mb = peak_memory_mb(device)
     finite = [v for v in val_losses if math.isfinite(v)]
     record.final_val_loss = val_losses[-1] if val_losses and math.isfinite(val_losses[-1]) else None

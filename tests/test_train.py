@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from bench.train import loss_terms, train
+from bench.train import Training, loss_terms, train
 
 
 def test_same_config_and_seed_give_identical_curves(tiny):
@@ -68,9 +68,14 @@ def test_early_stopping_status_and_step(tiny):
     assert r.curves["val_step"] == [10, 20, 30]
 
 
-def test_failure_is_recorded_with_traceback(tiny):
-    r = train(tiny(device="cuda:7") if not torch.cuda.is_available() else tiny(device="cuda:999"))
-    assert r.status == "failed" and "Traceback" in r.error and r.steps == 0
+def test_failure_is_recorded_with_traceback(tiny, monkeypatch):
+    def broken(self):
+        raise RuntimeError("a kernel failed")
+
+    monkeypatch.setattr(Training, "step", broken)
+    r = train(tiny())
+    assert r.status == "failed" and "Traceback" in r.error and "a kernel failed" in r.error and r.steps == 0
+    assert "cuda_context_lost" not in r.env  # the CPU has no context to lose
 
 
 @pytest.mark.parametrize(
