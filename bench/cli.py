@@ -337,9 +337,12 @@ def kernel_suite_dir() -> Path:
 def cmd_kernels(args: argparse.Namespace) -> int:
     import subprocess
 
+    from bench.devices import check_available
+
     for device in args.device.split(","):
         if not (device in ("cpu", "cuda") or device.startswith("cuda:")):
             raise ConfigError("--device", f"must be cpu, cuda or cuda:N (comma-separated), got {device!r}")
+        check_available(device, "--device")  # a CPU-only torch would skip every CUDA kernel and print nothing
     suite_dir = kernel_suite_dir()
     storage = results_dir().resolve() / "kernels"
     json_path = Path(args.json).resolve() if args.json else storage / "latest.json"
@@ -351,16 +354,21 @@ def cmd_kernels(args: argparse.Namespace) -> int:
         f"--kernel-rounds={3 if args.quick else 10}",
         f"--benchmark-json={json_path}",
         f"--benchmark-storage=file://{storage}", "--benchmark-autosave",
-        "--benchmark-columns=median,iqr,rounds", "--benchmark-sort=name",
+        "--benchmark-columns=median,iqr,rounds", "--benchmark-sort=name", "-rs",
     ]  # fmt: skip
     if args.k:
         command += ["-k", args.k]
     print(f"optbench kernels: {' '.join(command[3:])}", file=sys.stderr)
     done = subprocess.run(command, cwd=suite_dir.parent.parent, stdout=subprocess.DEVNULL if not args.verbose else None)
+    timed = 0
     if json_path.is_file():
-        print(kernel_table(json.loads(json_path.read_text())))
+        data = json.loads(json_path.read_text())
+        timed = len(data.get("benchmarks", []))
+        print(kernel_table(data))
         print(f"JSON: {json_path}; history for `pytest-benchmark compare`: {storage}", file=sys.stderr)
-    return 0 if done.returncode == 0 else 1
+    if timed == 0:
+        print("optbench kernels: no kernel was timed (rerun with --verbose for pytest's reasons)", file=sys.stderr)
+    return 0 if done.returncode == 0 and timed else 1
 
 
 def kernel_table(data: dict[str, Any]) -> str:
@@ -368,6 +376,12 @@ def kernel_table(data: dict[str, Any]) -> str:
     info = data.get("machine_info", {})
     lines = [f"torch {info.get('torch')}, {info.get('torch_threads')} threads, {info.get('cpu_model')}"
              + (f", {info['gpu']}" if info.get("gpu") else "")]  # fmt: skip
+    if info.get("gpu_device"):
+        precision = info.get("precision", {})
+        lines.append(f"{info['gpu_device']}: {info.get('gpu_sms')} SMs, {info.get('gpu_memory_mib')} MiB, driver "
+                     f"{info.get('gpu_driver')}, peak entry {info.get('gpu_peak_entry') or 'none (no % of peak)'}, "
+                     f"TF32 matmul {precision.get('cuda_matmul_allow_tf32')}, float32 matmul precision "
+                     f"{precision.get('float32_matmul_precision')}")  # fmt: skip
     lines.append(f"{'group':<34} {'case':<44} {'median':>10} {'GFLOP/s':>9} {'GB/s':>8} {'%peak':>6}")
     for b in sorted(data.get("benchmarks", []), key=lambda b: (b["group"] or "", b["name"])):
         extra = b.get("extra_info", {})

@@ -79,7 +79,7 @@ def _rand(*size: int, dtype: torch.dtype, device: str, seed: int = 0, requires_g
     return torch.randn(*size, generator=g).to(device=device, dtype=dtype).requires_grad_(requires_grad)
 
 
-def _close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype) -> None:
+def close_on_cpu(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype) -> None:
     """assert_close across devices: both sides on the CPU in float64 (assert_close refuses a CUDA result
     against a CPU reference)."""
     torch.testing.assert_close(actual.detach().cpu().double(), expected.detach().cpu().double(), **tolerance(dtype))
@@ -95,7 +95,7 @@ def linear(preset: str, dtype: torch.dtype, device: str) -> Kernel:
     item = x.element_size()
     return Kernel(
         lambda: F.linear(x, w),
-        lambda: _close(F.linear(x, w), x.double() @ w.double().T, dtype),
+        lambda: close_on_cpu(F.linear(x, w), x.double() @ w.double().T, dtype),
         2 * M * K * N,
         (M * K + K * N + M * N) * item,
     )
@@ -130,7 +130,7 @@ def attention_sdpa(preset: str, dtype: torch.dtype, device: str) -> Kernel:
     flops, nbytes = _attention_work(q)
     return Kernel(
         lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
-        lambda: _close(
+        lambda: close_on_cpu(
             F.scaled_dot_product_attention(q, k, v, is_causal=True),
             explicit_attention(q.double(), k.double(), v.double()),
             dtype,
@@ -146,7 +146,7 @@ def attention_explicit(preset: str, dtype: torch.dtype, device: str) -> Kernel:
     B, H, T, _ = q.shape
     return Kernel(
         lambda: explicit_attention(q, k, v),
-        lambda: _close(
+        lambda: close_on_cpu(
             explicit_attention(q, k, v),
             F.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=True),
             dtype,
@@ -173,7 +173,7 @@ def layer_norm(preset: str, dtype: torch.dtype, device: str) -> Kernel:
 
     return Kernel(
         lambda: F.layer_norm(x, (C,), w, b),
-        lambda: _close(F.layer_norm(x, (C,), w, b), reference(), dtype),
+        lambda: close_on_cpu(F.layer_norm(x, (C,), w, b), reference(), dtype),
         8 * x.numel(),
         2 * x.numel() * x.element_size(),
     )
@@ -183,7 +183,7 @@ def gelu(preset: str, dtype: torch.dtype, device: str) -> Kernel:
     x = _activations(preset, dtype, device).repeat(1, 1, 4)  # the MLP's hidden width
     return Kernel(
         lambda: F.gelu(x),
-        lambda: _close(F.gelu(x), 0.5 * x.double() * (1 + torch.erf(x.double() / math.sqrt(2))), dtype),
+        lambda: close_on_cpu(F.gelu(x), 0.5 * x.double() * (1 + torch.erf(x.double() / math.sqrt(2))), dtype),
         8 * x.numel(),
         2 * x.numel() * x.element_size(),
     )
@@ -194,7 +194,7 @@ def softmax(preset: str, dtype: torch.dtype, device: str) -> Kernel:
     x = _rand(s["B"], s["H"], s["T"], s["T"], dtype=dtype, device=device)  # attention scores
     return Kernel(
         lambda: x.softmax(-1),
-        lambda: _close(x.softmax(-1), x.double().exp() / x.double().exp().sum(-1, keepdim=True), dtype),
+        lambda: close_on_cpu(x.softmax(-1), x.double().exp() / x.double().exp().sum(-1, keepdim=True), dtype),
         5 * x.numel(),
         2 * x.numel() * x.element_size(),
     )
@@ -210,7 +210,7 @@ def cross_entropy(preset: str, dtype: torch.dtype, device: str) -> Kernel:
 
     return Kernel(
         lambda: F.cross_entropy(logits, targets),
-        lambda: _close(F.cross_entropy(logits, targets), reference(), dtype),
+        lambda: close_on_cpu(F.cross_entropy(logits, targets), reference(), dtype),
         5 * logits.numel(),
         logits.numel() * logits.element_size(),
     )
@@ -222,7 +222,7 @@ def embedding(preset: str, dtype: torch.dtype, device: str) -> Kernel:
     idx = torch.randint(0, VOCAB, (s["B"], s["T"]), generator=torch.Generator().manual_seed(0)).to(device)
     return Kernel(
         lambda: F.embedding(idx, table),
-        lambda: _close(F.embedding(idx, table), table.double()[idx], dtype),
+        lambda: close_on_cpu(F.embedding(idx, table), table.double()[idx], dtype),
         0,
         2 * s["B"] * s["T"] * s["C"] * table.element_size(),
     )
@@ -253,7 +253,7 @@ def block_forward(preset: str, dtype: torch.dtype, device: str) -> Kernel:
 
     def check() -> None:
         with torch.no_grad():
-            _close(block(x), reference_block(x.double().cpu()), dtype)
+            close_on_cpu(block(x), reference_block(x.double().cpu()), dtype)
 
     def run() -> torch.Tensor:
         with torch.no_grad():
@@ -277,7 +277,7 @@ def block_forward_backward(preset: str, dtype: torch.dtype, device: str) -> Kern
         run()
         reference_block.zero_grad(set_to_none=True)
         reference_block(x.double().cpu()).square().mean().backward()
-        _close(block.mlp.c_fc.weight.grad, reference_block.mlp.c_fc.weight.grad, dtype)
+        close_on_cpu(block.mlp.c_fc.weight.grad, reference_block.mlp.c_fc.weight.grad, dtype)
 
     params = sum(p.numel() for p in block.parameters())
     return Kernel(run, check, 3 * _block_flops(s), (6 * x.numel() + 3 * params) * x.element_size())
@@ -310,7 +310,7 @@ def model_forward_backward(preset: str, dtype: torch.dtype, device: str) -> Kern
 
     def check() -> None:
         expected = F.cross_entropy(reference(x.cpu()).flatten(0, 1), y.cpu().flatten())
-        _close(run().detach(), expected, dtype)
+        close_on_cpu(run().detach(), expected, dtype)
 
     params = model.num_params()
     return Kernel(run, check, _model_flops(s), 4 * params * 4 + 10 * s["L"] * s["B"] * s["T"] * s["C"] * 4)
@@ -374,9 +374,9 @@ def clip_grad_norm(preset: str, dtype: torch.dtype, device: str) -> Kernel:
             p.grad = g.clone()
         total = torch.sqrt(sum(g.double().square().sum() for g in grads))
         returned = run()
-        _close(returned, total, torch.float32)
+        close_on_cpu(returned, total, torch.float32)
         for p, g in zip(params, grads, strict=True):
-            _close(p.grad, g.double() / (total + 1e-6), torch.float32)
+            close_on_cpu(p.grad, g.double() / (total + 1e-6), torch.float32)
 
     n = model.num_params()
     return Kernel(run, check, 3 * n, 3 * n * 4)
@@ -398,7 +398,7 @@ def train_step(preset: str, dtype: torch.dtype, device: str) -> Kernel:
         with torch.no_grad(), probe.autocast:
             expected = F.cross_entropy(probe.model(x).flatten(0, 1).float(), y.flatten())
         ce, _ = probe.step()
-        _close(ce, expected, dtype)
+        close_on_cpu(ce, expected, dtype)
 
     s = shape(preset)
     return Kernel(lambda: run.step(), check, _model_flops({**s, "B": cfg.batch_size}), 0)

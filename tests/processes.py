@@ -64,3 +64,14 @@ def running_trials(storage, study_name, count, timeout=120):
             return running
         time.sleep(0.2)
     raise AssertionError(f"fewer than {count} trials of {study_name} running within {timeout} s")
+
+
+def exit_poisoned_once(marker: str) -> None:
+    """A worker target (spawned): the first process exits as one whose CUDA context broke, the next finishes."""
+    from bench.devices import CUDA_POISONED_EXIT
+
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("first")
+        raise SystemExit(CUDA_POISONED_EXIT)
+    path.write_text("replaced")
