@@ -333,6 +333,10 @@ def run_search_worker(plan: SearchPlan, study_name: str, fixed: dict[str, Any], 
 
     set_threads(plan.threads)
     suite = Suite.load(plan.suite_path, plan.overrides)
+    if plan.workers > 1 and suite.base.device == "cuda":  # spread over the GPUs: plain `cuda` is the current one
+        from bench.devices import cuda_count, use_device
+
+        use_device(f"cuda:{index % cuda_count()}")
     space = parse_space(suite.search, suite.base)
     store = Store.open(plan.storage)
     multi = len(plan.objectives) > 1
