@@ -5,6 +5,7 @@ Every CUDA question goes through `cuda_count()` so tests can fake a machine with
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from bench.registry import ConfigError
@@ -64,6 +65,8 @@ def worker_devices(devices: set[str], workers: int | None, per_gpu: int) -> list
     gpus = cuda_count()
     if gpus == 0:
         raise ConfigError("device", f"'cuda' asked for, but {why_no_cuda()}; allowed here: cpu")
+    if "cuda" not in devices:  # every run names its GPU: as many workers as GPUs named, at most
+        gpus = min(gpus, len({d for d in devices if is_cuda(d)}))
     workers = workers or gpus
     if workers > gpus * per_gpu:
         raise ConfigError(
@@ -157,6 +160,7 @@ def sdpa_backend(device: str, autocast: str, head_dim: int, heads: int, seq: int
         return None
 
 
+@functools.cache
 def driver_version() -> str | None:
     """The NVIDIA driver version from nvidia-smi (torch does not expose it), or None."""
     import subprocess

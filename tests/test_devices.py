@@ -472,3 +472,69 @@ def test_fused_falls_back_where_torch_lacks_it(monkeypatch):
 def test_a_tiny_run_on_the_gpu(tiny):
     r = train(tiny(device="cuda", autocast="bf16"))
     assert r.status == "complete" and r.env["device"].startswith("cuda") and r.env["precision"]["driver"]
+
+
+class FakeBenchmark:
+    """pytest-benchmark's fixture as `measure` uses it: pedantic rounds of `iterations` calls timed by _timer."""
+
+    enabled = True
+
+    def __init__(self):
+        import time
+
+        self.extra_info = {}
+        self._timer = time.perf_counter
+
+    def pedantic(self, fn, rounds, warmup_rounds, iterations):
+        import statistics
+
+        self.iterations = iterations
+        per_call = []
+        for i in range(warmup_rounds + rounds):
+            start = self._timer()
+            for _ in range(iterations):
+                fn()
+            if i >= warmup_rounds:
+                per_call.append((self._timer() - start) / iterations)
+        self.stats = SimpleNamespace(stats=SimpleNamespace(median=statistics.median(per_call)))
+
+
+@pytest.mark.parametrize("leave_l2", [True, False])
+def test_measure_on_a_gpu_times_many_launches_and_shows_bandwidth_only_past_l2(monkeypatch, leave_l2):
+    """The kernel suite's GPU path with a fake GPU: a device clock that advances 5 us per kernel call."""
+    fake_gpu(monkeypatch, "NVIDIA H100 80GB HBM3", 132, l2_mib=1)
+    calls = {"n": 0}
+    monkeypatch.setattr(kernels, "event_clock", lambda device: lambda: calls["n"] * 5e-6)
+
+    def build():
+        k = kernels.layer_norm("tiny", torch.float32, "cpu")
+        fn = k.fn
+
+        def run():
+            calls["n"] += 1
+            return fn()
+
+        return kernels.Kernel(run, k.check, k.flops, k.bytes)
+
+    bench = FakeBenchmark()
+    kernels.measure(bench, build, "cuda:0", rounds=5, dtype=torch.float32, leave_l2=leave_l2)
+    info = bench.extra_info
+    assert bench.iterations == 400 == info["launches_per_round"]  # 2 ms of 5 us kernels per synchronize
+    assert bench.stats.stats.median == pytest.approx(5e-6)
+    assert info["gflops_per_s"] == pytest.approx(info["flops"] / 5e-6 / 1e9)
+    assert info["peak_entry"] == "NVIDIA H100 80GB HBM3 (132 SMs)" and info["peak_flops_fraction"] > 0
+    if leave_l2:
+        copies = info["input_copies"]
+        assert copies * info["bytes"] >= 2 * 2**20 > (copies - 1) * info["bytes"]
+        assert info["gb_per_s"] == pytest.approx(info["bytes"] / 5e-6 / 1e9) and info["peak_bandwidth_fraction"] > 0
+    else:
+        assert info["gb_per_s"] is None and "fits in L2" in info["gb_per_s_left_out"]
+        assert "peak_bandwidth_fraction" not in info
+
+
+def test_runs_that_name_their_gpus_get_as_many_workers_as_gpus_named(monkeypatch):
+    fake_gpus(monkeypatch, 4)
+    assert len(devices.worker_devices({"cuda:1"}, None, 1)) == 1
+    assert len(devices.worker_devices({"cuda:0", "cuda:2", "cpu"}, None, 1)) == 2
+    with pytest.raises(ConfigError, match="--workers"):
+        devices.worker_devices({"cuda:1"}, 2, 1)  # two workers would share cuda:1

@@ -39,6 +39,6 @@ REGULARIZERS.add(
 )
 REGULARIZERS.add(
     "ema",
-    "evaluate an exponential moving average of the weights (torch.optim.swa_utils.AveragedModel)",
+    "evaluate an exponential moving average of the weights (AveragedModel's numbers, no per-step host copy)",
     decay=Param(float, 0.99, "EMA decay per step", low=0.0, high=1.0, search=("float", 0.9, 0.9999)),
 )
