@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# optbench's first run on a GPU, in under ten minutes on one H200 (stage time limits sum to 570 s), printing
+# optbench's first run on a GPU, in under ten minutes on one H200 (stage time limits sum to 550 s), printing
 # what it measured. Not yet run on a GPU: no session so far was lent one.
 #
 #   here (network):      bash .ci/gpu-prepare.sh               # wheels -> .whl/, corpus -> .gpu-data/
@@ -63,12 +63,12 @@ PY
 }
 
 stage_tests() {
-    timeout 40 "$PY" -m pytest tests/test_devices.py -q -rs -p no:cacheprovider
+    timeout 50 "$PY" -m pytest tests/test_devices.py -q -rs -p no:cacheprovider
 }
 
 stage_kernels() {
     # pytest's own output (failures, skip reasons) to a file; the summary below reads the JSON
-    timeout 200 "$PY" -m bench kernels --device cuda --verbose --json "$CHECK/kernels.json" >"$CHECK/kernels.txt" 2>&1
+    timeout 190 "$PY" -m bench kernels --device cuda --verbose --json "$CHECK/kernels.json" >"$CHECK/kernels.txt" 2>&1
     local rc=$?
     grep -E "error|FAILED|ERROR|SKIPPED|[0-9]+ (passed|failed|skipped)|no kernel was timed" "$CHECK/kernels.txt" | head -40
     [ -s "$CHECK/kernels.json" ] || return 1
@@ -90,7 +90,7 @@ PY
 }
 
 stage_train() {
-    timeout 240 "$PY" -m bench train suites/nanogpt_gpu.toml --json >"$CHECK/train.json"
+    timeout 230 "$PY" -m bench train suites/nanogpt_gpu.toml --json >"$CHECK/train.json"
     local rc=$?
     [ -s "$CHECK/train.json" ] || return 1
     "$PY" - "$CHECK/train.json" <<'PY'
@@ -107,7 +107,7 @@ PY
 
 stage_suite() {
     local store="$CHECK/gpu_workers.journal"
-    timeout 90 "$PY" -m bench run suites/gpu_workers.toml --workers 2 --workers-per-gpu 2 --storage "$store" \
+    timeout 80 "$PY" -m bench run suites/gpu_workers.toml --workers 2 --workers-per-gpu 2 --storage "$store" \
         --no-report --quiet
     local rc=$?
     "$PY" - "$store" <<'PY'

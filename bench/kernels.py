@@ -496,12 +496,14 @@ def rotating(build: Callable[[], Kernel], copies: int) -> Kernel:
     if copies <= 1:
         return first
     fns = [first.fn, *(build().fn for _ in range(copies - 1))]
-    turn = {"i": 0}
+    held: list[Any] = [None] * copies  # each copy's last output stays alive, so outputs rotate through
+    turn = {"i": 0}  # distinct memory too (a freed output's block would be reused, and written in L2)
 
     def run() -> Any:
         i = turn["i"]
         turn["i"] = (i + 1) % copies
-        return fns[i]()
+        held[i] = fns[i]()
+        return held[i]
 
     return Kernel(run, first.check, first.flops, first.bytes, {**first.info, "input_copies": copies})
 

@@ -17,7 +17,8 @@ OPS = {
     "embedding": kernels.embedding,
 }
 # Ops whose figure of merit is bandwidth: on a GPU their inputs are cycled through copies that exceed L2.
-MEMORY_BOUND = {"layer_norm", "gelu", "softmax", "cross_entropy", "embedding"}
+# Not the embedding: its 65-row table lives in L2 however many copies there are.
+MEMORY_BOUND = {"layer_norm", "gelu", "softmax", "cross_entropy"}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
