@@ -22,7 +22,7 @@
 # - a fresh results folder per run (OPTBENCH_RESULTS_DIR, outside $OUT so the few files that come back are
 #   the ones below): nothing copied from an older store or a CPU run;
 # - PYTHONUNBUFFERED: output reaches the caller even when a stage is killed at its limit;
-# - no `| tail` after a timed command (a kill takes the whole pipeline's output); logs go to files with tee;
+# - no `| tail` after a timed command (a kill takes the whole pipeline's output); long logs go to files;
 # - every figure printed is read back from the JSON the stage wrote, never typed in;
 # - CUDA_VISIBLE_DEVICES is left as the machine gives it; set_device picks each worker's GPU.
 set -uo pipefail
@@ -36,8 +36,9 @@ export OPTBENCH_RESULTS_DIR=/tmp/optbench-gpu-check
 rm -rf "$OPTBENCH_RESULTS_DIR"
 export OPTBENCH_DATA_DIR="${OPTBENCH_DATA_DIR:-$PWD/.gpu-data}"
 if ! "$PY" -c "import optuna, lion_pytorch, schedulefree, cmaes" 2>/dev/null; then  # see .ci/gpu-prepare.sh
+    compgen -G ".whl/*.whl" >/dev/null || { echo "missing packages: run .ci/gpu-prepare.sh first, carry .whl"; exit 2; }
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/optbench-site \
-        .whl/*.whl || exit 1
+        .whl/*.whl || exit 2
     export PYTHONPATH="$PYTHONPATH:/tmp/optbench-site"
 fi
 STAGES=("$@")
