@@ -53,8 +53,11 @@ def test_labels():
 
 
 def test_overrides_apply_to_every_run(tmp_path):
-    suite = Suite.load(write_suite(tmp_path, "o", GRID_12), {"device": "auto"})
-    assert all(r.config.device == "auto" for r in suite.runs())
+    from bench.devices import resolve_auto
+
+    suite = Suite.load(write_suite(tmp_path, "o", GRID_12), {"device": "auto", "eval_batches": 3})
+    # `auto` arrives resolved to this machine's device (before hashing)
+    assert all(r.config.device == resolve_auto("auto") and r.config.eval_batches == 3 for r in suite.runs())
 
 
 def test_suite_target_reaches_the_runs(tmp_path):
