@@ -84,6 +84,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.config import load_run_config
 
     cfg = load_run_config(args.file, args.set)
+    from bench.resources import check_fits
+
+    check_fits([cfg], source=args.file)
     from bench.train import train
 
     record = train(cfg, None if args.quiet else RichProgress())
@@ -165,6 +168,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers = args.workers
         threads = max(1, (os.cpu_count() or 1) // workers)
     threads = args.threads or threads
+    from bench.resources import check_fits
+
+    check_fits([r.config for r in suite.runs()], workers, args.suite)
     plan = Plan(args.suite, suite_overrides(args), args.storage, workers, threads)
     print(f"{suite.name}: {len(suite.runs())} runs, {workers} worker(s) x {threads} thread(s)", file=sys.stderr)
     summary = run_suite(plan, show_progress=not args.quiet)
@@ -231,6 +237,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         args.timeout, workers, threads, args.per_arm, reduction_factor=reduction_factor,
     )  # fmt: skip
     search.study_names(plan, suite, space)  # a bad --per-arm is reported before any work
+    from bench.resources import check_fits
+
+    check_fits([suite.base], workers, args.suite)
     Store.open(args.storage)
     studies = search.run_search(plan)
     exported = None

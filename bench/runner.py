@@ -10,6 +10,8 @@ run again.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import multiprocessing
 import os
 import signal
@@ -23,10 +25,12 @@ from typing import Any
 
 from bench import interrupts
 from bench.env import set_threads
+from bench.registry import ConfigError
 from bench.store import Store, latest_per_run, this_worker, trial_status
 from bench.suite import Run, Suite
 
 POLL_SECONDS = 1.0
+WAIT_NOTICE_SECONDS = 30.0  # between notices while waiting for other workers' claims
 FINISHED = ("complete", "diverged", "stopped_early")
 
 
@@ -72,7 +76,8 @@ def settle_state(study: Any, runs: dict[str, Run], session: str) -> tuple[list[s
 
 
 def claim(store: Store, study: Any, run: Run, suite: Suite, session: str) -> int:
-    trial = study.ask()
+    """Create the run's RUNNING trial with its run hash, worker and parameters in one write, so that a
+    kill can never leave a claim that nobody can identify (an orphan)."""
     attrs = {
         "run_hash": run.hash,
         "seed": run.seed,
@@ -83,10 +88,7 @@ def claim(store: Store, study: Any, run: Run, suite: Suite, session: str) -> int
         "session": session,
         "worker": this_worker(),
     }
-    for key, value in attrs.items():
-        study._storage.set_trial_user_attr(trial._trial_id, key, value)
-    store.set_params(trial._trial_id, run.config.flat())
-    return trial._trial_id
+    return store.create_running_trial(study, attrs, run.config.flat())
 
 
 def import_finished_runs(store: Store, study: Any, runs: dict[str, Run]) -> int:
@@ -132,6 +134,7 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None)
     study = store.study(suite.name)
     runs = {r.hash: r for r in suite.runs()}
     trained = 0
+    last_notice = -math.inf
     while True:
         trial_id = None  # the claimed run, while it is ours to finish or mark interrupted
         try:
@@ -143,21 +146,49 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None)
             if trial_id is None:
                 if running == 0:
                     return trained
+                if time.monotonic() - last_notice > WAIT_NOTICE_SECONDS:
+                    last_notice = time.monotonic()
+                    announce_wait(study, plan.session)
                 time.sleep(POLL_SECONDS)  # others hold claims; one may go stale and come back to us
                 continue
             run = runs[claimable[0]]
             with store.heartbeat(trial_id):
                 record = train(run.config.override({"threads": plan.threads}))
+            if record.status == "failed":  # the traceback is in the record; one line here
+                reason = (record.error or "").strip().splitlines() or ["unknown error"]
+                print(f"optbench: run {run.arm_label} (seed {run.seed}) failed: {reason[-1]}", file=sys.stderr)
             with interrupts.deferred():
                 store.finish(trial_id, record, suite.metric_field)
                 trial_id = None
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, ConfigError):  # a stop, or bad input found while training (a corpus)
             if trial_id is not None:
-                mark_interrupted(store, trial_id)
+                with contextlib.suppress(ConfigError):  # an unwritable store cannot take the mark either
+                    mark_interrupted(store, trial_id)
             raise
         trained += 1
         if on_finish:
             on_finish(run, record if isinstance(record, RunRecord) else None)
+
+
+def announce_wait(study: Any, session: str) -> None:
+    """Say on stderr which claims of other sessions this worker waits for, and for how long at most."""
+    from optuna.trial import TrialState
+
+    from bench.store import GRACE_PERIOD
+
+    others = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if t.user_attrs.get("session") != session
+    ]  # fmt: skip
+    if not others:
+        return  # only this command's own workers: they finish or are stopped with it
+    owners = sorted({"{host}:{pid}".format(**t.user_attrs["worker"]) if t.user_attrs.get("worker") else "no owner"
+                     for t in others})  # fmt: skip
+    print(
+        f"optbench: waiting for {len(others)} run(s) claimed by other workers ({', '.join(owners)}); "
+        f"a claim whose worker dies is retried within {GRACE_PERIOD} s",
+        file=sys.stderr,
+    )
 
 
 def mark_interrupted(store: Store, trial_id: int) -> None:
@@ -184,6 +215,9 @@ def _supervised(target: Callable, parent_pid: int, *args: Any) -> None:
         target(*args)
     except KeyboardInterrupt:
         sys.exit(130)
+    except ConfigError as e:  # bad input found while running (an unwritable store): one line, as the CLI
+        print(f"optbench: error: {e.format()}", file=sys.stderr)
+        sys.exit(2)
 
 
 def spawn_workers(target: Callable, args: list[tuple], threads: int) -> list:
@@ -223,6 +257,8 @@ def run_workers(target: Callable, args: list[tuple], threads: int, poll: Callabl
     finally:
         for p in procs:
             p.join()
+    if any(p.exitcode == 2 for p in procs):
+        raise ConfigError("", "a worker stopped on bad input (its message is above)")
 
 
 def stop_workers(procs: list, grace: float = 30.0) -> None:

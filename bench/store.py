@@ -27,6 +27,7 @@ import hashlib
 import math
 import os
 import socket
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -70,6 +71,16 @@ def this_worker() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": pid, "start": process_start_time(pid)}
 
 
+def age_seconds(when: Any) -> float:
+    """Seconds since a trial's datetime (naive ones are local time, as Optuna's databases keep them)."""
+    import datetime
+
+    if when is None:
+        return math.inf
+    now = datetime.datetime.now(datetime.UTC)
+    return (now - (when if when.tzinfo else when.astimezone())).total_seconds()
+
+
 def worker_alive(worker: dict[str, Any] | None) -> bool | None:
     """True or False for a worker on this host; None when it runs elsewhere (only heartbeats can tell)."""
     if not worker or worker.get("host") != socket.gethostname():
@@ -96,15 +107,16 @@ class Store:
         url = url or default_storage_url()
         if "://" not in url or url.startswith("journal://"):
             path = Path(url.removeprefix("journal://")).expanduser()
-            if path.exists() and not path.is_file():
-                raise ConfigError("--storage", f"{path} is not a file")
+            from bench.journal import CheckedJournal, sniff
+
+            sniff(path)  # a file that is not a journal is refused before anything is written to it
             if not path.parent.is_dir():
                 if url != default_storage_url():
                     raise ConfigError("--storage", f"folder {path.parent} does not exist")
                 path.parent.mkdir(parents=True, exist_ok=True)
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
+            from optuna.storages.journal import JournalStorage
 
-            storage = JournalStorage(JournalFileBackend(str(path)))
+            storage = JournalStorage(CheckedJournal(path))
             return cls(str(path), storage, path.with_name(path.name + ".claim-lock"))
         scheme = url.split("://", 1)[0].split("+", 1)[0]
         if scheme not in ("postgresql", "sqlite"):
@@ -113,6 +125,10 @@ class Store:
             )
         if scheme == "sqlite":
             db = Path(url.split("///", 1)[-1])
+            from bench.journal import SQLITE_HEADER
+
+            if db.is_file() and db.stat().st_size and db.open("rb").read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise ConfigError("--storage", f"{db} is not an SQLite database; refusing to write to it")
             if not db.parent.is_dir():
                 raise ConfigError("--storage", f"folder {db.parent} does not exist")
             setup_lock = contextlib.nullcontext()
@@ -160,8 +176,17 @@ class Store:
     def claim_lock(self, key: str) -> Iterator[None]:
         """Only one claimer at a time, across processes (file lock) or machines (advisory lock)."""
         if self.lock_path is not None:
-            with open(self.lock_path, "a+") as f:
-                fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                f = open(self.lock_path, "a+")
+            except OSError as e:
+                message = f"cannot write beside the results store ({self.lock_path}): {e.strerror}"
+                raise ConfigError("--storage", message) from None
+            with f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # the kernel frees a flock when its holder dies: the wait is bounded
+                    print(f"optbench: waiting for {self.lock_path}: another process is claiming", file=sys.stderr)
+                    fcntl.flock(f, fcntl.LOCK_EX)
                 try:
                     yield
                 finally:
@@ -174,18 +199,31 @@ class Store:
         """Fail RUNNING trials whose worker is gone; their runs become claimable again (a FAIL without
         a 'failed' status reads as 'interrupted').
 
-        Database storages tell by heartbeats (the worker may be on another machine); file storages,
-        which serve one machine, by whether the worker's process still exists."""
+        A worker on this machine is judged by whether its process still exists; one elsewhere (database
+        storages) by its heartbeat. A RUNNING trial that names no worker and has no heartbeat (an orphan
+        left by an older optbench, or by a bare `study.ask()`) is failed once it is GRACE_PERIOD old."""
         import optuna
         from optuna.trial import TrialState
 
         if self.uses_heartbeats:
             optuna.storages.fail_stale_trials(study)
-            return
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if worker_alive(t.user_attrs.get("worker")) is False:
+            worker = t.user_attrs.get("worker")
+            alive = worker_alive(worker)
+            orphan = alive is None and age_seconds(t.datetime_start) > GRACE_PERIOD and not self.has_heartbeat(t)
+            if alive is False or orphan:
                 with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
                     self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+
+    def has_heartbeat(self, trial: Any) -> bool:
+        """Whether a database storage holds a heartbeat for the trial (file storages have none)."""
+        if not self.uses_heartbeats:
+            return False
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.storage.scoped_session) as session:
+            return models.TrialHeartbeatModel.where_trial_id(trial._trial_id, session) is not None
 
     @contextlib.contextmanager
     def heartbeat(self, trial_id: int) -> Iterator[None]:
@@ -212,10 +250,22 @@ class Store:
 
     # -- writing results ---------------------------------------------------------------------------
 
-    def set_params(self, trial_id: int, flat: dict[str, Any]) -> None:
-        """Config fields as trial parameters (see the module docstring for the distributions)."""
-        for name, (value, dist) in param_distributions(flat).items():
-            self.storage.set_trial_param(trial_id, name, dist.to_internal_repr(value), dist)
+    def create_running_trial(self, study: Any, user_attrs: dict[str, Any], flat: dict[str, Any]) -> int:
+        """A RUNNING trial with its attributes and parameters, written as one journal record (one
+        transaction in a database): a claim is whole or absent."""
+        import datetime
+
+        from optuna.trial import FrozenTrial, TrialState
+
+        dists = param_distributions(flat)
+        template = FrozenTrial(
+            number=0, state=TrialState.RUNNING, value=None,
+            datetime_start=datetime.datetime.now(), datetime_complete=None,
+            params={name: value for name, (value, _) in dists.items()},
+            distributions={name: dist for name, (_, dist) in dists.items()},
+            user_attrs=user_attrs, system_attrs={}, intermediate_values={}, trial_id=0,
+        )  # fmt: skip
+        return self.storage.create_new_trial(study._study_id, template_trial=template)
 
     def finish(self, trial_id: int, record: Any, metric_field: str) -> None:
         """Store a RunRecord in its claimed trial and close it: COMPLETE, or FAIL for a failed run."""
@@ -387,8 +437,9 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
 
     store = Store.open(url)
     study = store.existing_study(study_name)
+    empty = pd.DataFrame(columns=["run_hash", "seed", "arm", "status", "value", *RECORD_COLUMNS])
     if study is None:
-        return pd.DataFrame(columns=["run_hash", "seed", "arm", "status", "value", *RECORD_COLUMNS])
+        return empty
     rows = []
     for run_hash, (t, attempts) in latest_per_run(study.get_trials(deepcopy=False)).items():
         row: dict[str, Any] = {
@@ -415,5 +466,7 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
         for key, value in flatten(t.user_attrs.get("config", {})).items():
             row[f"config.{key}"] = value
         rows.append(row)
+    if not rows:  # a study whose trials name no run yet (killed before its first claim was whole)
+        return empty
     frame = pd.DataFrame(rows)
-    return frame.sort_values("trial", kind="stable").reset_index(drop=True) if len(frame) else frame
+    return frame.sort_values("trial", kind="stable").reset_index(drop=True)
