@@ -162,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ConfigError(f"--{flag}", f"must be >= 1, got {value}")
-    Store.open(args.storage)  # an unreachable storage is bad input, reported before any work
+    Store.open(args.storage).check_writable()  # an unreachable storage is bad input, reported before any work
     workers, threads = default_split(suite)
     if args.workers is not None:
         workers = args.workers
@@ -240,7 +240,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from bench.resources import check_fits
 
     check_fits([suite.base], workers, args.suite)
-    Store.open(args.storage)
+    Store.open(args.storage).check_writable()
     studies = search.run_search(plan)
     exported = None
     rows = []

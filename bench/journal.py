@@ -108,15 +108,21 @@ class CheckedJournal(JournalFileBackend):
 
     def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
         try:
-            yield from super().read_logs(log_number_from)
+            for log in super().read_logs(log_number_from):
+                if not isinstance(log, dict) or "op_code" not in log:
+                    raise ValueError("not a journal record")
+                yield log
         except ValueError:  # JSONDecodeError too: a bad record followed by good ones
-            line, why = first_corrupt_line(self.path)
-            raise ConfigError(
-                "",
-                f"line {line} of the results store is corrupt ({why}); nothing was written. "
-                f"`optbench doctor --storage {self.path} --repair` moves it aside",
-                str(self.path),
-            ) from None
+            raise self.corrupt() from None
+
+    def corrupt(self) -> ConfigError:
+        line, why = first_corrupt_line(self.path)
+        where = f"line {line} of the results store is corrupt ({why})" if line else "the results store is corrupt"
+        return ConfigError(
+            "",
+            f"{where}; nothing was written. `optbench doctor --storage {self.path} --repair` moves it aside",
+            str(self.path),
+        )
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode()
@@ -229,11 +235,14 @@ def sniff(path: Path) -> None:
         raise ConfigError("--storage", f"{path} is not a file")
     try:
         with open(path, "rb") as f:
-            head = f.read(len(JOURNAL_PREFIX))
+            block = f.read(1 << 16)
     except OSError as e:
         raise ConfigError("--storage", f"cannot read {path}: {e.strerror}") from None
+    head = block[: len(JOURNAL_PREFIX)]
     if not head or head == JOURNAL_PREFIX or JOURNAL_PREFIX.startswith(head):
         return  # empty, a journal, or a journal torn inside its first record
+    if b"\n" + JOURNAL_PREFIX in block:
+        return  # a journal whose first line is corrupt: reading it says so, naming the line
     if head.startswith(SQLITE_HEADER[: len(head)]):
         raise ConfigError("--storage", f"{path} is an SQLite database: pass sqlite:///{path} to use it")
     raise ConfigError(

@@ -116,7 +116,11 @@ class Store:
                 path.parent.mkdir(parents=True, exist_ok=True)
             from optuna.storages.journal import JournalStorage
 
-            storage = JournalStorage(CheckedJournal(path))
+            backend = CheckedJournal(path)
+            try:
+                storage = JournalStorage(backend)
+            except (KeyError, TypeError, IndexError):  # records that parse but Optuna cannot replay
+                raise backend.corrupt() from None
             return cls(str(path), storage, path.with_name(path.name + ".claim-lock"))
         scheme = url.split("://", 1)[0].split("+", 1)[0]
         if scheme not in ("postgresql", "sqlite"):
@@ -146,6 +150,14 @@ class Store:
                 raise ConfigError("--storage", f"cannot open {redact(url)}: {first_line(e)}") from None
         lock = Path(url.split("///", 1)[-1] + ".claim-lock") if scheme == "sqlite" else None
         return cls(url, storage, lock)
+
+    def check_writable(self) -> None:
+        """ConfigError for a file store this process may not write (before any work starts)."""
+        if self.lock_path is None:
+            return
+        path = Path(self.url.split("///", 1)[-1])
+        if not os.access(path if path.exists() else path.parent, os.W_OK):
+            raise ConfigError("--storage", f"{path} is read-only: the results store must be writable to run")
 
     @property
     def uses_heartbeats(self) -> bool:
