@@ -311,6 +311,17 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bench.doctor import diagnose, summary_line
+    from bench.store import default_storage_url
+
+    findings = diagnose(args.storage, args.repair, Path(args.reports))
+    for finding in findings:
+        print(finding)
+    print(summary_line(findings, args.storage or default_storage_url()), file=sys.stderr)
+    return 1 if any(f.open for f in findings) else 0
+
+
 def kernel_suite_dir() -> Path:
     import bench
 
@@ -459,6 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="results store (default results/optbench.journal)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("doctor", help="check a results store for what crashes leave (and --repair it)")
+    p.add_argument("--storage", help="results store (default results/optbench.journal)")
+    p.add_argument("--repair", action="store_true", help="fix what is found: torn records, stale locks, orphans")
+    p.add_argument("--reports", default="reports", help="reports folder to check for temporary files")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 

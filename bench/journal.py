@@ -66,7 +66,7 @@ class JournalLock(JournalFileSymlinkLock):
             now = time.monotonic()
             if mtime != seen:
                 seen, seen_at = mtime, now
-            if now - seen_at > self.grace:
+            if now - seen_at > self.grace or time.time() - mtime > self.grace:  # unchanged that long
                 print(
                     f"optbench: taking over the journal lock {self._lock_file}: unchanged for {self.grace:.0f} s, "
                     "left by a killed writer",

@@ -219,13 +219,24 @@ class Store:
 
         if self.uses_heartbeats:
             optuna.storages.fail_stale_trials(study)
+        for t, _ in self.stale_claims(study):
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+
+    def stale_claims(self, study: Any) -> list[tuple[Any, str]]:
+        """(RUNNING trial, why it has no live owner) for the claims fail_stale fails."""
+        from optuna.trial import TrialState
+
+        stale = []
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             worker = t.user_attrs.get("worker")
             alive = worker_alive(worker)
-            orphan = alive is None and age_seconds(t.datetime_start) > GRACE_PERIOD and not self.has_heartbeat(t)
-            if alive is False or orphan:
-                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            if alive is False:
+                stale.append((t, f"its worker (pid {worker['pid']}) is gone"))
+            elif alive is None and age_seconds(t.datetime_start) > GRACE_PERIOD and not self.has_heartbeat(t):
+                who = "names no worker" if not worker else f"its worker on {worker.get('host')} never sent a heartbeat"
+                stale.append((t, f"{who} and started {age_seconds(t.datetime_start):.0f} s ago"))
+        return stale
 
     def has_heartbeat(self, trial: Any) -> bool:
         """Whether a database storage holds a heartbeat for the trial (file storages have none)."""

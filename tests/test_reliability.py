@@ -338,3 +338,28 @@ def test_a_failed_run_says_why_in_one_line_and_keeps_the_traceback(tmp_path, mon
 def test_json_records_in_a_journal_are_checked_by_op_code():
     assert journal.is_record(json.dumps({"op_code": 1}).encode())
     assert not journal.is_record(b"[1, 2]") and not journal.is_record(b"garbage")
+
+
+def test_doctor_finds_and_repairs_what_crashes_leave(tmp_path):
+    path = tmp_path / "results" / "optbench.journal"
+    path.parent.mkdir()
+    fabricated(path)
+    optuna.load_study(study_name="fab", storage=Store.open(str(path)).storage).ask()  # an orphaned claim
+    records = path.read_bytes().splitlines(keepends=True)
+    with open(path, "ab") as f:  # a torn record with the next append glued on, then one more
+        f.write(records[2][:20] + records[-2] + records[-1])
+    os.symlink("results/optbench.journal", f"{path}.lock")  # the old relative lock, left by a kill
+    os.utime(f"{path}.lock", (0, 0), follow_symlinks=False)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / ".fab.html.999999999.part").write_text("half")
+    env = {"OPTBENCH_GRACE_PERIOD": "0"}
+    found = optbench("doctor", "--storage", str(path), "--reports", str(tmp_path / "reports"), env=env)
+    assert found.returncode == 1 and "glued onto 20 bytes" in found.stdout and "journal lock" in found.stdout
+    repaired = optbench("doctor", "--repair", "--storage", str(path), "--reports", str(tmp_path / "reports"), env=env)
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    for what in ("glued", "journal lock", "names no worker", ".part"):
+        assert any(line.startswith("repaired: ") and what in line for line in repaired.stdout.splitlines())
+    assert optbench("doctor", "--storage", str(path), "--reports", str(tmp_path / "reports")).returncode == 0
+    study = Store.open(str(path)).existing_study("fab")
+    assert [t.user_attrs.get("run_hash") for t in study.get_trials()].count("h2") == 2  # the glued record kept
+    assert not any(t.state.name == "RUNNING" for t in study.get_trials())
