@@ -44,6 +44,8 @@ def write(f: BinaryIO | None, data: bytes, kind: str) -> None:
     _count += 1
     counter = os.environ.get("OPTBENCH_FAULT_COUNT")
     if counter:
+        if data.startswith(b'{"op_code":'):  # which journal operation (see optuna's JournalOperation)
+            kind += ":" + data[11 : data.index(b",")].decode()
         with open(counter, "a") as log:
             log.write(f"{_count} {kind}\n")
     plan = _plan()
