@@ -387,8 +387,15 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # Files and the command line
 
 
+MAX_TOML_BYTES = 16 * 2**20
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, a device such as /dev/zero, a pipe
+        raise ConfigError("", "not a regular file", str(path))
+    if path.is_file() and path.stat().st_size > MAX_TOML_BYTES:
+        raise ConfigError("", f"{path.stat().st_size:,} bytes: larger than a config file can be", str(path))
     try:
         with path.open("rb") as f:
             return tomllib.load(f)

@@ -29,6 +29,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -194,11 +195,7 @@ class Store:
                 message = f"cannot write beside the results store ({self.lock_path}): {e.strerror}"
                 raise ConfigError("--storage", message) from None
             with f:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:  # the kernel frees a flock when its holder dies: the wait is bounded
-                    print(f"optbench: waiting for {self.lock_path}: another process is claiming", file=sys.stderr)
-                    fcntl.flock(f, fcntl.LOCK_EX)
+                wait_for_flock(f, self.lock_path)
                 try:
                     yield
                 finally:
@@ -362,6 +359,22 @@ def allowed_strings(name: str, choice_axes: dict, scalars: dict, regularizers: A
     if head in scalars and scalars[head].choices:
         return list(scalars[head].choices)
     return None
+
+
+def wait_for_flock(f: Any, path: Path, quiet_seconds: float = 2.0) -> None:
+    """flock(f), saying so when it takes more than a moment. The kernel frees a flock when its holder
+    dies, so the wait lasts only as long as a live claimer holds it."""
+    deadline = time.monotonic() + quiet_seconds
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+    print(f"optbench: waiting for {path}: another live process is claiming a run", file=sys.stderr)
+    fcntl.flock(f, fcntl.LOCK_EX)
 
 
 @contextlib.contextmanager

@@ -283,6 +283,7 @@ def test_bad_files_exit_2_in_one_line(tmp_path):
     empty = tmp_path / "empty.toml"
     empty.write_text("")
     assert "nothing to run" in one_line_error(optbench("run", str(empty)))
+    assert "not a regular file" in one_line_error(optbench("run", "/dev/zero"))
     blob = tmp_path / "blob.txt"
     blob.write_bytes(bytes(range(256)) * 50)
     text_data = f'data={{name="text", path="{blob}"}}'
