@@ -383,7 +383,10 @@ def advisory_lock(conn: Any, key: str) -> Iterator[None]:
     from sqlalchemy import text
 
     lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
+    if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_id}).scalar():
+        # PostgreSQL frees the lock when its holder's connection closes: the wait lasts only while it lives
+        print(f"optbench: waiting for the database lock '{key}': another live process holds it", file=sys.stderr)
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
     conn.commit()
     try:
         yield

@@ -364,3 +364,21 @@ def test_doctor_finds_and_repairs_what_crashes_leave(tmp_path):
     study = Store.open(str(path)).existing_study("fab")
     assert [t.user_attrs.get("run_hash") for t in study.get_trials()].count("h2") == 2  # the glued record kept
     assert not any(t.state.name == "RUNNING" for t in study.get_trials())
+
+
+@pytest.mark.skipif(not os.environ.get("OPTBENCH_TEST_POSTGRES"), reason="needs OPTBENCH_TEST_POSTGRES")
+def test_an_orphaned_claim_without_a_heartbeat_is_stale_in_postgres_too(monkeypatch):
+    import uuid
+
+    import bench.store
+
+    store = Store.open(os.environ["OPTBENCH_TEST_POSTGRES"])
+    study = store.study(f"orphan-{uuid.uuid4().hex[:8]}")
+    orphan = study.ask()  # no worker, never a heartbeat
+    beating = study.ask()
+    store.storage.record_heartbeat(beating._trial_id)  # judged by Optuna's heartbeat check instead
+    monkeypatch.setattr(bench.store, "GRACE_PERIOD", -1)
+    assert [t.number for t, _ in store.stale_claims(study)] == [orphan.number]
+    store.fail_stale(study)
+    assert study.get_trials()[orphan.number].state.name == "FAIL"
+    assert study.get_trials()[beating.number].state.name == "RUNNING"
