@@ -207,25 +207,29 @@ def _watch_parent(parent_pid: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _supervised(target: Callable, parent_pid: int, *args: Any) -> None:
-    """Entry point of a spawned worker process: SIGTERM or its parent's death stops it as Ctrl-C does."""
+def _supervised(target: Callable, parent_pid: int, errors: Any, *args: Any) -> None:
+    """Entry point of a spawned worker process: SIGTERM or its parent's death stops it as Ctrl-C does;
+    bad input found while running (an unwritable store) goes to `errors`, for the parent's one line."""
     interrupts.install()
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="watch-parent").start()
     try:
         target(*args)
     except KeyboardInterrupt:
         sys.exit(130)
-    except ConfigError as e:  # bad input found while running (an unwritable store): one line, as the CLI
-        print(f"optbench: error: {e.format()}", file=sys.stderr)
+    except ConfigError as e:
+        if errors is None:
+            print(f"optbench: error: {e.format()}", file=sys.stderr)
+        else:
+            errors.put(e.format())
         sys.exit(2)
 
 
-def spawn_workers(target: Callable, args: list[tuple], threads: int) -> list:
+def spawn_workers(target: Callable, args: list[tuple], threads: int, errors: Any = None) -> list:
     """Started worker processes running target(*a), one per args tuple, each supervised (see
     `_supervised`). They start with their thread count from the environment (OMP_NUM_THREADS), so they
     never need torch.set_num_threads (see bench.env.set_threads)."""
     context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=_supervised, args=(target, os.getpid(), *a)) for a in args]
+    procs = [context.Process(target=_supervised, args=(target, os.getpid(), errors, *a)) for a in args]
     previous = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:
@@ -244,9 +248,10 @@ def run_workers(target: Callable, args: list[tuple], threads: int, poll: Callabl
     POLL_SECONDS meanwhile. Ctrl-C or SIGTERM stops the workers (their runs marked interrupted), then
     raises KeyboardInterrupt here."""
     procs: list = []
+    errors = multiprocessing.get_context("spawn").SimpleQueue()
     try:
         with interrupts.on_stop_signals():
-            procs = spawn_workers(target, args, threads)
+            procs = spawn_workers(target, args, threads, errors)
             while any(p.is_alive() for p in procs):
                 if poll:
                     poll()
@@ -257,8 +262,8 @@ def run_workers(target: Callable, args: list[tuple], threads: int, poll: Callabl
     finally:
         for p in procs:
             p.join()
-    if any(p.exitcode == 2 for p in procs):
-        raise ConfigError("", "a worker stopped on bad input (its message is above)")
+    if not errors.empty():  # the first worker's message; the others likely met the same
+        raise ConfigError("", errors.get())
 
 
 def stop_workers(procs: list, grace: float = 30.0) -> None:
