@@ -230,7 +230,10 @@ class Store:
             alive = worker_alive(worker)
             if alive is False:
                 stale.append((t, f"its worker (pid {worker['pid']}) is gone"))
-            elif alive is None and age_seconds(t.datetime_start) > GRACE_PERIOD and not self.has_heartbeat(t):
+                continue
+            # a worker on another host is judged by heartbeats alone (a file storage has none to judge by)
+            judged = alive is None and (not worker or self.uses_heartbeats)
+            if judged and age_seconds(t.datetime_start) > GRACE_PERIOD and not self.has_heartbeat(t):
                 who = "names no worker" if not worker else f"its worker on {worker.get('host')} never sent a heartbeat"
                 stale.append((t, f"{who} and started {age_seconds(t.datetime_start):.0f} s ago"))
         return stale

@@ -382,3 +382,15 @@ def test_an_orphaned_claim_without_a_heartbeat_is_stale_in_postgres_too(monkeypa
     store.fail_stale(study)
     assert study.get_trials()[orphan.number].state.name == "FAIL"
     assert study.get_trials()[beating.number].state.name == "RUNNING"
+
+
+def test_a_claim_from_another_host_in_a_file_store_is_left_to_its_owner(tmp_path, monkeypatch):
+    """A journal on a shared folder may serve several hosts: without heartbeats, only the owner knows."""
+    import bench.store
+
+    store = Store.open(str(tmp_path / "j.journal"))
+    study = store.study("hosts")
+    store.create_running_trial(study, {"run_hash": "a", "worker": {"host": "elsewhere", "pid": 1}}, {})
+    study.ask()  # no worker at all: an orphan
+    monkeypatch.setattr(bench.store, "GRACE_PERIOD", -1)
+    assert [t.number for t, _ in store.stale_claims(study)] == [1]
