@@ -12,6 +12,7 @@ checked before anything runs: a bad file raises ConfigError naming the file and 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -75,8 +76,11 @@ class Suite:
 
     @classmethod
     def load(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> Suite:
-        """A suite file; `overrides` (dotted keys, e.g. from --device) apply to every run's base."""
-        return cls.parse(read_toml(path), str(path), overrides)
+        """A suite file; `overrides` (dotted keys, e.g. from --device) apply to every run's base. The
+        same content is parsed once per process (a command loads its suite in several places, and a
+        large grid takes seconds to validate)."""
+        doc = read_toml(path)
+        return _parsed(str(path), json.dumps(doc, default=str), json.dumps(dict(overrides or {}), default=str))
 
     @classmethod
     def parse(
@@ -305,6 +309,11 @@ class Suite:
             "axes": {k: [label(v) for v in vs] for k, vs in self.axes.items()},
             "base": self.base.to_dict(),
         }
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(source: str, doc_json: str, overrides_json: str) -> Suite:
+    return Suite.parse(json.loads(doc_json), source, json.loads(overrides_json))
 
 
 def table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:

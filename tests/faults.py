@@ -5,11 +5,11 @@
 
 A clean `optbench run` of a two-run suite (report included) is counted first: every journal append
 (study creation, its attributes, each claim, intermediate values, record attributes, finish) and the
-report's temporary file is a write boundary (bench/faults.py numbers them). Then, for each boundary:
-- kill: SIGKILL of the runner's process group just before that write;
-- torn: half of that write, then SIGKILL of the process group;
-- enospc: half of that write, then "No space left on device" (exit 2 expected);
-and then a rerun, which must finish within RERUN_BOUND seconds with every run stored exactly once as
+report's temporary file is a write boundary (bench/faults.py numbers them). Then:
+- kill: SIGKILL of the runner's process group just before each write, at every boundary;
+- torn: half of a journal append written, then SIGKILL of the process group (every 4th append);
+- enospc: half of a journal append written, then "No space left on device", exit 2 (every 4th append);
+each followed by a rerun, which must finish within RERUN_BOUND seconds with every run stored exactly once as
 finished, nothing RUNNING, every journal line a record, no lock and no temporary file left. Torn writes
 are also tried at every byte offset of the journal's last record (truncation, then a rerun), and a
 read-only store must refuse in one line and stay as it was.
@@ -58,7 +58,8 @@ OPERATIONS = {
 @dataclass
 class Tally:
     boundaries: int = 0  # write boundaries of a clean run
-    killed_at: int = 0  # kill and torn cases run
+    killed_at: int = 0  # boundaries killed before
+    torn_at: int = 0  # appends torn by a kill halfway
     enospc_at: int = 0
     torn_offsets: int = 0
     read_only: int = 0
@@ -69,7 +70,8 @@ class Tally:
 
     def line(self) -> str:
         return (
-            f"boundaries {self.boundaries}; killed at {self.killed_at} (kill + torn); full disk at {self.enospc_at}; "
+            f"boundaries {self.boundaries}; killed at {self.killed_at}; torn by a kill at {self.torn_at}; "
+            f"full disk at {self.enospc_at}; "
             f"torn offsets {self.torn_offsets}; read-only {self.read_only}; hangs {self.hangs}; "
             f"runs lost {self.runs_lost}; other problems {len(self.problems)}"
         )
@@ -108,7 +110,7 @@ def count_boundaries(root: Path) -> list[str]:
     return [line.split(" ", 1)[1] for line in log.read_text().splitlines()]
 
 
-def check(folder: Path, tally: Tally, case: str) -> None:
+def check(folder: Path, tally: Tally, case: str, report: bool = True) -> None:
     """Every run stored exactly once as finished; a readable store; nothing RUNNING or left behind."""
     from bench import journal
     from bench.store import Store
@@ -130,7 +132,7 @@ def check(folder: Path, tally: Tally, case: str) -> None:
     leftovers = [p.name for p in folder.rglob("*") if p.name.endswith((".part", ".lock", ".rename"))]
     if leftovers:
         tally.problems.append(f"{case}: left behind {leftovers}")
-    if not (folder / "reports" / "faults.html").is_file():
+    if report and not (folder / "reports" / "faults.html").is_file():
         tally.problems.append(f"{case}: no report")
 
 
@@ -142,7 +144,7 @@ def _alarm(signum: int, frame: object) -> None:
     raise Hang
 
 
-def optbench_rerun(folder: Path) -> tuple[int, str] | None:
+def optbench_rerun(folder: Path, report: bool) -> tuple[int, str] | None:
     """The same `optbench run`, in this process (no interpreter start-up per case); None on a hang."""
     from bench.cli import main
 
@@ -154,7 +156,7 @@ def optbench_rerun(folder: Path) -> tuple[int, str] | None:
         os.chdir(folder)
         with contextlib.redirect_stderr(err):
             rc = main(["run", "s.toml", "--storage", JOURNAL, "--workers", "1", "--threads", "1", "--quiet",
-                       "--no-sample"])  # fmt: skip
+                       "--no-sample", *([] if report else ["--no-report"])])  # fmt: skip
     except Hang:
         return None
     finally:
@@ -164,18 +166,19 @@ def optbench_rerun(folder: Path) -> tuple[int, str] | None:
     return rc, err.getvalue()
 
 
-def rerun_and_check(folder: Path, tally: Tally, case: str) -> None:
-    done = optbench_rerun(folder)
+def rerun_and_check(folder: Path, tally: Tally, case: str, report: bool = False) -> None:
+    """Rerun; `report`: with the report (when the fault hit its temporary file), checked too."""
+    done = optbench_rerun(folder, report)
     if done is None:
         tally.hangs += 1
         tally.problems.append(f"{case}: the rerun hung")
         return
     if done[0] != 0:
         tally.problems.append(f"{case}: the rerun exited {done[0]}: {done[1][-300:]}")
-    check(folder, tally, case)
+    check(folder, tally, case, report)
 
 
-def fault_case(root: Path, tally: Tally, mode: str, n: int) -> None:
+def fault_case(root: Path, tally: Tally, mode: str, n: int, report: bool = False) -> None:
     folder = fresh(root, f"{mode}-{n}")
     done = optbench_run(folder, {"OPTBENCH_FAULT": f"{mode}:{n}"})
     expected = 2 if mode == "enospc" else -signal.SIGKILL
@@ -186,9 +189,10 @@ def fault_case(root: Path, tally: Tally, mode: str, n: int) -> None:
         tally.problems.append(f"{mode} at {n}: exited {done[0]}, expected {expected}: {done[1][-300:]}")
     elif mode == "enospc" and "No space left on device" not in done[1]:
         tally.problems.append(f"enospc at {n}: no one-line message: {done[1][-300:]}")
-    tally.killed_at += mode != "enospc"
+    tally.killed_at += mode == "kill"
+    tally.torn_at += mode == "torn"
     tally.enospc_at += mode == "enospc"
-    rerun_and_check(folder, tally, f"{mode} at {n}")
+    rerun_and_check(folder, tally, f"{mode} at {n}", report)
     shutil.rmtree(folder)
 
 
@@ -205,7 +209,7 @@ def torn_offsets(root: Path, tally: Tally, offsets: list[int] | None) -> None:
         shutil.copytree(base, folder)
         (folder / JOURNAL).write_bytes(data[:cut])
         tally.torn_offsets += 1
-        rerun_and_check(folder, tally, f"torn at byte {cut - last} of {len(data) - last}")
+        rerun_and_check(folder, tally, f"torn at byte {cut - last} of {len(data) - last}", report=False)
         shutil.rmtree(folder)
 
 
@@ -222,8 +226,14 @@ def read_only(root: Path, tally: Tally) -> None:
         tally.problems.append("read-only: the store changed")
 
 
-def sweep(quick: bool = False, root: Path | None = None) -> Tally:
+def sweep(quick: bool = False, root: Path | None = None, progress: bool = False) -> Tally:
+    """Every case (or, `quick`, a few of each kind); `progress` prints the tally after each phase."""
     tally = Tally()
+
+    def phase(name: str) -> None:
+        if progress:
+            print(f"after {name}: {tally.line()}", flush=True)
+
     with tempfile.TemporaryDirectory(prefix="optbench-faults-") as tmp:
         base = root or Path(tmp)
         kinds = count_boundaries(base)
@@ -231,17 +241,22 @@ def sweep(quick: bool = False, root: Path | None = None) -> Tally:
         tally.kinds = {OPERATIONS.get(k, k): kinds.count(k) for k in dict.fromkeys(kinds)}
         appends = [i + 1 for i, k in enumerate(kinds) if k.startswith("journal")]
         claim = kinds.index(f"journal:{CREATE_TRIAL}") + 1
+        middle = appends[len(appends) // 2]
         if quick:  # study creation, the first claim, one in the middle, the finish, the report's file
-            kills = sorted({1, claim, appends[len(appends) // 2], appends[-1], len(kinds)})
-            torn, full, offsets = [claim, appends[len(appends) // 2]], [appends[len(appends) // 2]], [0, 7, 60]
-        else:
-            kills, torn, full, offsets = list(range(1, len(kinds) + 1)), appends, appends, None
+            kills = sorted({1, claim, middle, appends[-1], len(kinds)})
+            torn, full, offsets = [claim, middle], [middle], [0, 7, 60]
+        else:  # every boundary killed, every offset torn; half-writes (torn, full disk) at every 4th append
+            kills, torn, offsets = list(range(1, len(kinds) + 1)), appends[::4], None
+            full = appends[2::4]
         for n in kills:
-            fault_case(base, tally, "kill", n)
+            fault_case(base, tally, "kill", n, report=kinds[n - 1] == "temporary file")
+        phase("kills")
         for n in torn:
             fault_case(base, tally, "torn", n)
+        phase("torn writes")
         for n in full:
             fault_case(base, tally, "enospc", n)
+        phase("full disk")
         torn_offsets(base, tally, offsets)
         read_only(base, tally)
     return tally
@@ -251,7 +266,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few boundaries of each kind")
     args = parser.parse_args()
-    tally = sweep(args.quick)
+    tally = sweep(args.quick, progress=True)
     for problem in tally.problems:
         print(f"  {problem}")
     print("write boundaries of a clean run: " + ", ".join(f"{k} {n}" for k, n in tally.kinds.items()))

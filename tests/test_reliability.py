@@ -394,3 +394,14 @@ def test_a_claim_from_another_host_in_a_file_store_is_left_to_its_owner(tmp_path
     study.ask()  # no worker at all: an orphan
     monkeypatch.setattr(bench.store, "GRACE_PERIOD", -1)
     assert [t.number for t, _ in store.stale_claims(study)] == [1]
+
+
+def test_a_suite_file_is_parsed_once_per_content(tmp_path, monkeypatch):
+    """A command loads its suite in several places: a large grid is validated once, not six times."""
+    path = write_suite(tmp_path, "once", GRID_12)
+    parse, calls = Suite.parse, []
+    monkeypatch.setattr(Suite, "parse", lambda *a, **k: (calls.append(1), parse(*a, **k))[1])
+    first = Suite.load(path, {"device": "cpu"})
+    assert Suite.load(path, {"device": "cpu"}) is first and len(calls) == 1
+    path.write_text(path.read_text().replace("[0, 1]", "[0]"))
+    assert len(Suite.load(path, {"device": "cpu"}).runs()) == 6 and len(calls) == 2
