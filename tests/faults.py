@@ -146,6 +146,8 @@ def _alarm(signum: int, frame: object) -> None:
 
 def optbench_rerun(folder: Path, report: bool) -> tuple[int, str] | None:
     """The same `optbench run`, in this process (no interpreter start-up per case); None on a hang."""
+    import torch
+
     from bench.cli import main
 
     err = io.StringIO()
@@ -155,7 +157,9 @@ def optbench_rerun(folder: Path, report: bool) -> tuple[int, str] | None:
     try:
         os.chdir(folder)
         with contextlib.redirect_stderr(err):
-            rc = main(["run", "s.toml", "--storage", JOURNAL, "--workers", "1", "--threads", "1", "--quiet",
+            # this process's own thread count: changing it would change other tests' numerics (golden)
+            threads = str(torch.get_num_threads())
+            rc = main(["run", "s.toml", "--storage", JOURNAL, "--workers", "1", "--threads", threads, "--quiet",
                        "--no-sample", *([] if report else ["--no-report"])])  # fmt: skip
     except Hang:
         return None

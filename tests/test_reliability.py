@@ -330,7 +330,9 @@ def test_a_failed_run_says_why_in_one_line_and_keeps_the_traceback(tmp_path, mon
         lambda cfg: train_module.RunRecord(config=cfg.to_dict(), config_hash=cfg.hash, error=error),
     )  # fmt: skip
     storage = str(tmp_path / "j.journal")
-    worker_loop(Plan(str(path), {}, storage, 1, 1))
+    import torch
+
+    worker_loop(Plan(str(path), {}, storage, 1, torch.get_num_threads()))  # threads kept: see tests/faults.py
     assert "failed: ValueError: boom" in capsys.readouterr().err
     (trial,) = Store.open(storage).existing_study("fails").get_trials()
     assert trial.user_attrs["error"] == error and trial.user_attrs["status"] == "failed"
