@@ -6,6 +6,7 @@ Heavy imports (torch, rich) happen inside the commands that need them, so `--hel
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -491,6 +492,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `optbench list | head`
         return 0
+    except OSError as e:  # a full disk or a read-only folder while writing a report or a checkpoint
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"optbench: error: cannot write {where}{e.strerror}; the results store keeps every run", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -43,11 +43,11 @@ def optbench(*args, env=None, cwd=None, timeout=180):
     )  # fmt: skip
 
 
-def one_line_error(done, after_start: bool = False) -> str:
+def one_line_error(done, after_start: int = 0) -> str:
     """The error line of a command that exited 2; `after_start`: it may have printed its plan first."""
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2, done.stderr[-2000:]
-    assert len(lines) == 1 + after_start and lines[-1].startswith("optbench: error:"), done.stderr[-2000:]
+    assert len(lines) == 1 + int(after_start) and lines[-1].startswith("optbench: error:"), done.stderr[-2000:]
     return lines[-1]
 
 
@@ -407,3 +407,14 @@ def test_a_suite_file_is_parsed_once_per_content(tmp_path, monkeypatch):
     assert Suite.load(path, {"device": "cpu"}) is first and len(calls) == 1
     path.write_text(path.read_text().replace("[0, 1]", "[0]"))
     assert len(Suite.load(path, {"device": "cpu"}).runs()) == 6 and len(calls) == 2
+
+
+def test_a_full_disk_while_writing_the_report_is_one_line(tmp_path):
+    suite = write_suite(tmp_path, "fullreport", 'optimizer = ["adamw"]', seeds="[0]")
+    storage = str(tmp_path / "j.journal")
+    args = ("run", str(suite), "--storage", storage, "--workers", "1", "--quiet", "--no-sample")
+    assert optbench(*args, "--no-report").returncode == 0
+    # two study creations (runner and worker), the suite attribute, then the report file
+    done = optbench(*args, env={"OPTBENCH_FAULT": "enospc:4"}, cwd=tmp_path)
+    assert "No space left on device" in one_line_error(done, after_start=2)
+    assert not list(tmp_path.rglob("*.part"))
