@@ -6,6 +6,7 @@ Heavy imports (torch, rich) happen inside the commands that need them, so `--hel
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -84,6 +85,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.config import load_run_config
 
     cfg = load_run_config(args.file, args.set)
+    from bench.resources import check_fits
+
+    check_fits([cfg], source=args.file)
     from bench.train import train
 
     record = train(cfg, None if args.quiet else RichProgress())
@@ -175,13 +179,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{flag.replace('_', '-')}", f"must be >= 1, got {value}")
     devices = check_suite_devices(suite, args.suite)
     gpus = worker_devices(devices, args.workers, args.workers_per_gpu)
-    Store.open(args.storage)  # an unreachable storage is bad input, reported before any work
+    Store.open(args.storage).check_writable()  # an unreachable storage is bad input, reported before any work
     workers, threads = default_split(suite)
     if args.workers is not None or any(gpus):
         workers = len(gpus) if any(gpus) else args.workers
         threads = max(1, (os.cpu_count() or 1) // workers)
     threads = args.threads or threads
     gpus = gpus if any(gpus) else []
+    from bench.resources import check_fits
+
+    check_fits([r.config for r in suite.runs()], workers, args.suite)
     plan = Plan(args.suite, suite_overrides(args), args.storage, workers, threads, gpus=gpus)
     print(f"{suite.name}: {len(suite.runs())} runs, {workers} worker(s) x {threads} thread(s)", file=sys.stderr)
     shared = {g: n for g, n in sharing(gpus).items() if n > 1}
@@ -254,7 +261,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         args.timeout, workers, threads, args.per_arm, reduction_factor=reduction_factor,
     )  # fmt: skip
     search.study_names(plan, suite, space)  # a bad --per-arm is reported before any work
-    Store.open(args.storage)
+    from bench.resources import check_fits
+
+    check_fits([suite.base], workers, args.suite)
+    Store.open(args.storage).check_writable()
     studies = search.run_search(plan)
     exported = None
     rows = []
@@ -323,6 +333,17 @@ def cmd_results(args: argparse.Namespace) -> int:
         with __import__("pandas").option_context("display.width", 200, "display.max_rows", None):
             print(frame[columns].to_string(index=False) if len(frame) else f"no results for suite '{suite.name}' yet")
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bench.doctor import diagnose, summary_line
+    from bench.store import default_storage_url
+
+    findings = diagnose(args.storage, args.repair, Path(args.reports))
+    for finding in findings:
+        print(finding)
+    print(summary_line(findings, args.storage or default_storage_url()), file=sys.stderr)
+    return 1 if any(f.open for f in findings) else 0
 
 
 def kernel_suite_dir() -> Path:
@@ -491,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="results store (default results/optbench.journal)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("doctor", help="check a results store for what crashes leave (and --repair it)")
+    p.add_argument("--storage", help="results store (default results/optbench.journal)")
+    p.add_argument("--repair", action="store_true", help="fix what is found: torn records, stale locks, orphans")
+    p.add_argument("--reports", default="reports", help="reports folder to check for temporary files")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 
@@ -506,6 +533,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `optbench list | head`
         return 0
+    except OSError as e:  # a full disk or a read-only folder while writing a report or a checkpoint
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"optbench: error: cannot write {where}{e.strerror}; the results store keeps every run", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

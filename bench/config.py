@@ -186,6 +186,11 @@ class RunConfig:
             raise ConfigError("model.positions", "rotary needs an even head width (n_embd / n_head)")
         if self.data.name == "text" and not self.data["path"]:
             raise ConfigError("data.path", "the text corpus needs the path of a file")
+        if self.tokens is not None and self.tokens < self.tokens_per_step:
+            raise ConfigError(
+                "tokens", f"must cover at least one step ({self.tokens_per_step} tokens), got {self.tokens}"
+            )
+        # (before warmup: a budget under one step would otherwise be reported as a too-long warmup)
         if self.schedule["warmup"] >= self.total_steps:
             raise ConfigError(
                 "schedule.warmup",
@@ -193,10 +198,6 @@ class RunConfig:
             )
         if not (self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:")):
             raise ConfigError("device", f"must be cpu, cuda, cuda:N or auto, got {self.device!r}")
-        if self.tokens is not None and self.tokens < self.tokens_per_step:
-            raise ConfigError(
-                "tokens", f"must cover at least one step ({self.tokens_per_step} tokens), got {self.tokens}"
-            )
 
     def override(self, values: Mapping[str, Any], source: str | None = None) -> RunConfig:
         return RunConfig.from_dict(apply_values(self.to_dict(), values, source), source)
@@ -391,13 +392,24 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # Files and the command line
 
 
+MAX_TOML_BYTES = 16 * 2**20
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, a device such as /dev/zero, a pipe
+        raise ConfigError("", "not a regular file", str(path))
+    if path.is_file() and path.stat().st_size > MAX_TOML_BYTES:
+        raise ConfigError("", f"{path.stat().st_size:,} bytes: larger than a config file can be", str(path))
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError("", "no such file", str(path)) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError("", f"not UTF-8 text (byte {e.start}): TOML files are UTF-8", str(path)) from None
+    except OSError as e:  # a folder, no permission
+        raise ConfigError("", f"cannot read: {e.strerror}", str(path)) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("", f"not valid TOML: {e}", str(path)) from None
 

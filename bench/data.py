@@ -263,7 +263,10 @@ def load_corpus(choice: Choice) -> Corpus:
         path = Path(p["path"]).expanduser()
         if not path.is_file():
             raise ConfigError("data.path", f"no such file: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError("data.path", f"{path} is not UTF-8 text (byte {e.start})") from None
     if not text:
         raise ConfigError("data.path", f"{path} is empty")
     tokenizer = make_tokenizer(p["tokenizer"], text, p["vocab_size"])

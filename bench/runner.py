@@ -10,6 +10,8 @@ run again.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import multiprocessing
 import os
 import signal
@@ -24,12 +26,14 @@ from typing import Any
 from bench import interrupts
 from bench.devices import CUDA_POISONED_EXIT, sharing
 from bench.env import set_threads
+from bench.registry import ConfigError
 from bench.store import Store, latest_per_run, this_worker, trial_status
 from bench.suite import Run, Suite
 
 POLL_SECONDS = 1.0
 # Fresh processes started in one worker's place after its CUDA context broke, before that slot gives up.
 MAX_REPLACEMENTS = 10
+WAIT_NOTICE_SECONDS = 30.0  # between notices while waiting for other workers' claims
 FINISHED = ("complete", "diverged", "stopped_early")
 
 
@@ -78,7 +82,8 @@ def settle_state(study: Any, runs: dict[str, Run], session: str) -> tuple[list[s
 
 
 def claim(store: Store, study: Any, run: Run, suite: Suite, session: str) -> int:
-    trial = study.ask()
+    """Create the run's RUNNING trial with its run hash, worker and parameters in one write, so that a
+    kill can never leave a claim that nobody can identify (an orphan)."""
     attrs = {
         "run_hash": run.hash,
         "seed": run.seed,
@@ -89,10 +94,7 @@ def claim(store: Store, study: Any, run: Run, suite: Suite, session: str) -> int
         "session": session,
         "worker": this_worker(),
     }
-    for key, value in attrs.items():
-        study._storage.set_trial_user_attr(trial._trial_id, key, value)
-    store.set_params(trial._trial_id, run.config.flat())
-    return trial._trial_id
+    return store.create_running_trial(study, attrs, run.config.flat())
 
 
 def import_finished_runs(store: Store, study: Any, runs: dict[str, Run]) -> int:
@@ -142,6 +144,7 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None,
     study = store.study(suite.name)
     runs = {r.hash: r for r in suite.runs()}
     trained = 0
+    last_notice = -math.inf
     while True:
         trial_id = None  # the claimed run, while it is ours to finish or mark interrupted
         try:
@@ -153,6 +156,9 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None,
             if trial_id is None:
                 if running == 0:
                     return trained
+                if time.monotonic() - last_notice > WAIT_NOTICE_SECONDS:
+                    last_notice = time.monotonic()
+                    announce_wait(study, plan.session)
                 time.sleep(POLL_SECONDS)  # others hold claims; one may go stale and come back to us
                 continue
             run = runs[claimable[0]]
@@ -160,18 +166,43 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None,
                 record = train(run.config.override({"threads": plan.threads}), device=gpu)
             if shared_by is not None and record.env.get("device") == gpu:
                 record.env["gpu_workers"] = shared_by  # >1: timings shared the GPU with other workers
+            if record.status == "failed":  # the traceback is in the record; one line here
+                reason = (record.error or "").strip().splitlines() or ["unknown error"]
+                print(f"optbench: run {run.arm_label} (seed {run.seed}) failed: {reason[-1]}", file=sys.stderr)
             with interrupts.deferred():
                 store.finish(trial_id, record, suite.metric_field)
                 trial_id = None
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, ConfigError):  # a stop, or bad input found while training (a corpus)
             if trial_id is not None:
-                mark_interrupted(store, trial_id)
+                with contextlib.suppress(ConfigError):  # an unwritable store cannot take the mark either
+                    mark_interrupted(store, trial_id)
             raise
         trained += 1
         if on_finish:
             on_finish(run, record if isinstance(record, RunRecord) else None)
         if record.env.get("cuda_context_lost"):
             raise SystemExit(CUDA_POISONED_EXIT)
+
+
+def announce_wait(study: Any, session: str) -> None:
+    """Say on stderr which claims of other sessions this worker waits for, and for how long at most."""
+    from optuna.trial import TrialState
+
+    from bench.store import GRACE_PERIOD
+
+    others = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if t.user_attrs.get("session") != session
+    ]  # fmt: skip
+    if not others:
+        return  # only this command's own workers: they finish or are stopped with it
+    owners = sorted({"{host}:{pid}".format(**t.user_attrs["worker"]) if t.user_attrs.get("worker") else "no owner"
+                     for t in others})  # fmt: skip
+    print(
+        f"optbench: waiting for {len(others)} run(s) claimed by other workers ({', '.join(owners)}); "
+        f"a claim whose worker dies is retried within {GRACE_PERIOD} s",
+        file=sys.stderr,
+    )
 
 
 def mark_interrupted(store: Store, trial_id: int) -> None:
@@ -190,22 +221,29 @@ def _watch_parent(parent_pid: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _supervised(target: Callable, parent_pid: int, *args: Any) -> None:
-    """Entry point of a spawned worker process: SIGTERM or its parent's death stops it as Ctrl-C does."""
+def _supervised(target: Callable, parent_pid: int, errors: Any, *args: Any) -> None:
+    """Entry point of a spawned worker process: SIGTERM or its parent's death stops it as Ctrl-C does;
+    bad input found while running (an unwritable store) goes to `errors`, for the parent's one line."""
     interrupts.install()
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="watch-parent").start()
     try:
         target(*args)
     except KeyboardInterrupt:
         sys.exit(130)
+    except ConfigError as e:
+        if errors is None:
+            print(f"optbench: error: {e.format()}", file=sys.stderr)
+        else:
+            errors.put(e.format())
+        sys.exit(2)
 
 
-def spawn_workers(target: Callable, args: list[tuple], threads: int) -> list:
+def spawn_workers(target: Callable, args: list[tuple], threads: int, errors: Any = None) -> list:
     """Started worker processes running target(*a), one per args tuple, each supervised (see
     `_supervised`). They start with their thread count from the environment (OMP_NUM_THREADS), so they
     never need torch.set_num_threads (see bench.env.set_threads)."""
     context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=_supervised, args=(target, os.getpid(), *a)) for a in args]
+    procs = [context.Process(target=_supervised, args=(target, os.getpid(), errors, *a)) for a in args]
     previous = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:
@@ -225,15 +263,16 @@ def run_workers(target: Callable, args: list[tuple], threads: int, poll: Callabl
     raises KeyboardInterrupt here."""
     procs: list = []
     replaced = [0] * len(args)
+    errors = multiprocessing.get_context("spawn").SimpleQueue()
     try:
         with interrupts.on_stop_signals():
-            procs = spawn_workers(target, args, threads)
+            procs = spawn_workers(target, args, threads, errors)
             while True:
                 for i, p in enumerate(procs):  # a worker whose CUDA context broke: a fresh process takes over
                     if p.exitcode == CUDA_POISONED_EXIT and replaced[i] < MAX_REPLACEMENTS:
                         replaced[i] += 1
                         print(f"optbench: worker {i} lost its CUDA context; starting a fresh one", file=sys.stderr)
-                        procs[i] = spawn_workers(target, [args[i]], threads)[0]
+                        procs[i] = spawn_workers(target, [args[i]], threads, errors)[0]
                 if not any(p.is_alive() for p in procs):
                     break
                 if poll:
@@ -245,6 +284,8 @@ def run_workers(target: Callable, args: list[tuple], threads: int, poll: Callabl
     finally:
         for p in procs:
             p.join()
+    if not errors.empty():  # the first worker's message; the others likely met the same
+        raise ConfigError("", errors.get())
 
 
 def stop_workers(procs: list, grace: float = 30.0) -> None:

@@ -27,7 +27,9 @@ import hashlib
 import math
 import os
 import socket
+import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,6 +72,16 @@ def this_worker() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": pid, "start": process_start_time(pid)}
 
 
+def age_seconds(when: Any) -> float:
+    """Seconds since a trial's datetime (naive ones are local time, as Optuna's databases keep them)."""
+    import datetime
+
+    if when is None:
+        return math.inf
+    now = datetime.datetime.now(datetime.UTC)
+    return (now - (when if when.tzinfo else when.astimezone())).total_seconds()
+
+
 def worker_alive(worker: dict[str, Any] | None) -> bool | None:
     """True or False for a worker on this host; None when it runs elsewhere (only heartbeats can tell)."""
     if not worker or worker.get("host") != socket.gethostname():
@@ -96,15 +108,20 @@ class Store:
         url = url or default_storage_url()
         if "://" not in url or url.startswith("journal://"):
             path = Path(url.removeprefix("journal://")).expanduser()
-            if path.exists() and not path.is_file():
-                raise ConfigError("--storage", f"{path} is not a file")
+            from bench.journal import CheckedJournal, sniff
+
+            sniff(path)  # a file that is not a journal is refused before anything is written to it
             if not path.parent.is_dir():
                 if url != default_storage_url():
                     raise ConfigError("--storage", f"folder {path.parent} does not exist")
                 path.parent.mkdir(parents=True, exist_ok=True)
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
+            from optuna.storages.journal import JournalStorage
 
-            storage = JournalStorage(JournalFileBackend(str(path)))
+            backend = CheckedJournal(path)
+            try:
+                storage = JournalStorage(backend)
+            except (KeyError, TypeError, IndexError):  # records that parse but Optuna cannot replay
+                raise backend.corrupt() from None
             return cls(str(path), storage, path.with_name(path.name + ".claim-lock"))
         scheme = url.split("://", 1)[0].split("+", 1)[0]
         if scheme not in ("postgresql", "sqlite"):
@@ -113,6 +130,10 @@ class Store:
             )
         if scheme == "sqlite":
             db = Path(url.split("///", 1)[-1])
+            from bench.journal import SQLITE_HEADER
+
+            if db.is_file() and db.stat().st_size and db.open("rb").read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise ConfigError("--storage", f"{db} is not an SQLite database; refusing to write to it")
             if not db.parent.is_dir():
                 raise ConfigError("--storage", f"folder {db.parent} does not exist")
             setup_lock = contextlib.nullcontext()
@@ -130,6 +151,14 @@ class Store:
                 raise ConfigError("--storage", f"cannot open {redact(url)}: {first_line(e)}") from None
         lock = Path(url.split("///", 1)[-1] + ".claim-lock") if scheme == "sqlite" else None
         return cls(url, storage, lock)
+
+    def check_writable(self) -> None:
+        """ConfigError for a file store this process may not write (before any work starts)."""
+        if self.lock_path is None:
+            return
+        path = Path(self.url.split("///", 1)[-1])
+        if not os.access(path if path.exists() else path.parent, os.W_OK):
+            raise ConfigError("--storage", f"{path} is read-only: the results store must be writable to run")
 
     @property
     def uses_heartbeats(self) -> bool:
@@ -160,8 +189,13 @@ class Store:
     def claim_lock(self, key: str) -> Iterator[None]:
         """Only one claimer at a time, across processes (file lock) or machines (advisory lock)."""
         if self.lock_path is not None:
-            with open(self.lock_path, "a+") as f:
-                fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                f = open(self.lock_path, "a+")
+            except OSError as e:
+                message = f"cannot write beside the results store ({self.lock_path}): {e.strerror}"
+                raise ConfigError("--storage", message) from None
+            with f:
+                wait_for_flock(f, self.lock_path)
                 try:
                     yield
                 finally:
@@ -174,18 +208,45 @@ class Store:
         """Fail RUNNING trials whose worker is gone; their runs become claimable again (a FAIL without
         a 'failed' status reads as 'interrupted').
 
-        Database storages tell by heartbeats (the worker may be on another machine); file storages,
-        which serve one machine, by whether the worker's process still exists."""
+        A worker on this machine is judged by whether its process still exists; one elsewhere (database
+        storages) by its heartbeat. A RUNNING trial that names no worker and has no heartbeat (an orphan
+        left by an older optbench, or by a bare `study.ask()`) is failed once it is GRACE_PERIOD old."""
         import optuna
         from optuna.trial import TrialState
 
         if self.uses_heartbeats:
             optuna.storages.fail_stale_trials(study)
-            return
+        for t, _ in self.stale_claims(study):
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+
+    def stale_claims(self, study: Any) -> list[tuple[Any, str]]:
+        """(RUNNING trial, why it has no live owner) for the claims fail_stale fails."""
+        from optuna.trial import TrialState
+
+        stale = []
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if worker_alive(t.user_attrs.get("worker")) is False:
-                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            worker = t.user_attrs.get("worker")
+            alive = worker_alive(worker)
+            if alive is False:
+                stale.append((t, f"its worker (pid {worker['pid']}) is gone"))
+                continue
+            # a worker on another host is judged by heartbeats alone (a file storage has none to judge by)
+            judged = alive is None and (not worker or self.uses_heartbeats)
+            if judged and age_seconds(t.datetime_start) > GRACE_PERIOD and not self.has_heartbeat(t):
+                who = "names no worker" if not worker else f"its worker on {worker.get('host')} never sent a heartbeat"
+                stale.append((t, f"{who} and started {age_seconds(t.datetime_start):.0f} s ago"))
+        return stale
+
+    def has_heartbeat(self, trial: Any) -> bool:
+        """Whether a database storage holds a heartbeat for the trial (file storages have none)."""
+        if not self.uses_heartbeats:
+            return False
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.storage.scoped_session) as session:
+            return models.TrialHeartbeatModel.where_trial_id(trial._trial_id, session) is not None
 
     @contextlib.contextmanager
     def heartbeat(self, trial_id: int) -> Iterator[None]:
@@ -212,10 +273,22 @@ class Store:
 
     # -- writing results ---------------------------------------------------------------------------
 
-    def set_params(self, trial_id: int, flat: dict[str, Any]) -> None:
-        """Config fields as trial parameters (see the module docstring for the distributions)."""
-        for name, (value, dist) in param_distributions(flat).items():
-            self.storage.set_trial_param(trial_id, name, dist.to_internal_repr(value), dist)
+    def create_running_trial(self, study: Any, user_attrs: dict[str, Any], flat: dict[str, Any]) -> int:
+        """A RUNNING trial with its attributes and parameters, written as one journal record (one
+        transaction in a database): a claim is whole or absent."""
+        import datetime
+
+        from optuna.trial import FrozenTrial, TrialState
+
+        dists = param_distributions(flat)
+        template = FrozenTrial(
+            number=0, state=TrialState.RUNNING, value=None,
+            datetime_start=datetime.datetime.now(), datetime_complete=None,
+            params={name: value for name, (value, _) in dists.items()},
+            distributions={name: dist for name, (_, dist) in dists.items()},
+            user_attrs=user_attrs, system_attrs={}, intermediate_values={}, trial_id=0,
+        )  # fmt: skip
+        return self.storage.create_new_trial(study._study_id, template_trial=template)
 
     def finish(self, trial_id: int, record: Any, metric_field: str) -> None:
         """Store a RunRecord in its claimed trial and close it: COMPLETE, or FAIL for a failed run."""
@@ -291,13 +364,32 @@ def allowed_strings(name: str, choice_axes: dict, scalars: dict, regularizers: A
     return None
 
 
+def wait_for_flock(f: Any, path: Path, quiet_seconds: float = 2.0) -> None:
+    """flock(f), saying so when it takes more than a moment. The kernel frees a flock when its holder
+    dies, so the wait lasts only as long as a live claimer holds it."""
+    deadline = time.monotonic() + quiet_seconds
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+    print(f"optbench: waiting for {path}: another live process is claiming a run", file=sys.stderr)
+    fcntl.flock(f, fcntl.LOCK_EX)
+
+
 @contextlib.contextmanager
 def advisory_lock(conn: Any, key: str) -> Iterator[None]:
     """A PostgreSQL session-level advisory lock named by `key`, held on `conn` (waits for other holders)."""
     from sqlalchemy import text
 
     lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
+    if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_id}).scalar():
+        # PostgreSQL frees the lock when its holder's connection closes: the wait lasts only while it lives
+        print(f"optbench: waiting for the database lock '{key}': another live process holds it", file=sys.stderr)
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_id})
     conn.commit()
     try:
         yield
@@ -387,8 +479,9 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
 
     store = Store.open(url)
     study = store.existing_study(study_name)
+    empty = pd.DataFrame(columns=["run_hash", "seed", "arm", "status", "value", *RECORD_COLUMNS])
     if study is None:
-        return pd.DataFrame(columns=["run_hash", "seed", "arm", "status", "value", *RECORD_COLUMNS])
+        return empty
     rows = []
     for run_hash, (t, attempts) in latest_per_run(study.get_trials(deepcopy=False)).items():
         row: dict[str, Any] = {
@@ -415,5 +508,7 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
         for key, value in flatten(t.user_attrs.get("config", {})).items():
             row[f"config.{key}"] = value
         rows.append(row)
+    if not rows:  # a study whose trials name no run yet (killed before its first claim was whole)
+        return empty
     frame = pd.DataFrame(rows)
-    return frame.sort_values("trial", kind="stable").reset_index(drop=True) if len(frame) else frame
+    return frame.sort_values("trial", kind="stable").reset_index(drop=True)

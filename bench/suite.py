@@ -12,9 +12,13 @@ checked before anything runs: a bad file raises ConfigError naming the file and 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
+import math
+import os
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +31,9 @@ DESIGNS = ("grid", "ablation")
 METRICS = {"val_loss": "final_val_loss", "best_val_loss": "best_val_loss"}
 SUITE_KEYS = ("name", "description", "design", "seeds", "metric", "target", "tune", "max_runs", "baseline")
 SECTIONS = ("suite", "base", "axes", "search")
+SAFE_NAME = re.compile(r"\w[\w .+=,()-]{0,127}")
+# Configurations a suite may expand to; larger grids must be sampled with suite.max_runs.
+GRID_LIMIT = int(os.environ.get("OPTBENCH_GRID_LIMIT", "100000"))
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,11 @@ class Suite:
 
     @classmethod
     def load(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> Suite:
-        """A suite file; `overrides` (dotted keys, e.g. from --device) apply to every run's base."""
-        return cls.parse(read_toml(path), str(path), overrides)
+        """A suite file; `overrides` (dotted keys, e.g. from --device) apply to every run's base. The
+        same content is parsed once per process (a command loads its suite in several places, and a
+        large grid takes seconds to validate)."""
+        doc = read_toml(path)
+        return _parsed(str(path), json.dumps(doc, default=str), json.dumps(dict(overrides or {}), default=str))
 
     @classmethod
     def parse(
@@ -83,6 +93,8 @@ class Suite:
 
     @classmethod
     def _parse(cls, doc: Mapping[str, Any], source: str | None, overrides: Mapping[str, Any]) -> Suite:
+        if not doc:
+            raise ConfigError("", f"the suite is empty: nothing to run (it needs a {' or '.join(SECTIONS[:3])} table)")
         for key in doc:
             if key not in SECTIONS:
                 raise ConfigError(key, f"unknown section{closest(key, list(SECTIONS))}; allowed: {', '.join(SECTIONS)}")
@@ -97,6 +109,12 @@ class Suite:
         name = meta.get("name", default_name)
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("suite.name", "must be a non-empty string")
+        if not SAFE_NAME.fullmatch(name):  # it names files: reports/<name>.html must stay in reports/
+            raise ConfigError(
+                "suite.name",
+                f"{name!r} cannot name a file: use letters, digits, spaces and _ . - + = , ( ) "
+                "(no / or \\, not starting with . or -, at most 128 characters)",
+            )
         description = meta.get("description", "")
         if not isinstance(description, str):
             raise ConfigError("suite.description", "must be a string")
@@ -168,6 +186,29 @@ class Suite:
 
     # -- runs --------------------------------------------------------------------------------------
 
+    def configuration_count(self) -> int:
+        """Distinct axis combinations before seeds, counted from the axis lengths (nothing expanded)."""
+        lengths = [len(v) for v in self.axes.values()]
+        return math.prod(lengths) if self.design == "grid" else 1 + sum(lengths)
+
+    def combination(self, index: int) -> dict[str, Any]:
+        """The index-th entry of combinations(), computed without expanding the others."""
+        keys = ordered_axes(self.axes)
+        if self.design == "grid":
+            picked: dict[str, Any] = {}
+            for key in reversed(keys):  # the last axis varies fastest, as in itertools.product
+                index, i = divmod(index, len(self.axes[key]))
+                picked[key] = self.axes[key][i]
+            return {key: picked[key] for key in keys}
+        if index == 0:
+            return {}
+        index -= 1
+        for key in keys:
+            if index < len(self.axes[key]):
+                return {key: self.axes[key][index]}
+            index -= len(self.axes[key])
+        raise IndexError(index)
+
     def combinations(self) -> list[dict[str, Any]]:
         """The axis values of each distinct configuration, before seeds."""
         keys = ordered_axes(self.axes)
@@ -180,10 +221,34 @@ class Suite:
         return combos
 
     def runs(self) -> list[Run]:
-        """Every run once: configurations (a seeded subset under max_runs) x seeds, deduplicated by hash."""
+        """Every run once: configurations (a seeded subset under max_runs) x seeds, deduplicated by hash.
+        Computed once per Suite: callers may ask often."""
+        cached = self.__dict__.get("_runs")
+        if cached is None:
+            cached = self._runs()
+            object.__setattr__(self, "_runs", cached)
+        return list(cached)
+
+    def _runs(self) -> list[Run]:
+        count = self.configuration_count()
+        keep = None if self.max_runs is None else max(1, self.max_runs // len(self.seeds))
+        if keep is not None and keep < count:
+            # indices drawn from the counted grid, whole configurations so each keeps all its seeds
+            rng, picked = random.Random(f"{self.name}:{self.max_runs}"), set()
+            while len(picked) < keep:
+                picked.add(rng.randrange(count))
+            combos = [self.combination(i) for i in sorted(picked)]
+        elif count > GRID_LIMIT:
+            raise ConfigError(
+                "axes",
+                f"the {self.design} has {count:,} configurations, over the limit of {GRID_LIMIT:,} "
+                "(OPTBENCH_GRID_LIMIT); sample it with suite.max_runs",
+            )
+        else:
+            combos = self.combinations()
         configs: list[tuple[RunConfig, dict[str, Any]]] = []
         seen: set[str] = set()
-        for combo in self.combinations():
+        for combo in combos:
             try:
                 cfg = self.base.override(combo)
             except ConfigError as e:
@@ -193,11 +258,6 @@ class Suite:
             if key not in seen:
                 seen.add(key)
                 configs.append((cfg, combo))
-        if self.max_runs is not None:
-            keep = max(1, self.max_runs // len(self.seeds))
-            if keep < len(configs):  # whole configurations, so each keeps all its seeds
-                picked = sorted(random.Random(f"{self.name}:{self.max_runs}").sample(range(len(configs)), keep))
-                configs = [configs[i] for i in picked]
         return [
             Run(cfg.override({"seed": s}), {k: label(v) for k, v in combo.items()}, combo)
             for cfg, combo in configs
@@ -249,6 +309,11 @@ class Suite:
             "axes": {k: [label(v) for v in vs] for k, vs in self.axes.items()},
             "base": self.base.to_dict(),
         }
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(source: str, doc_json: str, overrides_json: str) -> Suite:
+    return Suite.parse(json.loads(doc_json), source, json.loads(overrides_json))
 
 
 def table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -125,14 +125,14 @@ def test_a_stop_signal_during_a_claim_waits_for_it_and_marks_the_run_interrupted
     """The race CI once hit: SIGTERM after a claim's trial exists but before its params are written."""
     path = write_suite(tmp_path, "claimsig", GRID_12)
     storage = str(tmp_path / "c.journal")
-    set_params = Store.set_params
+    create = Store.create_running_trial
 
-    def signalled_midway(self, trial_id, flat):
+    def signalled_midway(self, study, user_attrs, flat):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.05)
-        set_params(self, trial_id, flat)
+        return create(self, study, user_attrs, flat)
 
-    monkeypatch.setattr(Store, "set_params", signalled_midway)
+    monkeypatch.setattr(Store, "create_running_trial", signalled_midway)
     with interrupts.on_stop_signals(), pytest.raises(KeyboardInterrupt):
         worker_loop(plan_for(path, storage))
     (trial,) = Store.open(storage).existing_study("claimsig").get_trials()

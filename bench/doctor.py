@@ -1,0 +1,171 @@
+"""`optbench doctor`: what a crash or a hostile edit left in a results store, and its repair.
+
+Checks, in the order they can block each other: the journal file (a torn or garbage tail, corrupt
+records in the middle), its lock (left by a killed writer), then every suite study (RUNNING trials
+whose worker is gone or that name none, trials without a run hash), then temporary files of killed
+writers beside the store and in the reports folder. `repair` fixes each finding; nothing that a
+finished run wrote is ever dropped: a corrupt line is moved to `<journal>.torn`, and a record glued
+onto a torn one is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import journal
+from bench.files import pid_alive
+
+
+@dataclass
+class Finding:
+    problem: str
+    repaired: bool = False
+    harmless: bool = False  # worth knowing, nothing to repair (readers skip it)
+
+    def __str__(self) -> str:
+        return f"{'note' if self.harmless else 'repaired' if self.repaired else 'problem'}: {self.problem}"
+
+    @property
+    def open(self) -> bool:
+        return not (self.repaired or self.harmless)
+
+
+def salvage(line: bytes) -> tuple[bytes, bytes] | None:
+    """(torn prefix, whole record) when a record was glued onto a torn one; None if no record ends it."""
+    start = line.find(journal.JOURNAL_PREFIX, 1)
+    while start > 0:
+        if journal.is_record(line[start:]):
+            return line[:start], line[start:]
+        start = line.find(journal.JOURNAL_PREFIX, start + 1)
+    return None
+
+
+def check_journal(path: Path, repair: bool) -> list[Finding]:
+    """Torn tail and corrupt middle lines of a journal file (under its lock when repairing)."""
+    findings: list[Finding] = []
+    if not path.is_file() or path.stat().st_size == 0:
+        return findings
+    lock = journal.JournalLock(path)
+    with journal._locked(lock) if repair else contextlib.nullcontext():
+        data = path.read_bytes()
+        lines = data.split(b"\n")
+        tail = lines.pop()  # b"" when the file ends with a newline
+        kept: list[bytes] = []
+        torn: list[bytes] = []
+        for number, line in enumerate(lines, start=1):
+            if journal.is_record(line):
+                kept.append(line)
+                continue
+            glued = salvage(line)
+            if glued is not None:
+                what = f"line {number}: a record glued onto {len(glued[0])} bytes of a torn one"
+                kept.append(glued[1])
+                torn.append(glued[0])
+            else:
+                what = f"line {number}: not a journal record ({len(line)} bytes)"
+                torn.append(line)
+            findings.append(Finding(f"{path} {what}", repair))
+        if tail:
+            if journal.is_record(tail):
+                kept.append(tail)
+                findings.append(Finding(f"{path}: the last record lacks its newline", repair))
+            else:
+                torn.append(tail)
+                findings.append(Finding(f"{path}: a torn last record ({len(tail)} bytes)", repair))
+        if repair and findings:
+            torn_path = path.with_name(path.name + journal.TORN_SUFFIX)
+            with open(torn_path, "ab") as out:
+                out.write(b"".join(t + b"\n" for t in torn))
+                out.flush()
+                os.fsync(out.fileno())
+            fixed = path.with_name(f".{path.name}.{os.getpid()}.part")
+            with open(fixed, "wb") as out:
+                out.write(b"".join(k + b"\n" for k in kept))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(fixed, path)
+    return findings
+
+
+def check_lock(path: Path, repair: bool) -> list[Finding]:
+    lock = Path(str(path) + ".lock")
+    try:
+        age = time.time() - os.lstat(lock).st_mtime
+    except FileNotFoundError:
+        return []
+    if age <= journal.LOCK_GRACE:
+        return []  # a live writer's, most likely
+    target = os.readlink(lock) if lock.is_symlink() else None
+    dangling = " (a relative link to nothing)" if target and not os.path.isabs(target) else ""
+    if repair:
+        journal.break_lock(lock)
+    return [Finding(f"{lock}: a journal lock left {age:.0f} s ago by a killed writer{dangling}", repair)]
+
+
+def check_studies(store: Any, repair: bool) -> list[Finding]:
+    """Orphaned claims and trials without a run hash, in suite studies (searches keep their own)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    findings = []
+    for summary in optuna.get_all_study_summaries(store.storage, include_best_trial=False):
+        if summary.study_name.endswith(".search") or "search" in summary.user_attrs:
+            continue
+        study = optuna.load_study(study_name=summary.study_name, storage=store.storage)
+        stale = {t.number: why for t, why in store.stale_claims(study)}
+        for t in study.get_trials(deepcopy=False):
+            where = f"study '{summary.study_name}' trial {t.number}"
+            if t.number in stale:
+                if repair:
+                    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                        store.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                findings.append(Finding(f"{where}: RUNNING, {stale[t.number]}; its run is claimable again", repair))
+            elif "run_hash" not in t.user_attrs and t.state != TrialState.RUNNING:
+                findings.append(Finding(f"{where}: no run hash ({t.state.name}); results ignore it", harmless=True))
+    return findings
+
+
+def check_parts(folders: list[Path], repair: bool) -> list[Finding]:
+    """Temporary files (`.NAME.PID.part`) whose writer is gone."""
+    findings = []
+    for folder in folders:
+        for part in folder.rglob(".*.part") if folder.is_dir() else []:
+            pid = part.name.removesuffix(".part").rpartition(".")[2]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                if repair:
+                    part.unlink(missing_ok=True)
+                findings.append(Finding(f"{part}: the temporary file of a killed writer", repair))
+    return findings
+
+
+def diagnose(url: str | None, repair: bool, reports: Path) -> list[Finding]:
+    """Every finding about the store at `url` (default: results/optbench.journal) and `reports`."""
+    from bench.store import Store, default_storage_url
+
+    url = url or default_storage_url()
+    findings: list[Finding] = []
+    path = Path(url.removeprefix("journal://")).expanduser() if "://" not in url or "journal://" in url else None
+    if path is not None:
+        journal.sniff(path)
+        findings += check_lock(path.absolute(), repair)
+        findings += check_journal(path.absolute(), repair)
+        if any(f.open and "line" in f.problem for f in findings):
+            return findings  # a corrupt middle: Optuna cannot read the studies until it is repaired
+    store = Store.open(url)
+    findings += check_studies(store, repair)
+    folders = [reports] + ([path.parent] if path is not None else [])
+    findings += check_parts(folders, repair)
+    return findings
+
+
+def summary_line(findings: list[Finding], url: str) -> str:
+    left = sum(f.open for f in findings)
+    if left:
+        return f"{url}: {left} problem(s); `optbench doctor --repair` fixes them"
+    repaired = sum(f.repaired for f in findings)
+    return f"{url}: {repaired} problem(s) repaired" if repaired else f"{url}: healthy"
