@@ -12,12 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.checkpoint import results_dir  # noqa: E402 -- re-exported: one place says where results go
 from bench.files import atomic_path
 from bench.registry import ConfigError
-
-
-def results_dir() -> Path:
-    return Path(os.environ.get("OPTBENCH_RESULTS_DIR", "results"))
 
 
 def registries() -> dict[str, Any]:
@@ -105,24 +102,22 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise ConfigError("--temperature", f"must be > 0, got {args.temperature}")
     import torch
 
+    from bench.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
     from bench.data import load_corpus
-    from bench.train import build_model, resolve_device, run_training
+    from bench.train import resolve_device, run_training
 
     corpus = load_corpus(cfg.data)
-    path = results_dir() / "checkpoints" / f"{cfg.hash}.pt"
     device = resolve_device(cfg.device)
-    if path.is_file():
-        model = build_model(cfg, corpus, device)
-        model.load_state_dict(torch.load(path, map_location=device))
-        print(f"loaded the trained weights of run {cfg.hash} from {path}", file=sys.stderr)
-    else:
+    try:
+        model = load_checkpoint(cfg.hash, device)
+        print(f"loaded the trained weights of run {cfg.hash} from {checkpoint_path(cfg.hash)}", file=sys.stderr)
+    except CheckpointError:
         record, model = run_training(cfg, RichProgress())
         print(summary(record), file=sys.stderr)
         if record.status == "failed" or model is None:
             print(record.error, file=sys.stderr)
             return 1
-        with atomic_path(path) as tmp:
-            torch.save(model.state_dict(), tmp)
+        save_checkpoint(cfg.hash, model)
     model.eval()
     prompt = corpus.encode(args.prompt) or [0]
     idx = torch.tensor([prompt], device=device)
@@ -273,19 +268,33 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not args.no_report and plan.per_arm is None:
         from bench.report import build_report
 
-        print(f"report: {build_report(suite, args.storage, sample=False)}", file=sys.stderr)
+        print(f"report: {build_report(suite, args.storage)}", file=sys.stderr)
     return 0
 
 
 def cmd_results(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from bench.store import load_results, search_study_names
     from bench.suite import Suite
 
     suite = Suite.load(args.suite)
-    frame = suite.results(args.storage, with_curves=args.format == "json")
-    if frame.attrs["left_out"]:
-        print(
-            f"{frame.attrs['left_out']} stored run(s) no longer implied by {args.suite} are left out", file=sys.stderr
-        )
+    frames = []
+    if args.study in ("all", "runs"):
+        runs = suite.results(args.storage, with_curves=args.format == "json")
+        if runs.attrs["left_out"]:
+            left_out = runs.attrs["left_out"]
+            print(f"{left_out} stored run(s) no longer implied by {args.suite} are left out", file=sys.stderr)
+        frames.append(runs.assign(study=suite.name))
+    if args.study in ("all", "search"):
+        for name in search_study_names(suite.name, args.storage):
+            trials = load_results(name, args.storage, with_curves=args.format == "json")
+            frames.append(trials.assign(study=name))
+    frames = [f for f in frames if len(f)]
+    # which studies the rows come from: the suite's runs, its search, or both
+    listed = ", ".join(f"study '{f['study'].iloc[0]}': {len(f)} run(s)" for f in frames)
+    print(listed or f"no results for suite '{suite.name}' yet", file=sys.stderr)
+    frame = pd.concat(frames, ignore_index=True) if frames else suite.results(args.storage, with_curves=False)
     frame = frame.drop(columns=[c for c in ("env", "config") if c in frame.columns])
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)
@@ -294,9 +303,10 @@ def cmd_results(args: argparse.Namespace) -> int:
     else:
         columns = [
             c
-            for c in ("arm", "seed", "status", "value", "best_val_loss", "steps", "train_time", "attempts")
-            if c in frame
-        ]
+            for c in ("study", "arm", "seed", "status", "status_step", "value", "best_val_loss", "steps", "tokens",
+                      "train_time", "attempts")
+            if c in frame and (c != "study" or frame["study"].nunique() > 1)
+        ]  # fmt: skip
         with __import__("pandas").option_context("display.width", 200, "display.max_rows", None):
             print(frame[columns].to_string(index=False) if len(frame) else f"no results for suite '{suite.name}' yet")
     return 0
@@ -449,6 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", help="suite file (TOML)")
     p.add_argument("--storage", help="results store (default results/optbench.journal)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument(
+        "--study", choices=("all", "runs", "search"), default="all",
+        help="the suite's runs, its search's trials, or both (default; a `study` column tells them apart)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_results)
     return parser
 

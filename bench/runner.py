@@ -125,7 +125,7 @@ def import_finished_runs(store: Store, study: Any, runs: dict[str, Run]) -> int:
 
 def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None) -> int:
     """Claim, train and store runs until every run of the suite is settled. Returns runs trained."""
-    from bench.train import RunRecord, train
+    from bench.train import RunRecord, run_training
 
     suite = Suite.load(plan.suite_path, plan.overrides)
     store = Store.open(plan.storage)
@@ -147,10 +147,11 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None)
                 continue
             run = runs[claimable[0]]
             with store.heartbeat(trial_id):
-                record = train(run.config.override({"threads": plan.threads}))
+                record, model = run_training(run.config.override({"threads": plan.threads}))
             with interrupts.deferred():
                 store.finish(trial_id, record, suite.metric_field)
                 trial_id = None
+            keep_weights_if_best(study, run, record, model, suite.metric_field)
         except KeyboardInterrupt:
             if trial_id is not None:
                 mark_interrupted(store, trial_id)
@@ -158,6 +159,19 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None)
         trained += 1
         if on_finish:
             on_finish(run, record if isinstance(record, RunRecord) else None)
+
+
+def keep_weights_if_best(study: Any, run: Run, record: Any, model: Any, metric_field: str) -> None:
+    """Save the weights of a run that finished as the best of its suite so far: the report samples text
+    from them and never trains."""
+    from bench.checkpoint import save_checkpoint
+
+    value = getattr(record, metric_field)
+    if model is None or value is None or record.status not in ("complete", "stopped_early"):
+        return
+    others = [t.value for t in study.get_trials(deepcopy=False) if trial_status(t) in FINISHED and t.value is not None]
+    if value <= min(others, default=value):
+        save_checkpoint(run.hash, model)
 
 
 def mark_interrupted(store: Store, trial_id: int) -> None:

@@ -18,6 +18,8 @@ BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 MIN_SEEDS_FOR_CI = 3
 FINISHED = ("complete", "diverged", "stopped_early")
+# The one status vocabulary, from the store to every report section (store.trial_status writes it).
+STATUSES = ("complete", "diverged", "stopped_early", "pruned", "failed", "interrupted")
 
 
 def bootstrap_ci(values: Sequence[float], seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
@@ -50,7 +52,7 @@ def summarize(frame: pd.DataFrame, by: str = "arm", value: str = "value") -> pd.
             "std": float(np.std(values, ddof=1)) if len(values) > 1 and np.all(np.isfinite(values)) else math.nan,
             "ci_low": low,
             "ci_high": high,
-            **{s: int(counts.get(s, 0)) for s in ("complete", "diverged", "stopped_early", "failed")},
+            **{s: int(counts.get(s, 0)) for s in STATUSES},
         })  # fmt: skip
     table = pd.DataFrame(rows)
     if table.empty:

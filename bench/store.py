@@ -353,7 +353,8 @@ RECORD_COLUMNS = (
 
 
 def trial_status(trial: Any) -> str:
-    """complete | diverged | stopped_early | failed | interrupted | running."""
+    """complete | diverged | stopped_early | pruned | failed | interrupted (bench.stats.STATUSES), or
+    running for a claim still being trained."""
     from optuna.trial import TrialState
 
     if trial.state == TrialState.RUNNING:
@@ -381,6 +382,16 @@ def latest_per_run(trials: list) -> dict[str, tuple[Any, int]]:
     return out
 
 
+def search_study_names(suite_name: str, url: str | None = None) -> list[str]:
+    """The search studies of a suite: `<suite>.search`, and `<suite>.search.<arm>` per arm (--per-arm)."""
+    import optuna
+
+    store = Store.open(url)
+    names = [s.study_name for s in optuna.get_all_study_summaries(store.storage, include_best_trial=False)]
+    prefix = f"{suite_name}.search"
+    return sorted(n for n in names if n == prefix or n.startswith(prefix + "."))
+
+
 def load_results(study_name: str, url: str | None = None, with_curves: bool = True) -> Any:
     """One row per run of a study: run hash, seed, arm, status, metrics, attempts, config.* columns."""
     import pandas as pd
@@ -388,7 +399,7 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
     store = Store.open(url)
     study = store.existing_study(study_name)
     if study is None:
-        return pd.DataFrame(columns=["run_hash", "seed", "arm", "status", "value", *RECORD_COLUMNS])
+        return pd.DataFrame(columns=["run_hash", "seed", "arm", "status", "value", *RECORD_COLUMNS[1:]])
     rows = []
     for run_hash, (t, attempts) in latest_per_run(study.get_trials(deepcopy=False)).items():
         row: dict[str, Any] = {
@@ -416,4 +427,20 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
             row[f"config.{key}"] = value
         rows.append(row)
     frame = pd.DataFrame(rows)
+    for column in [c for c in frame.columns if c.startswith("arm.")]:
+        frame[column] = typed(frame[column])
     return frame.sort_values("trial", kind="stable").reset_index(drop=True) if len(frame) else frame
+
+
+def typed(labels: Any) -> Any:
+    """Arm labels as numbers where every one is a number (so batch size 16 sorts after 8), else as text."""
+    import pandas as pd
+
+    present = labels.dropna()
+    if present.empty or present.map(lambda v: str(v).lower() in ("true", "false", "nan", "inf", "-inf")).any():
+        return labels
+    numbers = pd.to_numeric(present, errors="coerce")
+    if numbers.isna().any():
+        return labels
+    as_int = (numbers == numbers.round()).all() and not present.astype(str).str.contains(r"[.eE]").any()
+    return pd.to_numeric(labels, errors="coerce").astype("Int64" if as_int else "float64")

@@ -86,12 +86,44 @@ def test_tuned_arms_and_missing_target_and_too_few_seeds(tmp_path):
     assert "sets no target" in section(html, "target")
 
 
-def test_report_command_and_sample(tmp_path, capsys):
+def test_report_never_trains_and_says_why_a_sample_is_missing(tmp_path, capsys):
     suite, storage = make(tmp_path, seeds="[0]")
     assert main(["report", str(tmp_path / "rep.toml"), "--storage", storage]) == 0
-    html = (tmp_path / "reports" / "rep.html").read_text()
-    sample = section(html, "sample")
-    assert '<pre class="sample">' in sample and "temperature 0.8" in sample  # best run trained again, then sampled
+    note = section((tmp_path / "reports" / "rep.html").read_text(), "sample")
+    assert '<pre class="sample">' not in note and "No sample: no weights were saved for run" in note
+    best = load_results(suite.name, storage).sort_values("value").iloc[0]["run_hash"]
+    from bench.checkpoint import checkpoint_path
+
+    checkpoint_path(best).parent.mkdir(parents=True)
+    checkpoint_path(best).write_bytes(b"not a checkpoint")
+    assert main(["report", str(tmp_path / "rep.toml"), "--storage", storage]) == 0
+    note = section((tmp_path / "reports" / "rep.html").read_text(), "sample")
+    assert "No sample: the weights in" in note and "cannot be read" in note and "Traceback" not in note
+
+
+def test_report_imports_neither_the_training_loop_nor_the_cli():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bench.report, bench.report.figures; "
+        "print(sorted(m for m in sys.modules if m in ('bench.train', 'bench.cli', 'bench.runner')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_run_saves_the_best_weights_and_the_report_samples_them(tmp_path, monkeypatch):
+    from suite_files import write_suite
+
+    path = write_suite(tmp_path, "sampled", 'optimizer = ["adamw", "lion"]', seeds="[0]", steps=10)
+    assert main(["run", str(path), "--workers", "1", "--quiet", "--no-report"]) == 0
+    import bench.train
+
+    monkeypatch.setattr(bench.train, "run_training", lambda *a, **k: pytest.fail("the report trained"))
+    assert main(["report", str(path)]) == 0
+    sample = section((tmp_path / "reports" / "sampled.html").read_text(), "sample")
+    assert '<pre class="sample">' in sample and "temperature 0.8" in sample
 
 
 def test_runs_the_edited_suite_file_no_longer_implies_are_left_out(tmp_path, capsys):
@@ -137,3 +169,61 @@ def test_header_names_every_commit_that_trained_the_runs():
     frame = pd.DataFrame({"env": [one, one, {**one, "commit": "b" * 40 + "+dirty"}], "seed": [0, 1, 0]})
     assert header(frame)["commit"] == f"{'a' * 12}: 2 runs, {'b' * 12}+dirty: 1 runs"
     assert header(frame.iloc[:2])["commit"] == "a" * 12
+
+
+ABLATION = """[suite]
+name = "abl"
+design = "ablation"
+seeds = [0]
+[base]
+model = "tiny"
+data = { name = "synthetic", alphabet = 8, order = 1, length = 20000 }
+steps = 60
+batch_size = 4
+eval_batches = 2
+schedule = { name = "constant", warmup = 5 }
+[axes]
+clip = ["none", "value"]
+"""
+
+
+def test_ablation_whose_base_value_is_not_on_its_axis_runs_and_reports(tmp_path, capsys):
+    # the base clips by norm; the axis lists none and value: the base arm has no `arm.clip` label
+    path = tmp_path / "abl.toml"
+    path.write_text(ABLATION)
+    assert main(["run", str(path), "--workers", "1", "--quiet"]) == 0, capsys.readouterr().err
+    html = (tmp_path / "reports" / "abl.html").read_text()
+    effects = section(html, "effects")
+    assert effects.count("<img") == 1 and "main effect of clip" in effects
+    assert "no run varies two axes" in section(html, "interactions")
+    frame = load_results("abl")
+    assert set(frame["arm"]) == {"base", "clip=none", "clip=value"}
+
+
+def test_search_report_shows_pruned_trials_as_pruned_and_the_searched_effects(tmp_path, capsys):
+    from fabricate import fabricate_search
+
+    path = tmp_path / "srch.toml"
+    path.write_text(ABLATION.replace('name = "abl"\ndesign = "ablation"', 'name = "srch"').split("[axes]")[0]
+                    + '[search]\noptimizer = ["adamw", "lion", "sgd"]\nclip = ["none", "norm"]\n'
+                    + '"optimizer.lr" = { low = 1e-4, high = 1e-1, log = true }\n')  # fmt: skip
+    storage = str(tmp_path / "s.journal")
+    fabricate_search(Suite.load(path), storage, trials=12, pruned=lambda i: i % 3 == 1)
+    frame = load_results("srch.search", storage)
+    pruned = frame[frame["status"] == "pruned"]
+    assert len(pruned) and pruned["status_step"].notna().all()
+    html = build_report(Suite.load(path), storage, tmp_path / "s.html").read_text()
+    assert "--no-sample" not in html and "design Optuna search (random sampler, hyperband pruner)" in html
+    assert f"{len(pruned)} pruned (at step" in section(html, "stability")
+    assert "diverged" not in section(html, "leaderboard").replace("0 diverged", "")
+    assert section(html, "leaderboard").count(" pruned") >= len(pruned)
+    assert "main effect of optimizer.name" in section(html, "effects")
+    assert "main effect of clip.name" in section(html, "effects")
+    # optbench results lists the search's trials, saying which study they come from
+    assert main(["results", str(path), "--storage", storage, "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    header = out.splitlines()[0].split(",")
+    assert len(header) == len(set(header)) and "study" in header
+    assert len(out.strip().splitlines()) == 1 + len(frame) and "study 'srch.search'" in err
+    assert main(["results", str(path), "--storage", storage, "--study", "runs"]) == 0
+    assert "no results for suite 'srch' yet" in capsys.readouterr().err

@@ -145,12 +145,14 @@ def profile(rho: pd.DataFrame, scores: pd.Series) -> str:
     return png(fig)
 
 
-def stability(frame: pd.DataFrame, axes: list[str]) -> str | None:
-    """Diverged, stopped-early and failed runs per axis value."""
+def stability(views: dict[str, pd.DataFrame]) -> str | None:
+    """Runs that did not complete (diverged, stopped early, pruned, failed, interrupted) per axis value."""
+    from bench.stats import STATUSES
+
     rows = []
-    for axis in axes:
+    for axis, frame in views.items():
         for value, group in frame.groupby(f"arm.{axis}", sort=False):
-            for status in ("diverged", "stopped_early", "failed", "interrupted"):
+            for status in STATUSES[1:]:
                 n = int((group["status"] == status).sum())
                 if n:
                     rows.append({"axis value": f"{axis}={value}", "status": status, "runs": n})
