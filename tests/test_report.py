@@ -84,6 +84,9 @@ def test_tuned_arms_and_missing_target_and_too_few_seeds(tmp_path):
     assert ">optimizer=lion</td>" in board and "Best setting" in board  # arms are the optimizers alone
     assert board.count("optimizer.lr=") == 3  # each arm's best learning rate, once
     assert "sets no target" in section(html, "target")
+    comparisons = section(html, "comparisons")  # two seeds: mean differences only, and why
+    assert "p (Holm)" not in comparisons and "Effect size" not in comparisons and "font-weight: 700" not in comparisons
+    assert "Run 3 or more seeds for paired tests" in comparisons and "Mean difference" in comparisons
 
 
 def test_report_never_trains_and_says_why_a_sample_is_missing(tmp_path, capsys):

@@ -318,6 +318,22 @@ def answer(table: pd.DataFrame, metric: str) -> str:
 def comparisons_html(table: pd.DataFrame) -> str:
     if table.empty:
         return "<p class='note'>Only one arm: nothing to compare.</p>"
+    few = table[table["pairs"] < MIN_SEEDS_FOR_CI]
+    note = ""
+    if len(few):
+        # MIN_SEEDS_FOR_CI in bench.stats carries the measurement behind the threshold
+        have = ", ".join(str(n) for n in sorted(set(few["pairs"])))
+        note = (f"<p class='note'>No p-value, effect size or significance mark where an arm shares fewer than "
+                f"{MIN_SEEDS_FOR_CI} finished seeds with the baseline ({len(few)} arm(s) share {have}): at that "
+                f"n a 95% interval is meaningless and a t-test detects a one-sd difference 8% of the time. Run "
+                f"{MIN_SEEDS_FOR_CI} or more seeds for paired tests; mean differences are shown.</p>")  # fmt: skip
+    if len(few) == len(table):
+        shown = table.rename(columns={"arm": "Arm", "pairs": "Pairs", "mean_diff": "Mean difference"})
+        styler = (
+            shown[["Arm", "Pairs", "Mean difference"]].style.set_uuid("comparisons").hide(axis="index")
+            .format({"Mean difference": "{:+.4f}"}, na_rep="–", escape="html")
+        )  # fmt: skip
+        return note + styler.to_html()
     shown = table.rename(columns={"arm": "Arm", "pairs": "Pairs", "mean_diff": "Mean difference", "p": "p",
                                   "p_holm": "p (Holm)", "effect_size": "Effect size d"})  # fmt: skip
     shown = shown[["Arm", "Pairs", "Mean difference", "p", "p (Holm)", "Effect size d"]]
@@ -331,7 +347,7 @@ def comparisons_html(table: pd.DataFrame) -> str:
         )  # fmt: skip
         .map(lambda v: "font-weight: 700" if isinstance(v, float) and v < 0.05 else "", subset=["p (Holm)"])
     )
-    return styler.to_html()
+    return note + styler.to_html()
 
 
 def curve_arms(table: pd.DataFrame, baseline: str) -> dict[str, str]:
