@@ -59,7 +59,8 @@ class Param:
     choices: tuple[str, ...] | None = None
     length: int | None = None  # for tuples
     optional: bool = False  # None is allowed
-    # A search range for Optuna: ("log", lo, hi), ("float", lo, hi), ("int", lo, hi) or a tuple of choices.
+    # A search range for Optuna: ("log", lo, hi), ("float", lo, hi), ("int", lo, hi), a tuple of choices, or
+    # ("steps", lo, hi): whole steps from lo to hi as fractions of the run, so the range scales with its length.
     search: tuple | None = None
 
     def check(self, value: Any, key: str) -> Any:

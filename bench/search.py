@@ -78,7 +78,9 @@ class Space:
         return {d.name: list(d.choices) for d in self.dimensions}
 
 
-def registry_dimensions(axis: str, names: list[str], explicit: Mapping[str, Any]) -> list[Dimension]:
+def registry_dimensions(
+    axis: str, names: list[str], explicit: Mapping[str, Any], total_steps: int = 0
+) -> list[Dimension]:
     """The axis choice, then each entry's own searchable parameters, conditional on that entry."""
     registry = CHOICE_AXES[axis]
     dims = [Dimension(f"{axis}.name", "categorical", tuple(names))]
@@ -88,12 +90,16 @@ def registry_dimensions(axis: str, names: list[str], explicit: Mapping[str, Any]
             key = f"{axis}.{pname}"
             if key in explicit or param.search is None:
                 continue
-            dims.append(param_dimension(f"{axis}.{name}.{pname}", param, when=(f"{axis}.name", name)))
+            dims.append(param_dimension(f"{axis}.{name}.{pname}", param, (f"{axis}.name", name), total_steps))
     return dims
 
 
-def param_dimension(name: str, param: Param, when: tuple[str, str] | None = None) -> Dimension:
+def param_dimension(name: str, param: Param, when: tuple[str, str] | None = None, total_steps: int = 0) -> Dimension:
     spec = param.search
+    if spec[0] == "steps":  # fractions of the run -> whole steps, always shorter than the run
+        low = round(spec[1] * total_steps)
+        high = max(low + 1, min(total_steps - 1, round(spec[2] * total_steps)))
+        return Dimension(name, "int", low=low, high=high, when=when)
     if isinstance(spec[0], str) and spec[0] in ("log", "float", "int"):
         kind = "int" if spec[0] == "int" else "float"
         return Dimension(name, kind, low=spec[1], high=spec[2], log=spec[0] == "log", when=when)
@@ -128,7 +134,7 @@ def parse_space(search: Mapping[str, Any], base: RunConfig) -> Space:
             names = CHOICE_AXES[key].names() if spec == "auto" else spec
             if not names:
                 raise ConfigError(where, "lists no entries")
-            dims += registry_dimensions(key, names, explicit)
+            dims += registry_dimensions(key, names, explicit, base.total_steps)
         elif isinstance(spec, list):
             if not spec:
                 raise ConfigError(where, "must list at least one value")
@@ -153,8 +159,12 @@ def parse_space(search: Mapping[str, Any], base: RunConfig) -> Space:
         for value in probes:
             field_name = config_field(dim)
             overrides = {f"{dim.when[0].split('.')[0]}": dim.when[1]} if dim.when else {}
+            # a choice is probed with its searched parameters at their low ends (a default warmup of 100
+            # steps must not refuse a schedule whose warmup the search samples within a short run)
+            inner = {config_field(d): d.low if d.kind != "categorical" else d.choices[0]
+                     for d in dims if d.when == (dim.name, value)}  # fmt: skip
             try:
-                base.override({**overrides, field_name: int(value) if dim.kind == "int" else value})
+                base.override({**overrides, field_name: int(value) if dim.kind == "int" else value, **inner})
             except ConfigError as e:
                 raise ConfigError(f"search.{dim.name}", e.message) from None
     return Space(dims)

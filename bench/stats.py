@@ -106,7 +106,8 @@ def paired_comparisons(frame: pd.DataFrame, baseline: str, by: str = "arm", valu
             continue
         other = group[group["status"].isin(FINISHED)].set_index("seed")[value].astype(float)
         seeds = sorted(set(base.index) & set(other.index))
-        diff = np.array([other[s] - base[s] for s in seeds], dtype=float)
+        with np.errstate(invalid="ignore"):  # both diverged: inf - inf is NaN, dropped as not finite
+            diff = np.array([other[s] - base[s] for s in seeds], dtype=float)
         finite = diff[np.isfinite(diff)]
         row = {by: arm, "pairs": len(finite), "mean_diff": float(finite.mean()) if len(finite) else math.nan,
                "p": math.nan, "effect_size": math.nan}  # fmt: skip
@@ -125,8 +126,13 @@ def paired_comparisons(frame: pd.DataFrame, baseline: str, by: str = "arm", valu
 def best_per_arm(frame: pd.DataFrame, groups: pd.Series, value: str = "value") -> pd.DataFrame:
     """Tuned fairly: within each group (an arm without its tuned settings), the arm with the lowest mean.
     Returns that arm's runs with `arm` set to the group and `tuned_arm` to the arm it was."""
-    means = frame.assign(_group=groups).groupby(["_group", "arm"], sort=False)[value].mean()
-    chosen = {arm for _, arm in means.groupby(level=0, sort=False).idxmin()}
+    finished = frame["status"].isin(FINISHED) if "status" in frame else pd.Series(True, index=frame.index)
+    values = frame[value].astype(float).where(finished)
+    means = values.groupby([groups, frame["arm"]], sort=False).mean()
+    chosen = set()
+    for _, arms in means.groupby(level=0, sort=False):
+        # a group none of whose arms finished (all failed or interrupted) keeps its first arm, unranked
+        chosen.add(arms.idxmin()[1] if arms.notna().any() else arms.index[0][1])
     out = frame[frame["arm"].isin(chosen)].copy()
     out["tuned_arm"] = out["arm"]
     out["arm"] = groups[out.index]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from bench.runner import claim, mark_interrupted
 from bench.store import Store, record_attrs
 from bench.suite import Suite, label
 from bench.train import RunRecord
@@ -46,40 +45,59 @@ def record(cfg, status: str, rng: random.Random, level: float, target: float | N
 
 
 def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], seed: int = 0) -> int:
-    """Every run of the suite stored with status(i) for its i-th run (interrupted: a claim left as FAIL)."""
+    """Every run of the suite stored with status(i) for its i-th run, as the runner leaves it (claim
+    attributes, parameters, record; interrupted: a claim left as FAIL). Written in one batch."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from bench.store import param_distributions
+
     rng = random.Random(seed)
     store = Store.open(storage)
     study = store.study(suite.name)
     levels: dict[str, float] = {}
+    trials = []
     for i, run in enumerate(suite.runs()):
         level = levels.setdefault(run.arm_label, 1.2 + 0.6 * rng.random())
-        trial_id = claim(store, study, run, suite, "fabricated")
         s = status(i)
+        attrs = {"run_hash": run.hash, "seed": run.seed, "arm": run.arm, "arm_label": run.arm_label,
+                 "config": run.config.to_dict(), "suite": suite.name, "session": "fabricated"}  # fmt: skip
+        value, intermediate = None, {}
+        state = TrialState.FAIL
         if s == "interrupted":
-            mark_interrupted(store, trial_id)
-            continue
-        store.finish(trial_id, record(run.config, s, rng, level, suite.target), suite.metric_field)
-    return len(suite.runs())
+            attrs["status"] = "interrupted"
+        else:
+            rec = record(run.config, s, rng, level, suite.target)
+            attrs.update(record_attrs(rec))
+            curve = zip(rec.curves["val_step"], rec.curves["val_loss"], strict=True)
+            intermediate = {step: v for step, v in curve if v is not None}
+            if s != "failed":
+                state = TrialState.COMPLETE
+                metric = getattr(rec, suite.metric_field)
+                value = float(metric) if metric is not None else float("inf")
+        params = param_distributions(run.config.flat())
+        trials.append(optuna.trial.create_trial(
+            state=state, value=value, params={k: v for k, (v, _) in params.items()},
+            distributions={k: d for k, (_, d) in params.items()}, user_attrs=attrs,
+            intermediate_values=intermediate,
+        ))  # fmt: skip
+    study.add_trials(trials)
+    return len(trials)
 
 
 def fabricate_search(suite: Suite, storage: str, trials: int, pruned: Callable[[int], bool], objectives: int = 1,
                      seed: int = 0) -> str:  # fmt: skip
-    """A search study as `optbench search` leaves it: sampled settings, pruned trials with their step."""
+    """A search study as `optbench search` leaves it: sampled settings, pruned trials with their step.
+    Sampled in memory, then written to the store in one batch."""
     import optuna
 
     from bench.search import parse_space, trial_config
 
     space = parse_space(suite.search, suite.base)
-    store = Store.open(storage)
-    name = f"{suite.name}.search"
-    study = optuna.create_study(study_name=name, storage=store.storage, load_if_exists=True,
-                                directions=["minimize"] * objectives,
-                                sampler=optuna.samplers.RandomSampler(seed=seed))  # fmt: skip
-    study.set_user_attr("search", {"sampler": "random", "pruner": "hyperband", "objectives": ["val_loss"] * objectives,
-                                   "fixed": {}, "trials": trials})  # fmt: skip
+    memory = optuna.create_study(directions=["minimize"] * objectives, sampler=optuna.samplers.RandomSampler(seed=seed))
     rng = random.Random(seed)
     for i in range(trials):
-        trial = study.ask()
+        trial = memory.ask()
         values = space.sample(trial)
         cfg = trial_config(space, suite.base, values, suite.seeds[0])
         is_pruned = objectives == 1 and pruned(i)
@@ -93,8 +111,15 @@ def fabricate_search(suite: Suite, storage: str, trials: int, pruned: Callable[[
             if objectives == 1:
                 trial.report(value, step)
         if is_pruned:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            memory.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             values_out = [rec.final_val_loss, rec.train_time][:objectives]
-            study.tell(trial, values_out if objectives > 1 else values_out[0])
+            memory.tell(trial, values_out if objectives > 1 else values_out[0])
+    store = Store.open(storage)
+    name = f"{suite.name}.search"
+    study = optuna.create_study(study_name=name, storage=store.storage, load_if_exists=True,
+                                directions=["minimize"] * objectives)  # fmt: skip
+    study.set_user_attr("search", {"sampler": "random", "pruner": "hyperband", "objectives": ["val_loss"] * objectives,
+                                   "fixed": {}, "trials": trials})  # fmt: skip
+    study.add_trials(memory.trials)
     return name
