@@ -230,3 +230,71 @@ def test_search_report_shows_pruned_trials_as_pruned_and_the_searched_effects(tm
     assert len(out.strip().splitlines()) == 1 + len(frame) and "study 'srch.search'" in err
     assert main(["results", str(path), "--storage", storage, "--study", "runs"]) == 0
     assert "no results for suite 'srch' yet" in capsys.readouterr().err
+
+
+FORTY = """[suite]
+name = "forty"
+description = "Forty arms: which optimizer, learning rate and batch size?"
+seeds = [0, 1, 2]
+target = 1.6
+[base]
+model = "tiny"
+steps = 200
+eval_interval = 50
+schedule = { name = "constant" }
+[axes]
+optimizer = ["adamw", "lion", "sgd", "adam", "nadam"]
+"optimizer.lr" = [1e-4, 3e-4, 1e-3, 3e-3]
+batch_size = [8, 16]
+"""
+
+
+def forty_arm_report(tmp_path, out=None):
+    from fabricate import fabricate_runs
+
+    path = tmp_path / "forty.toml"
+    path.write_text(FORTY)
+    storage = str(tmp_path / "forty.journal")
+    statuses = ["complete"] * 9 + ["diverged", "stopped_early", "failed"]
+    fabricate_runs(Suite.load(path), storage, status=lambda i: statuses[i % len(statuses)])
+    return build_report(Suite.load(path), storage, out or tmp_path / "forty.html")
+
+
+def test_at_forty_arms_no_legend_covers_data_and_heatmaps_share_one_scale(tmp_path, monkeypatch):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.transforms import Bbox
+
+    from bench.report import figures
+
+    drawn = []
+    real_png = figures.png
+
+    def keep(fig):
+        drawn.append(fig)
+        return real_png(fig)
+
+    monkeypatch.setattr(figures, "png", keep)
+    html = forty_arm_report(tmp_path).read_text()
+    assert len(drawn) >= 9 and html.count("<img") == len(drawn)
+    legends = 0
+    for fig in drawn:
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()  # the layout as saved (constrained layout included)
+        renderer = canvas.get_renderer()
+        areas = [ax.get_window_extent(renderer) for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        for legend in [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]:
+            legends += 1
+            box = legend.get_window_extent(renderer)
+            for area in areas:
+                overlap = Bbox.intersection(box, area)
+                assert overlap is None or overlap.width * overlap.height < 1, (legend.get_texts()[0].get_text(), area)
+    assert legends >= 5  # main effects' floor, curves, stability, profile
+    profile = next(f for f in drawn if any("other arms" in t.get_text() for lg in f.legends for t in lg.get_texts()))
+    assert len(profile.legends[0].get_texts()) <= 7  # the top arms named, the rest grey
+    heatmaps = [f for f in drawn if any(ax.collections and hasattr(ax.collections[0], "get_clim") and
+                                        ax.collections[0].get_array() is not None and ax.get_label() != "<colorbar>"
+                                        and len(ax.texts) > 1 for ax in f.axes)]  # fmt: skip
+    scales = {tuple(round(v, 9) for v in ax.collections[0].get_clim()) for f in heatmaps for ax in f.axes[:1]}
+    assert len(heatmaps) == 3 and len(scales) == 1  # one colour is one loss in every heatmap
+    curves = next(f for f in drawn if any(ax.get_xlabel() == "tokens" for ax in f.axes))
+    assert [ax.get_xlabel() for ax in curves.axes] == ["step", "tokens", "step"]

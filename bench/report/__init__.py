@@ -107,6 +107,8 @@ def render(
     floor = _first(frame.get("loss_floor"))
     metric = suite.metric
 
+    pairs = figures.axis_pairs(axes) if design == "grid" else []
+    heat_scale = shared_scale([figures.interaction_table(frame, a, b) for a, b in pairs])
     context: dict[str, Any] = {
         "suite": suite,
         "metric": metric,
@@ -122,9 +124,7 @@ def render(
         "comparisons": Markup(comparisons_html(paired_comparisons(ranked_frame, baseline))),
         "design": design_text(design, search_study),
         "effects": [(a, figures.main_effect(views[a], a, metric, floor)) for a in axes],
-        "interactions": [(a, b, figures.interaction(frame, a, b, metric)) for a, b in figures.axis_pairs(axes)]
-        if design == "grid"
-        else [],
+        "interactions": [(a, b, figures.interaction(frame, a, b, metric, heat_scale)) for a, b in pairs],
         "interactions_note": INTERACTIONS_NOTE.get(design, "Interactions need two or more axes."),
         "curves": figures.curves(ranked_frame, curve_arms(table, baseline), floor),
         "stability": figures.stability(views),
@@ -196,6 +196,13 @@ def axis_views(suite: Suite, frame: pd.DataFrame, design: str) -> dict[str, pd.D
         if not data.empty:
             views[axis] = data
     return views
+
+
+def shared_scale(tables: list[pd.DataFrame]) -> tuple[float, float] | None:
+    """One (vmin, vmax) for every heatmap of a report: the same colour is the same loss in each."""
+    values = np.concatenate([t.to_numpy(dtype=float).ravel() for t in tables]) if tables else np.array([])
+    values = values[np.isfinite(values)]
+    return (float(values.min()), float(values.max())) if len(values) else None
 
 
 def design_text(design: str, search_study: Any | None) -> str:
@@ -296,6 +303,7 @@ def leaderboard_html(table: pd.DataFrame, floor: float | None, tuned: dict[str, 
         .hide(axis="index")
         .format({"Mean": "{:.4f}", "Gap to best": "{:+.4f}", "Above floor": "{:.4f}"}, na_rep="–", escape="html")
         .background_gradient(subset=["Mean"], cmap="RdYlGn_r")
+        .highlight_null(subset=["Mean"], props="background-color: #eef0f2; color: #5b6b7b;")  # no mean: not black
         .highlight_min(subset=["Mean"], props="font-weight: 700; outline: 2px solid #2f7d32;")
     )
     return styler.to_html()
