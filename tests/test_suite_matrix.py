@@ -172,34 +172,24 @@ def check_suite(tmp_path, capsys, s: dict) -> str:
     return html
 
 
+# The corners every CI run covers (the ablation, a search with pruned trials, 48 arms and every status)
+CORNERS = [
+    {"design": "ablation", "seeds": [0], "axes": {"clip": ['"none"', '"value"']}, "statuses": ["complete"],
+     "description": "<b>Which</b> & clip ü <script>alert(1)</script>", "target": None, "pruned_every": 2},
+    {"design": "search", "seeds": [0, 1], "axes": {}, "statuses": ["complete"],
+     "description": "<b>Which</b> & search <script>alert(1)</script>", "target": 1.6, "pruned_every": 3},
+    {"design": "grid", "seeds": [0, 1, 2], "axes": {"optimizer": AXES["optimizer"],
+     '"optimizer.lr"': AXES['"optimizer.lr"'], "batch_size": AXES["batch_size"][:2]},
+     "statuses": list(STATUSES), "description": "<b>Which</b> & 48 arms <script>alert(1)</script>",
+     "target": 1.6, "pruned_every": 2},
+]  # fmt: skip
+
+
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, phases=PHASES,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
 @given(s=suites())
-@example(
-    s={
-        "design": "ablation",
-        "seeds": [0],
-        "axes": {"clip": ['"none"', '"value"']},
-        "statuses": ["complete"],
-        "description": "<b>Which</b> & clip ü <script>alert(1)</script>",
-        "target": None,
-        "pruned_every": 2,
-    }
-)
-@example(
-    s={
-        "design": "search",
-        "seeds": [0, 1],
-        "axes": {},
-        "statuses": ["complete"],
-        "description": "<b>Which</b> & search <script>alert(1)</script>",
-        "target": 1.6,
-        "pruned_every": 3,
-    }
-)
-@example(s={"design": "grid", "seeds": [0, 1, 2], "axes": {"optimizer": AXES["optimizer"],
-            '"optimizer.lr"': AXES['"optimizer.lr"'], "batch_size": AXES["batch_size"][:2]},
-            "statuses": list(STATUSES), "description": "<b>Which</b> & 48 arms <script>alert(1)</script>",
-            "target": 1.6, "pruned_every": 2})  # fmt: skip
+@example(s=CORNERS[0])
+@example(s=CORNERS[1])
+@example(s=CORNERS[2])
 def test_every_generated_suite_gives_results_and_a_report(tmp_path, capsys, s):
     check_suite(tmp_path, capsys, s)
