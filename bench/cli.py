@@ -219,14 +219,20 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise ConfigError("--reduction-factor", f"must be >= 2, got {reduction_factor}")
     if args.sampler == "grid":
         space.grid()
-    workers = args.workers or 1
-    threads = args.threads or max(1, (os.cpu_count() or 1) // workers)
+    from bench.runner import default_split
+
+    workers, threads = default_split(suite)  # the split `optbench run` uses (README, Performance)
+    if args.workers is not None:
+        workers = args.workers
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = args.threads or threads
     plan = search.SearchPlan(
         args.suite, suite_overrides(args), args.storage, args.trials, args.sampler, args.pruner, objectives,
         args.timeout, workers, threads, args.per_arm, reduction_factor=reduction_factor,
     )  # fmt: skip
     search.study_names(plan, suite, space)  # a bad --per-arm is reported before any work
     Store.open(args.storage)
+    print(f"{suite.name}: search of {args.trials} trials, {workers} worker(s) x {threads} thread(s)", file=sys.stderr)
     studies = search.run_search(plan)
     exported = None
     rows = []
@@ -424,7 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", help="suite file (TOML) with a [search] table")
     p.add_argument("--trials", type=int, default=20, help="trials (per arm with --per-arm)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    p.add_argument("--workers", type=int, help="worker processes (default 1)")
+    p.add_argument(
+        "--workers", type=int, help="worker processes (default: as `optbench run`, one per core for small models)"
+    )
     p.add_argument("--threads", type=int, help="torch threads per worker")
     p.add_argument("--storage", help="results store (default results/optbench.journal) or postgresql://...")
     p.add_argument("--sampler", default="tpe", help="tpe, random, cmaes, qmc or grid (all seeded)")
