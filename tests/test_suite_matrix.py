@@ -48,6 +48,7 @@ AXES = {
     "batch_size": ["4", "8", "16", "2"],
     '"optimizer.lr"': ["1e-3", "3e-4", "3e-3", "1e-2"],
     '"schedule.warmup"': ["5", "0", "10"],
+    "batch": ["{ batch_size = 4, grad_accum = 1 }", "{ batch_size = 2, grad_accum = 2 }"],  # a joint axis
 }
 SEARCH = """[search]
 optimizer = ["adamw", "lion", "sgd"]
