@@ -356,12 +356,19 @@ def cmd_kernels(args: argparse.Namespace) -> int:
     return 0 if done.returncode == 0 else 1
 
 
+# A timing whose interquartile range exceeds this share of its median is flagged: the machine was busy or
+# the clock noisy (one kernel moved 48x between two runs on a shared machine without any warning).
+SPREAD_WARNING = 0.25
+
+
 def kernel_table(data: dict[str, Any]) -> str:
-    """One line per kernel: group, case, median, achieved GFLOP/s and GB/s (and % of a known GPU's peak)."""
+    """One line per kernel: group, case, median, IQR, achieved GFLOP/s and GB/s (and % of a known GPU's
+    peak); a warning under the table names every timing whose IQR/median exceeds SPREAD_WARNING."""
     info = data.get("machine_info", {})
     lines = [f"torch {info.get('torch')}, {info.get('torch_threads')} threads, {info.get('cpu_model')}"
              + (f", {info['gpu']}" if info.get("gpu") else "")]  # fmt: skip
-    lines.append(f"{'group':<34} {'case':<44} {'median':>10} {'GFLOP/s':>9} {'GB/s':>8} {'%peak':>6}")
+    lines.append(f"{'group':<34} {'case':<44} {'median':>10} {'IQR':>10} {'GFLOP/s':>9} {'GB/s':>8} {'%peak':>6}")
+    noisy = []
     for b in sorted(data.get("benchmarks", []), key=lambda b: (b["group"] or "", b["name"])):
         extra = b.get("extra_info", {})
         median = b["stats"]["median"]
@@ -369,11 +376,18 @@ def kernel_table(data: dict[str, Any]) -> str:
         flops = extra.get("gflops_per_s")
         gbs = extra.get("gb_per_s")
         frac = extra.get("peak_flops_fraction")
+        iqr = b["stats"].get("iqr")
+        if iqr is not None and median > 0 and iqr / median > SPREAD_WARNING:
+            noisy.append(f"{b['group'] or ''} {case} ({iqr / median:.0%})")
         lines.append(
             f"{(b['group'] or ''):<34} {case:<44} {median * 1e6:>8.1f}us "
+            f"{(f'{iqr * 1e6:.1f}us' if iqr is not None else '-'):>10} "
             f"{(f'{flops:.1f}' if flops else '-'):>9} {(f'{gbs:.1f}' if gbs else '-'):>8} "
             f"{(f'{100 * frac:.1f}' if frac is not None else '-'):>6}"
         )
+    if noisy:
+        lines.append(f"warning: IQR above {SPREAD_WARNING:.0%} of the median, timings not to be trusted (a busy "
+                     f"machine?): " + ", ".join(noisy))  # fmt: skip
     return "\n".join(lines)
 
 

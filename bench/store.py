@@ -423,8 +423,14 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
         row["config"] = t.user_attrs.get("config")
         from bench.config import flatten
 
-        for key, value in flatten(t.user_attrs.get("config", {})).items():
+        config = t.user_attrs.get("config", {})
+        for key, value in flatten(config).items():
             row[f"config.{key}"] = value
+        # what governed the run's length: a token budget overrides `steps`, which then shows the steps it made
+        row["budget"] = "tokens" if config.get("tokens") is not None else "steps"
+        if row["budget"] == "tokens":
+            per_step = config["batch_size"] * config["grad_accum"] * config["model"]["block_size"]
+            row["config.steps"] = config["tokens"] // per_step
         rows.append(row)
     frame = pd.DataFrame(rows)
     for column in [c for c in frame.columns if c.startswith("arm.")]:

@@ -95,3 +95,16 @@ def test_load_results_is_importable_from_bench_and_numeric_axes_are_numbers(tmp_
     assert main(["results", str(path), "--storage", storage]) == 0
     header = capsys.readouterr().out.splitlines()[0].split()
     assert "tokens" in header and "status_step" in header
+
+
+def test_a_token_budget_shows_the_steps_it_governed(tmp_path):
+    from fabricate import fabricate_runs
+    from suite_files import write_suite
+
+    path = write_suite(tmp_path, "budget", "batch_size = [2, 4]", extra="")
+    path.write_text(path.read_text().replace("steps = 20", "tokens = 10240"))  # 10240 / (bs * 64) steps
+    fabricate_runs(Suite.load(path), str(tmp_path / "b.journal"), status=lambda i: "complete")
+    frame = load_results("budget", str(tmp_path / "b.journal"))
+    assert set(frame["budget"]) == {"tokens"}
+    assert dict(zip(frame["arm.batch_size"], frame["config.steps"], strict=True)) == {2: 80, 4: 40}
+    assert (frame["config.steps"] == frame["steps"]).all()
