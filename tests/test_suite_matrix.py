@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from html.parser import HTMLParser
 
 from fabricate import fabricate_runs, fabricate_search
@@ -85,7 +86,7 @@ def suites(draw: st.DrawFn) -> dict:
     statuses = draw(st.lists(st.sampled_from(STATUSES), min_size=1, max_size=7))
     description = "<b>Which</b> & " + draw(TEXT) + " <script>alert(1)</script> ü"
     return {"design": design, "seeds": seeds, "axes": chosen, "statuses": statuses, "description": description,
-            "target": draw(st.sampled_from([None, 1.6])), "pruned_every": draw(st.integers(2, 4))}  # fmt: skip
+            "target": draw(st.sampled_from([None, 1.6, 0.5])), "pruned_every": draw(st.integers(2, 4))}  # fmt: skip
 
 
 def suite_text(s: dict) -> str:
@@ -156,7 +157,10 @@ def check_suite(tmp_path, capsys, s: dict) -> str:
         if fmt == "json":
             assert len(json.loads(out)) == len(frame)
     report = tmp_path / "matrix.html"
-    assert main(["report", str(path), "--storage", storage, "--out", str(report)]) == 0, capsys.readouterr().err
+    with warnings.catch_warnings(record=True) as caught:  # numpy's "mean of empty slice" and the like
+        warnings.simplefilter("always", RuntimeWarning)
+        assert main(["report", str(path), "--storage", storage, "--out", str(report)]) == 0, capsys.readouterr().err
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
     html = report.read_text(encoding="utf-8")
     checker = Checker()
     checker.feed(html)
@@ -178,7 +182,7 @@ CORNERS = [
     {"design": "ablation", "seeds": [0], "axes": {"clip": ['"none"', '"value"']}, "statuses": ["complete"],
      "description": "<b>Which</b> & clip ü <script>alert(1)</script>", "target": None, "pruned_every": 2},
     {"design": "search", "seeds": [0, 1], "axes": {}, "statuses": ["complete"],
-     "description": "<b>Which</b> & search <script>alert(1)</script>", "target": 1.6, "pruned_every": 3},
+     "description": "<b>Which</b> & search <script>alert(1)</script>", "target": 0.5, "pruned_every": 3},
     {"design": "grid", "seeds": [0, 1, 2], "axes": {"optimizer": AXES["optimizer"],
      '"optimizer.lr"': AXES['"optimizer.lr"'], "batch_size": AXES["batch_size"][:2]},
      "statuses": list(STATUSES), "description": "<b>Which</b> & 48 arms <script>alert(1)</script>",

@@ -302,15 +302,20 @@ def leaderboard_html(table: pd.DataFrame, floor: float | None, tuned: dict[str, 
         shown.style.set_uuid("leaderboard")
         .hide(axis="index")
         .format({"Mean": "{:.4f}", "Gap to best": "{:+.4f}", "Above floor": "{:.4f}"}, na_rep="–", escape="html")
-        .background_gradient(subset=["Mean"], cmap="RdYlGn_r")
-        .highlight_null(subset=["Mean"], props="background-color: #eef0f2; color: #5b6b7b;")  # no mean: not black
-        .highlight_min(subset=["Mean"], props="font-weight: 700; outline: 2px solid #2f7d32;")
     )
+    if shown["Mean"].notna().any():  # (a gradient over no number at all warns and colours nothing)
+        styler = styler.background_gradient(subset=["Mean"], cmap="RdYlGn_r").highlight_min(
+            subset=["Mean"], props="font-weight: 700; outline: 2px solid #2f7d32;"
+        )
+    # an arm without a mean gets a quiet cell, not the gradient's black; applied last, so it wins
+    styler = styler.highlight_null(subset=["Mean"], props="background-color: #eef0f2; color: #5b6b7b;")
     return styler.to_html()
 
 
 def answer(table: pd.DataFrame, metric: str) -> str:
     best = table.iloc[0]
+    if not np.isfinite(best["mean"]):
+        return f"No arm has a {metric} to rank: every run diverged, failed, was pruned or was interrupted."
     tied = table[(table["rank"] == 1) & (table["arm"] != best["arm"])]["arm"].tolist()
     text = f"Best: {best['arm']}, mean {metric} {_fmt(best['mean'])}"
     if not math.isnan(best["ci_low"]):
@@ -374,7 +379,9 @@ def target_context(frame: pd.DataFrame) -> dict[str, Any]:
     from bench.report import figures
 
     times = frame.pivot_table(index="seed", columns="arm", values="target_time", aggfunc="first", sort=False)
-    times = times.reindex(columns=list(dict.fromkeys(frame["arm"]))).astype(float).fillna(np.inf)
+    # every seed and arm, even where no run reached the target (pivot_table drops what is all missing)
+    times = times.reindex(index=sorted(frame["seed"].unique()), columns=list(dict.fromkeys(frame["arm"])))
+    times = times.astype(float).fillna(np.inf)
     taus = np.linspace(1.0, 4.0, 301)
     rho, scores = performance_profile(times, taus)
     summary = pd.DataFrame({
