@@ -228,7 +228,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     threads = args.threads or threads
     plan = search.SearchPlan(
         args.suite, suite_overrides(args), args.storage, args.trials, args.sampler, args.pruner, objectives,
-        args.timeout, workers, threads, args.per_arm, reduction_factor=reduction_factor,
+        args.timeout, workers, threads, args.per_arm, reduction_factor=reduction_factor, show_progress=not args.quiet,
     )  # fmt: skip
     search.study_names(plan, suite, space)  # a bad --per-arm is reported before any work
     Store.open(args.storage)
@@ -456,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reduction-factor", type=int, help="successive_halving/hyperband: keep 1/N per rung (default 4)")
     p.add_argument("--export", metavar="FILE.toml", help="write the best recipe as a [base] table")
     p.add_argument("--no-report", action="store_true", help="do not write reports/<suite>.html at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto, for every trial")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of the base")
     p.set_defaults(func=cmd_search)

@@ -18,6 +18,7 @@ Trials are stored like suite runs (load_results reads them), in the study `<suit
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Mapping
@@ -243,6 +244,7 @@ class SearchPlan:
     per_arm: str | None = None  # an axis of the space whose every value gets `trials` trials of its own
     seed: int = 0
     reduction_factor: int = REDUCTION_FACTOR
+    show_progress: bool = False
 
 
 def study_names(plan: SearchPlan, suite: Suite, space: Space) -> list[tuple[str, dict[str, Any]]]:
@@ -332,7 +334,37 @@ class FixedTrial:
         return getattr(self.trial, name)
 
 
-def run_search_worker(plan: SearchPlan, study_name: str, fixed: dict[str, Any], index: int = 0) -> None:
+class SearchProgress:
+    """Trials done of the budget, pruned, best so far, on stderr (a bar, or plain lines off a terminal)."""
+
+    def __init__(self, name: str, total: int, enabled: bool = True):
+        self.bar = None
+        if enabled:
+            from bench.progress import progress_bar
+
+            self.bar = progress_bar(name, "pruned {task.fields[pruned]}", "best {task.fields[best]}")
+            self.task = self.bar.add_task(name, total=total, pruned=0, best="-")
+            self.bar.start()
+
+    def update(self, study: Any, *_: Any) -> None:
+        if self.bar is None:
+            return
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        values = [t.values[0] for t in trials if t.state == TrialState.COMPLETE and t.values]
+        pruned = sum(t.state == TrialState.PRUNED for t in trials)
+        best = f"{min(values):.4f}" if values else "-"
+        self.bar.update(self.task, completed=len(trials), pruned=pruned, best=best)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def run_search_worker(
+    plan: SearchPlan, study_name: str, fixed: dict[str, Any], index: int = 0, progress: SearchProgress | None = None
+) -> None:
     """One worker: optimize until the study holds plan.trials finished or pruned trials (or the timeout)."""
     import optuna
     from optuna.study import MaxTrialsCallback
@@ -361,7 +393,7 @@ def run_search_worker(plan: SearchPlan, study_name: str, fixed: dict[str, Any], 
             objective_factory(plan, suite, space, fixed),
             n_trials=plan.trials,
             timeout=plan.timeout,
-            callbacks=[MaxTrialsCallback(plan.trials, states=done_states)],
+            callbacks=[MaxTrialsCallback(plan.trials, states=done_states), *([progress.update] if progress else [])],
             catch=(RuntimeError,),
             gc_after_trial=False,
         )
@@ -379,11 +411,17 @@ def run_search(plan: SearchPlan) -> list[tuple[str, Any]]:
     store = Store.open(plan.storage)
     studies = []
     for name, fixed in study_names(plan, suite, space):
-        if plan.workers == 1:
-            with interrupts.on_stop_signals():
-                run_search_worker(plan, name, fixed)
-        else:
-            run_workers(run_search_worker, [(plan, name, fixed, i) for i in range(plan.workers)], plan.threads)
+        progress = SearchProgress(name, plan.trials, plan.show_progress)
+        try:
+            if plan.workers == 1:
+                with interrupts.on_stop_signals():
+                    run_search_worker(plan, name, fixed, progress=progress)
+            else:
+                study = store.study(name, ["minimize"] * len(plan.objectives))
+                run_workers(run_search_worker, [(plan, name, fixed, i) for i in range(plan.workers)], plan.threads,
+                            poll=functools.partial(progress.update, study))  # fmt: skip
+        finally:
+            progress.stop()
         studies.append((name, optuna.load_study(study_name=name, storage=store.storage)))
     return studies
 

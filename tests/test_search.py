@@ -223,3 +223,18 @@ def test_run_length_ranges_scale_with_the_run(tmp_path, steps):
     space = parse_space(suite.search, suite.base)
     warmups = [d for d in space.dimensions if d.name.endswith(".warmup")]
     assert warmups and all(d.low == 0 and 0 < d.high < steps and d.high == max(1, round(steps / 4)) for d in warmups)
+
+
+def test_search_progress_reaches_a_stderr_that_is_not_a_terminal(tmp_path):
+    import subprocess
+    import sys
+
+    path = write(tmp_path, "progress")
+    env = {**os.environ, "OPTBENCH_PROGRESS_INTERVAL": "0"}
+    log = tmp_path / "search.log"
+    with open(log, "w") as stderr:
+        subprocess.run([sys.executable, "-m", "bench", "search", str(path), "--trials", "3", "--workers", "1",
+                        "--pruner", "none", "--no-report"], stderr=stderr, stdout=subprocess.DEVNULL, env=env,
+                       check=True, timeout=300)  # fmt: skip
+    lines = log.read_text().splitlines()
+    assert any(line.startswith("progress.search: 3/3, pruned 0, best ") for line in lines), lines
