@@ -408,7 +408,9 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
             "seed": t.user_attrs.get("seed"),
             "arm": t.user_attrs.get("arm_label", ""),
             "status": trial_status(t),
-            "value": t.values[0] if t.values else None,  # the first objective of a multi-objective search
+            # the first objective of a multi-objective search; none for a run that did not finish (Optuna keeps
+            # a pruned trial's last reported loss as its value: that loss is in best_val_loss, not ranked)
+            "value": t.values[0] if t.values and trial_status(t) in ("complete", "diverged", "stopped_early") else None,
             "attempts": attempts,
         }
         for key, label in (t.user_attrs.get("arm") or {}).items():
@@ -435,6 +437,9 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
     frame = pd.DataFrame(rows)
     for column in [c for c in frame.columns if c.startswith("arm.")]:
         frame[column] = typed(frame[column])
+    for column in ("status_step", "steps", "tokens", "target_step", "target_tokens", "seed"):
+        if column in frame:  # whole numbers stay whole where some are missing
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
     return frame.sort_values("trial", kind="stable").reset_index(drop=True) if len(frame) else frame
 
 

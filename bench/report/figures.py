@@ -45,6 +45,22 @@ def short_labels(arms: list[str]) -> dict[str, str]:
     return out if len(set(out.values())) == len(out) else {a: a for a in arms}
 
 
+def compact_label(arm: str, width: int = 70) -> str:
+    """A search trial's settings without their dotted prefixes ('optimizer.name=lion, optimizer.lion.lr=1e-4'
+    -> 'lion, lr=1e-4'), cut to `width` characters."""
+    parts = []
+    for part in arm.split(", "):
+        key, sep, value = part.partition("=")
+        if not sep:
+            parts.append(part)
+        elif key.endswith(".name"):
+            parts.append(value)
+        else:
+            parts.append(f"{key.split('.')[-1] if key.count('.') == 2 else key}={value}")
+    text = ", ".join(parts)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def outside_legend(ax: Any, **kwargs: Any) -> None:
     """The legend to the right of the axes, never over the data."""
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False, **kwargs)
