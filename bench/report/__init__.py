@@ -155,7 +155,13 @@ MAX_EFFECT_LEVELS = 12
 
 
 def base_value(suite: Suite, axis: str) -> Any:
-    """The base run's value of a dotted axis ('clip', 'optimizer.lr'), or None where it has none."""
+    """The base run's value of a dotted axis ('clip', 'optimizer.lr') or of a joint axis's fields, or None
+    where it has none."""
+    from bench.suite import is_joint
+
+    if axis in suite.axes and is_joint(axis, suite.axes[axis]):
+        fields = list(dict.fromkeys(k for value in suite.axes[axis] for k in value))
+        return {k: base_value(suite, k) for k in fields}
     value: Any = suite.base.to_dict()
     for part in axis.split("."):
         if not isinstance(value, dict) or part not in value:
@@ -402,6 +408,8 @@ def target_context(frame: pd.DataFrame) -> dict[str, Any]:
         )  # fmt: skip
     )
     html = styler.to_html().replace(">inf<", ">missed<")
+    if not np.isfinite(times.to_numpy()).any():
+        return {"target_table": Markup(html), "time_to_target": None}
     return {
         "target_table": Markup(html),
         "time_to_target": figures.to_target(frame, "target_time", "training seconds to target"),

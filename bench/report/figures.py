@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import EngFormatter, MaxNLocator  # noqa: E402
 
 DPI = 96
 ERRORBAR = ("ci", 95)
@@ -93,8 +94,12 @@ def main_effect(frame: pd.DataFrame, axis: str, metric: str, floor: float | None
         ax.set_ylabel(metric)
         ax.tick_params(axis="x", labelsize=9)
     if floor is not None:
-        (ax.axvline if many else ax.axhline)(floor, color="#888", linestyle="--", linewidth=1, label="loss floor")
-        outside_legend(ax, fontsize=8)
+        low, high = ax.get_xlim() if many else ax.get_ylim()
+        if floor >= low - (high - low):  # near the data: drawn; far below, it would squash the effects flat
+            (ax.axvline if many else ax.axhline)(floor, color="#888", linestyle="--", linewidth=1, label="loss floor")
+            outside_legend(ax, fontsize=8)
+        else:
+            ax.set_title(f"loss floor {floor:.4f}: below the axis", fontsize=8, loc="right", color="#5b6b7b")
     return png(fig)
 
 
@@ -152,6 +157,8 @@ def curves(frame: pd.DataFrame, arms: dict[str, str], floor: float | None) -> st
         if floor is not None:
             ax.axhline(floor, color="#888", linestyle="--", linewidth=1)
         ax.set_title(title, fontsize=10)
+    axes[1].xaxis.set_major_formatter(EngFormatter(sep=""))  # 150k, not 150000 run into its neighbours
+    axes[1].xaxis.set_major_locator(MaxNLocator(5))
     if axes[0].get_legend() is not None:
         handles, labels = axes[0].get_legend_handles_labels()
         axes[0].get_legend().remove()
