@@ -298,3 +298,23 @@ def test_at_forty_arms_no_legend_covers_data_and_heatmaps_share_one_scale(tmp_pa
     assert len(heatmaps) == 3 and len(scales) == 1  # one colour is one loss in every heatmap
     curves = next(f for f in drawn if any(ax.get_xlabel() == "tokens" for ax in f.axes))
     assert [ax.get_xlabel() for ax in curves.axes] == ["step", "tokens", "step"]
+
+
+def test_ablation_of_a_joint_axis_labels_the_base_with_its_fields_and_unreached_targets_draw_nothing(tmp_path):
+    from fabricate import fabricate_runs
+
+    from bench.report import axis_views
+
+    path = tmp_path / "jabl.toml"
+    path.write_text(ABLATION.replace('name = "abl"', 'name = "jabl"').replace("seeds = [0]", "seeds = [0, 1]")
+                    .replace('clip = ["none", "value"]', "batch = [{ batch_size = 8, grad_accum = 2 }]")
+                    .replace('design = "ablation"', 'design = "ablation"\ntarget = 0.1'))  # fmt: skip
+    storage = str(tmp_path / "j.journal")
+    fabricate_runs(Suite.load(path), storage, status=lambda i: "complete")
+    suite = Suite.load(path)
+    views = axis_views(suite, suite.results(storage), "ablation")
+    assert list(dict.fromkeys(views["batch"]["arm.batch"])) == [
+        "{batch_size=4, grad_accum=1} (base)", "{batch_size=8, grad_accum=2}"]  # fmt: skip
+    html = build_report(suite, storage, tmp_path / "j.html").read_text()
+    target = section(html, "target")
+    assert "No run reached the target" in target and "<img" not in target
