@@ -13,12 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.checkpoint import results_dir  # noqa: E402 -- re-exported: one place says where results go
 from bench.files import atomic_path
 from bench.registry import ConfigError
-
-
-def results_dir() -> Path:
-    return Path(os.environ.get("OPTBENCH_RESULTS_DIR", "results"))
 
 
 def registries() -> dict[str, Any]:
@@ -109,24 +106,22 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise ConfigError("--temperature", f"must be > 0, got {args.temperature}")
     import torch
 
+    from bench.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
     from bench.data import load_corpus
-    from bench.train import build_model, resolve_device, run_training
+    from bench.train import resolve_device, run_training
 
     corpus = load_corpus(cfg.data)
-    path = results_dir() / "checkpoints" / f"{cfg.hash}.pt"
     device = resolve_device(cfg.device)
-    if path.is_file():
-        model = build_model(cfg, corpus, device)
-        model.load_state_dict(torch.load(path, map_location=device))
-        print(f"loaded the trained weights of run {cfg.hash} from {path}", file=sys.stderr)
-    else:
+    try:
+        model = load_checkpoint(cfg.hash, device)
+        print(f"loaded the trained weights of run {cfg.hash} from {checkpoint_path(cfg.hash)}", file=sys.stderr)
+    except CheckpointError:
         record, model = run_training(cfg, RichProgress())
         print(summary(record), file=sys.stderr)
         if record.status == "failed" or model is None:
             print(record.error, file=sys.stderr)
             return 1
-        with atomic_path(path) as tmp:
-            torch.save(model.state_dict(), tmp)
+        save_checkpoint(cfg.hash, model)
     model.eval()
     prompt = corpus.encode(args.prompt) or [0]
     idx = torch.tensor([prompt], device=device)
@@ -254,17 +249,23 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise ConfigError("--reduction-factor", f"must be >= 2, got {reduction_factor}")
     if args.sampler == "grid":
         space.grid()
-    workers = args.workers or 1
-    threads = args.threads or max(1, (os.cpu_count() or 1) // workers)
+    from bench.runner import default_split
+
+    workers, threads = default_split(suite)  # the split `optbench run` uses (README, Performance)
+    if args.workers is not None:
+        workers = args.workers
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = args.threads or threads
     plan = search.SearchPlan(
         args.suite, suite_overrides(args), args.storage, args.trials, args.sampler, args.pruner, objectives,
-        args.timeout, workers, threads, args.per_arm, reduction_factor=reduction_factor,
+        args.timeout, workers, threads, args.per_arm, reduction_factor=reduction_factor, show_progress=not args.quiet,
     )  # fmt: skip
     search.study_names(plan, suite, space)  # a bad --per-arm is reported before any work
     from bench.resources import check_fits
 
     check_fits([suite.base], workers, args.suite)
     Store.open(args.storage).check_writable()
+    print(f"{suite.name}: search of {args.trials} trials, {workers} worker(s) x {threads} thread(s)", file=sys.stderr)
     studies = search.run_search(plan)
     exported = None
     rows = []
@@ -306,19 +307,33 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not args.no_report and plan.per_arm is None:
         from bench.report import build_report
 
-        print(f"report: {build_report(suite, args.storage, sample=False)}", file=sys.stderr)
+        print(f"report: {build_report(suite, args.storage)}", file=sys.stderr)
     return 0
 
 
 def cmd_results(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from bench.store import load_results, search_study_names
     from bench.suite import Suite
 
     suite = Suite.load(args.suite)
-    frame = suite.results(args.storage, with_curves=args.format == "json")
-    if frame.attrs["left_out"]:
-        print(
-            f"{frame.attrs['left_out']} stored run(s) no longer implied by {args.suite} are left out", file=sys.stderr
-        )
+    frames = []
+    if args.study in ("all", "runs"):
+        runs = suite.results(args.storage, with_curves=args.format == "json")
+        if runs.attrs["left_out"]:
+            left_out = runs.attrs["left_out"]
+            print(f"{left_out} stored run(s) no longer implied by {args.suite} are left out", file=sys.stderr)
+        frames.append(runs.assign(study=suite.name))
+    if args.study in ("all", "search"):
+        for name in search_study_names(suite.name, args.storage):
+            trials = load_results(name, args.storage, with_curves=args.format == "json")
+            frames.append(trials.assign(study=name))
+    frames = [f for f in frames if len(f)]
+    # which studies the rows come from: the suite's runs, its search, or both
+    listed = ", ".join(f"study '{f['study'].iloc[0]}': {len(f)} run(s)" for f in frames)
+    print(listed or f"no results for suite '{suite.name}' yet", file=sys.stderr)
+    frame = pd.concat(frames, ignore_index=True) if frames else suite.results(args.storage, with_curves=False)
     frame = frame.drop(columns=[c for c in ("env", "config") if c in frame.columns])
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)
@@ -327,9 +342,15 @@ def cmd_results(args: argparse.Namespace) -> int:
     else:
         columns = [
             c
-            for c in ("arm", "seed", "status", "value", "best_val_loss", "steps", "train_time", "attempts")
-            if c in frame
-        ]
+            for c in ("study", "arm", "seed", "status", "status_step", "value", "best_val_loss", "steps", "tokens",
+                      "train_time", "attempts")
+            if c in frame and (c != "study" or frame["study"].nunique() > 1)
+        ]  # fmt: skip
+        if "study" in frame and len(frame):
+            from bench.report.figures import compact_label
+
+            searched = frame["study"] != suite.name  # a trial's settings, short; csv and json keep them whole
+            frame.loc[searched, "arm"] = frame.loc[searched, "arm"].map(compact_label)
         with __import__("pandas").option_context("display.width", 200, "display.max_rows", None):
             print(frame[columns].to_string(index=False) if len(frame) else f"no results for suite '{suite.name}' yet")
     return 0
@@ -392,8 +413,14 @@ def cmd_kernels(args: argparse.Namespace) -> int:
     return 0 if done.returncode == 0 and timed else 1
 
 
+# A timing whose interquartile range exceeds this share of its median is flagged: the machine was busy or
+# the clock noisy (one kernel moved 48x between two runs on a shared machine without any warning).
+SPREAD_WARNING = 0.25
+
+
 def kernel_table(data: dict[str, Any]) -> str:
-    """One line per kernel: group, case, median, achieved GFLOP/s and GB/s (and % of a known GPU's peak)."""
+    """One line per kernel: group, case, median, IQR, achieved GFLOP/s and GB/s (and % of a known GPU's
+    peak); a warning under the table names every timing whose IQR/median exceeds SPREAD_WARNING."""
     info = data.get("machine_info", {})
     lines = [f"torch {info.get('torch')}, {info.get('torch_threads')} threads, {info.get('cpu_model')}"
              + (f", {info['gpu']}" if info.get("gpu") else "")]  # fmt: skip
@@ -403,7 +430,8 @@ def kernel_table(data: dict[str, Any]) -> str:
                      f"{info.get('gpu_driver')}, peak entry {info.get('gpu_peak_entry') or 'none (no % of peak)'}, "
                      f"TF32 matmul {precision.get('cuda_matmul_allow_tf32')}, float32 matmul precision "
                      f"{precision.get('float32_matmul_precision')}")  # fmt: skip
-    lines.append(f"{'group':<34} {'case':<44} {'median':>10} {'GFLOP/s':>9} {'GB/s':>8} {'%peak':>6}")
+    lines.append(f"{'group':<34} {'case':<44} {'median':>10} {'IQR':>10} {'GFLOP/s':>9} {'GB/s':>8} {'%peak':>6}")
+    noisy = []
     for b in sorted(data.get("benchmarks", []), key=lambda b: (b["group"] or "", b["name"])):
         extra = b.get("extra_info", {})
         median = b["stats"]["median"]
@@ -411,11 +439,18 @@ def kernel_table(data: dict[str, Any]) -> str:
         flops = extra.get("gflops_per_s")
         gbs = extra.get("gb_per_s")
         frac = extra.get("peak_flops_fraction")
+        iqr = b["stats"].get("iqr")
+        if iqr is not None and median > 0 and iqr / median > SPREAD_WARNING:
+            noisy.append(f"{b['group'] or ''} {case} ({iqr / median:.0%})")
         lines.append(
             f"{(b['group'] or ''):<34} {case:<44} {median * 1e6:>8.1f}us "
+            f"{(f'{iqr * 1e6:.1f}us' if iqr is not None else '-'):>10} "
             f"{(f'{flops:.1f}' if flops else '-'):>9} {(f'{gbs:.1f}' if gbs else '-'):>8} "
             f"{(f'{100 * frac:.1f}' if frac is not None else '-'):>6}"
         )
+    if noisy:
+        lines.append(f"warning: IQR above {SPREAD_WARNING:.0%} of the median, timings not to be trusted (a busy "
+                     f"machine?): " + ", ".join(noisy))  # fmt: skip
     return "\n".join(lines)
 
 
@@ -476,7 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", help="suite file (TOML) with a [search] table")
     p.add_argument("--trials", type=int, default=20, help="trials (per arm with --per-arm)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    p.add_argument("--workers", type=int, help="worker processes (default 1)")
+    p.add_argument(
+        "--workers", type=int, help="worker processes (default: as `optbench run`, one per core for small models)"
+    )
     p.add_argument("--threads", type=int, help="torch threads per worker")
     p.add_argument("--storage", help="results store (default results/optbench.journal) or postgresql://...")
     p.add_argument("--sampler", default="tpe", help="tpe, random, cmaes, qmc or grid (all seeded)")
@@ -486,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reduction-factor", type=int, help="successive_halving/hyperband: keep 1/N per rung (default 4)")
     p.add_argument("--export", metavar="FILE.toml", help="write the best recipe as a [base] table")
     p.add_argument("--no-report", action="store_true", help="do not write reports/<suite>.html at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto, for every trial")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of the base")
     p.set_defaults(func=cmd_search)
@@ -511,6 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", help="suite file (TOML)")
     p.add_argument("--storage", help="results store (default results/optbench.journal)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument(
+        "--study", choices=("all", "runs", "search"), default="all",
+        help="the suite's runs, its search's trials, or both (default; a `study` column tells them apart)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_results)
 
     p = sub.add_parser("doctor", help="check a results store for what crashes leave (and --repair it)")

@@ -320,6 +320,8 @@ def merge_choice(current: Any, value: Any, key: str) -> dict[str, Any]:
 
 def as_choice_dict(value: Any, key: str) -> dict[str, Any]:
     if isinstance(value, str):
+        if key == "data" and value not in CORPORA.names() and Path(value).expanduser().is_file():
+            return {"name": "text", "path": value}  # `--set data=my.txt`: an existing file is a text corpus
         return {"name": value}
     if isinstance(value, Mapping):
         return dict(value)

@@ -1,12 +1,21 @@
-"""The one progress-bar layout (rich, on stderr) that runs and suites share."""
+"""The one progress layout that runs and suites share, on stderr: a rich bar on a terminal, plain lines
+elsewhere (a log file, CI), at most one every PLAIN_INTERVAL seconds and one at the end."""
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from typing import Any
+
+PLAIN_INTERVAL = float(os.environ.get("OPTBENCH_PROGRESS_INTERVAL", "30"))
 
 
 def progress_bar(title: str, *fields: str) -> Any:
-    """A started-later rich Progress: title, bar, done/total, the given text fields, elapsed, ETA."""
+    """A started-later rich Progress: title, bar, done/total, the given text fields, elapsed, ETA. When
+    stderr is not a terminal (rich would draw nothing until the end), PlainProgress with the same calls."""
+    if not sys.stderr.isatty():
+        return PlainProgress(title, fields)
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -29,3 +38,50 @@ def progress_bar(title: str, *fields: str) -> Any:
         refresh_per_second=4,
         transient=True,
     )
+
+
+class PlainConsole:
+    def print(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+
+class PlainProgress:
+    """`title: done/total, fields, elapsed, eta` lines, for a stderr that is not a terminal."""
+
+    def __init__(self, title: str, fields: tuple[str, ...], interval: float | None = None):
+        self.title, self.fields = title, fields
+        self.interval = PLAIN_INTERVAL if interval is None else interval
+        self.console = PlainConsole()
+        self.tasks: dict[int, dict[str, Any]] = {}
+        self.started = self.last = 0.0
+
+    def add_task(self, description: str, total: int, **fields: Any) -> int:
+        self.tasks[len(self.tasks)] = {"total": total, "completed": 0, **fields}
+        return len(self.tasks) - 1
+
+    def start(self) -> None:
+        self.started = self.last = time.monotonic()
+
+    def update(self, task: int, completed: int | None = None, **fields: Any) -> None:
+        state = self.tasks[task]
+        if completed is not None:
+            state["completed"] = completed
+        state.update(fields)
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            self.console.print(self.line(task))
+
+    def line(self, task: int) -> str:
+        state = self.tasks[task]
+        done, total = state["completed"], state["total"]
+        elapsed = time.monotonic() - self.started
+        eta = f"{elapsed / done * (total - done):.0f} s" if done and total else "-"
+        from types import SimpleNamespace
+
+        shown = [f.format(task=SimpleNamespace(fields=state)) for f in self.fields]
+        return f"{self.title}: {done}/{total}, " + ", ".join([*shown, f"{elapsed:.0f} s elapsed", f"eta {eta}"])
+
+    def stop(self) -> None:
+        for task in self.tasks:
+            self.console.print(self.line(task))

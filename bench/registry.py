@@ -33,9 +33,27 @@ class ConfigError(ValueError):
         return self if self.source or not source else ConfigError(self.key, self.message, source)
 
 
+# Names users bring from other libraries and papers -> ours (checked only where the ours is allowed).
+SYNONYMS = {
+    "he_normal": "kaiming_normal", "he_uniform": "kaiming_uniform", "glorot_normal": "xavier_normal",
+    "glorot_uniform": "xavier_uniform", "learning_rate": "lr", "learningrate": "lr", "weightdecay": "weight_decay",
+    "wd": "weight_decay", "sgd_momentum": "momentum", "nag": "nesterov", "cosine_annealing": "cosine",
+    "warmup_steps": "warmup", "batchsize": "batch_size", "bs": "batch_size", "gradient_accumulation": "grad_accum",
+    "num_steps": "steps", "max_steps": "steps", "clipping": "clip", "gradient_clipping": "clip",
+}  # fmt: skip
+
+
 def closest(name: str, allowed: list[str]) -> str:
-    """' (did you mean 'x'?)' or ''."""
-    match = difflib.get_close_matches(name, allowed, n=1, cutoff=0.5)
+    """' (did you mean 'x'?)' or '': a known synonym, the same name in other case or spelling
+    (RMSProp, Batch-Size), or the closest spelling."""
+    folded = {a.lower().replace("-", "_"): a for a in allowed}
+    key = name.lower().replace("-", "_")
+    match = [folded[key]] if key in folded else []
+    if not match and SYNONYMS.get(key) in allowed:
+        match = [SYNONYMS[key]]
+    if not match:
+        close = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.5)
+        match = [folded[close[0]]] if close else []
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
@@ -59,7 +77,8 @@ class Param:
     choices: tuple[str, ...] | None = None
     length: int | None = None  # for tuples
     optional: bool = False  # None is allowed
-    # A search range for Optuna: ("log", lo, hi), ("float", lo, hi), ("int", lo, hi) or a tuple of choices.
+    # A search range for Optuna: ("log", lo, hi), ("float", lo, hi), ("int", lo, hi), a tuple of choices, or
+    # ("steps", lo, hi): whole steps from lo to hi as fractions of the run, so the range scales with its length.
     search: tuple | None = None
 
     def check(self, value: Any, key: str) -> Any:

@@ -135,7 +135,7 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None,
     """Claim, train and store runs until every run of the suite is settled. Returns runs trained. `gpu`: this
     worker's GPU. A run that breaks the CUDA context is stored as failed, then this worker exits with
     CUDA_POISONED_EXIT for the runner to start a fresh process in its place."""
-    from bench.train import RunRecord, train
+    from bench.train import RunRecord, run_training
 
     shared_by = sharing(plan.gpus).get(gpu, 1) if gpu else None
 
@@ -163,7 +163,7 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None,
                 continue
             run = runs[claimable[0]]
             with store.heartbeat(trial_id):
-                record = train(run.config.override({"threads": plan.threads}), device=gpu)
+                record, model = run_training(run.config.override({"threads": plan.threads}), device=gpu)
             if shared_by is not None and record.env.get("device") == gpu:
                 record.env["gpu_workers"] = shared_by  # >1: timings shared the GPU with other workers
             if record.status == "failed":  # the traceback is in the record; one line here
@@ -172,6 +172,7 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None,
             with interrupts.deferred():
                 store.finish(trial_id, record, suite.metric_field)
                 trial_id = None
+            keep_weights_if_best(study, run, record, model, suite.metric_field)
         except (KeyboardInterrupt, ConfigError):  # a stop, or bad input found while training (a corpus)
             if trial_id is not None:
                 with contextlib.suppress(ConfigError):  # an unwritable store cannot take the mark either
@@ -203,6 +204,19 @@ def announce_wait(study: Any, session: str) -> None:
         f"a claim whose worker dies is retried within {GRACE_PERIOD} s",
         file=sys.stderr,
     )
+
+
+def keep_weights_if_best(study: Any, run: Run, record: Any, model: Any, metric_field: str) -> None:
+    """Save the weights of a run that finished as the best of its suite so far: the report samples text
+    from them and never trains."""
+    from bench.checkpoint import save_checkpoint
+
+    value = getattr(record, metric_field)
+    if model is None or value is None or record.status not in ("complete", "stopped_early"):
+        return
+    others = [t.value for t in study.get_trials(deepcopy=False) if trial_status(t) in FINISHED and t.value is not None]
+    if value <= min(others, default=value):
+        save_checkpoint(run.hash, model)
 
 
 def mark_interrupted(store: Store, trial_id: int) -> None:

@@ -18,6 +18,7 @@ Trials are stored like suite runs (load_results reads them), in the study `<suit
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Mapping
@@ -78,7 +79,9 @@ class Space:
         return {d.name: list(d.choices) for d in self.dimensions}
 
 
-def registry_dimensions(axis: str, names: list[str], explicit: Mapping[str, Any]) -> list[Dimension]:
+def registry_dimensions(
+    axis: str, names: list[str], explicit: Mapping[str, Any], total_steps: int = 0
+) -> list[Dimension]:
     """The axis choice, then each entry's own searchable parameters, conditional on that entry."""
     registry = CHOICE_AXES[axis]
     dims = [Dimension(f"{axis}.name", "categorical", tuple(names))]
@@ -88,12 +91,16 @@ def registry_dimensions(axis: str, names: list[str], explicit: Mapping[str, Any]
             key = f"{axis}.{pname}"
             if key in explicit or param.search is None:
                 continue
-            dims.append(param_dimension(f"{axis}.{name}.{pname}", param, when=(f"{axis}.name", name)))
+            dims.append(param_dimension(f"{axis}.{name}.{pname}", param, (f"{axis}.name", name), total_steps))
     return dims
 
 
-def param_dimension(name: str, param: Param, when: tuple[str, str] | None = None) -> Dimension:
+def param_dimension(name: str, param: Param, when: tuple[str, str] | None = None, total_steps: int = 0) -> Dimension:
     spec = param.search
+    if spec[0] == "steps":  # fractions of the run -> whole steps, always shorter than the run
+        low = round(spec[1] * total_steps)
+        high = max(low + 1, min(total_steps - 1, round(spec[2] * total_steps)))
+        return Dimension(name, "int", low=low, high=high, when=when)
     if isinstance(spec[0], str) and spec[0] in ("log", "float", "int"):
         kind = "int" if spec[0] == "int" else "float"
         return Dimension(name, kind, low=spec[1], high=spec[2], log=spec[0] == "log", when=when)
@@ -128,7 +135,7 @@ def parse_space(search: Mapping[str, Any], base: RunConfig) -> Space:
             names = CHOICE_AXES[key].names() if spec == "auto" else spec
             if not names:
                 raise ConfigError(where, "lists no entries")
-            dims += registry_dimensions(key, names, explicit)
+            dims += registry_dimensions(key, names, explicit, base.total_steps)
         elif isinstance(spec, list):
             if not spec:
                 raise ConfigError(where, "must list at least one value")
@@ -153,8 +160,12 @@ def parse_space(search: Mapping[str, Any], base: RunConfig) -> Space:
         for value in probes:
             field_name = config_field(dim)
             overrides = {f"{dim.when[0].split('.')[0]}": dim.when[1]} if dim.when else {}
+            # a choice is probed with its searched parameters at their low ends (a default warmup of 100
+            # steps must not refuse a schedule whose warmup the search samples within a short run)
+            inner = {config_field(d): d.low if d.kind != "categorical" else d.choices[0]
+                     for d in dims if d.when == (dim.name, value)}  # fmt: skip
             try:
-                base.override({**overrides, field_name: int(value) if dim.kind == "int" else value})
+                base.override({**overrides, field_name: int(value) if dim.kind == "int" else value, **inner})
             except ConfigError as e:
                 raise ConfigError(f"search.{dim.name}", e.message) from None
     return Space(dims)
@@ -233,6 +244,7 @@ class SearchPlan:
     per_arm: str | None = None  # an axis of the space whose every value gets `trials` trials of its own
     seed: int = 0
     reduction_factor: int = REDUCTION_FACTOR
+    show_progress: bool = False
 
 
 def study_names(plan: SearchPlan, suite: Suite, space: Space) -> list[tuple[str, dict[str, Any]]]:
@@ -322,7 +334,37 @@ class FixedTrial:
         return getattr(self.trial, name)
 
 
-def run_search_worker(plan: SearchPlan, study_name: str, fixed: dict[str, Any], index: int = 0) -> None:
+class SearchProgress:
+    """Trials done of the budget, pruned, best so far, on stderr (a bar, or plain lines off a terminal)."""
+
+    def __init__(self, name: str, total: int, enabled: bool = True):
+        self.bar = None
+        if enabled:
+            from bench.progress import progress_bar
+
+            self.bar = progress_bar(name, "pruned {task.fields[pruned]}", "best {task.fields[best]}")
+            self.task = self.bar.add_task(name, total=total, pruned=0, best="-")
+            self.bar.start()
+
+    def update(self, study: Any, *_: Any) -> None:
+        if self.bar is None:
+            return
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        values = [t.values[0] for t in trials if t.state == TrialState.COMPLETE and t.values]
+        pruned = sum(t.state == TrialState.PRUNED for t in trials)
+        best = f"{min(values):.4f}" if values else "-"
+        self.bar.update(self.task, completed=len(trials), pruned=pruned, best=best)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def run_search_worker(
+    plan: SearchPlan, study_name: str, fixed: dict[str, Any], index: int = 0, progress: SearchProgress | None = None
+) -> None:
     """One worker: optimize until the study holds plan.trials finished or pruned trials (or the timeout)."""
     import optuna
     from optuna.study import MaxTrialsCallback
@@ -355,7 +397,7 @@ def run_search_worker(plan: SearchPlan, study_name: str, fixed: dict[str, Any], 
             objective_factory(plan, suite, space, fixed),
             n_trials=plan.trials,
             timeout=plan.timeout,
-            callbacks=[MaxTrialsCallback(plan.trials, states=done_states)],
+            callbacks=[MaxTrialsCallback(plan.trials, states=done_states), *([progress.update] if progress else [])],
             catch=(RuntimeError,),
             gc_after_trial=False,
         )
@@ -373,11 +415,17 @@ def run_search(plan: SearchPlan) -> list[tuple[str, Any]]:
     store = Store.open(plan.storage)
     studies = []
     for name, fixed in study_names(plan, suite, space):
-        if plan.workers == 1:
-            with interrupts.on_stop_signals():
-                run_search_worker(plan, name, fixed)
-        else:
-            run_workers(run_search_worker, [(plan, name, fixed, i) for i in range(plan.workers)], plan.threads)
+        progress = SearchProgress(name, plan.trials, plan.show_progress)
+        try:
+            if plan.workers == 1:
+                with interrupts.on_stop_signals():
+                    run_search_worker(plan, name, fixed, progress=progress)
+            else:
+                study = store.study(name, ["minimize"] * len(plan.objectives))
+                run_workers(run_search_worker, [(plan, name, fixed, i) for i in range(plan.workers)], plan.threads,
+                            poll=functools.partial(progress.update, study))  # fmt: skip
+        finally:
+            progress.stop()
         studies.append((name, optuna.load_study(study_name=name, storage=store.storage)))
     return studies
 

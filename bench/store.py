@@ -445,7 +445,8 @@ RECORD_COLUMNS = (
 
 
 def trial_status(trial: Any) -> str:
-    """complete | diverged | stopped_early | failed | interrupted | running."""
+    """complete | diverged | stopped_early | pruned | failed | interrupted (bench.stats.STATUSES), or
+    running for a claim still being trained."""
     from optuna.trial import TrialState
 
     if trial.state == TrialState.RUNNING:
@@ -473,13 +474,23 @@ def latest_per_run(trials: list) -> dict[str, tuple[Any, int]]:
     return out
 
 
+def search_study_names(suite_name: str, url: str | None = None) -> list[str]:
+    """The search studies of a suite: `<suite>.search`, and `<suite>.search.<arm>` per arm (--per-arm)."""
+    import optuna
+
+    store = Store.open(url)
+    names = [s.study_name for s in optuna.get_all_study_summaries(store.storage, include_best_trial=False)]
+    prefix = f"{suite_name}.search"
+    return sorted(n for n in names if n == prefix or n.startswith(prefix + "."))
+
+
 def load_results(study_name: str, url: str | None = None, with_curves: bool = True) -> Any:
     """One row per run of a study: run hash, seed, arm, status, metrics, attempts, config.* columns."""
     import pandas as pd
 
     store = Store.open(url)
     study = store.existing_study(study_name)
-    empty = pd.DataFrame(columns=["run_hash", "seed", "arm", "status", "value", *RECORD_COLUMNS])
+    empty = pd.DataFrame(columns=["run_hash", "seed", "arm", "status", "value", *RECORD_COLUMNS[1:]])
     if study is None:
         return empty
     rows = []
@@ -490,7 +501,9 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
             "seed": t.user_attrs.get("seed"),
             "arm": t.user_attrs.get("arm_label", ""),
             "status": trial_status(t),
-            "value": t.values[0] if t.values else None,  # the first objective of a multi-objective search
+            # the first objective of a multi-objective search; none for a run that did not finish (Optuna keeps
+            # a pruned trial's last reported loss as its value: that loss is in best_val_loss, not ranked)
+            "value": t.values[0] if t.values and trial_status(t) in ("complete", "diverged", "stopped_early") else None,
             "attempts": attempts,
         }
         for key, label in (t.user_attrs.get("arm") or {}).items():
@@ -505,10 +518,35 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
         row["config"] = t.user_attrs.get("config")
         from bench.config import flatten
 
-        for key, value in flatten(t.user_attrs.get("config", {})).items():
+        config = t.user_attrs.get("config", {})
+        for key, value in flatten(config).items():
             row[f"config.{key}"] = value
+        # what governed the run's length: a token budget overrides `steps`, which then shows the steps it made
+        row["budget"] = "tokens" if config.get("tokens") is not None else "steps"
+        if row["budget"] == "tokens":
+            per_step = config["batch_size"] * config["grad_accum"] * config["model"]["block_size"]
+            row["config.steps"] = config["tokens"] // per_step
         rows.append(row)
     if not rows:  # a study whose trials name no run yet (killed before its first claim was whole)
         return empty
     frame = pd.DataFrame(rows)
-    return frame.sort_values("trial", kind="stable").reset_index(drop=True)
+    for column in [c for c in frame.columns if c.startswith("arm.")]:
+        frame[column] = typed(frame[column])
+    for column in ("status_step", "steps", "tokens", "target_step", "target_tokens", "seed"):
+        if column in frame:  # whole numbers stay whole where some are missing
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
+    return frame.sort_values("trial", kind="stable").reset_index(drop=True) if len(frame) else frame
+
+
+def typed(labels: Any) -> Any:
+    """Arm labels as numbers where every one is a number (so batch size 16 sorts after 8), else as text."""
+    import pandas as pd
+
+    present = labels.dropna()
+    if present.empty or present.map(lambda v: str(v).lower() in ("true", "false", "nan", "inf", "-inf")).any():
+        return labels
+    numbers = pd.to_numeric(present, errors="coerce")
+    if numbers.isna().any():
+        return labels
+    as_int = (numbers == numbers.round()).all() and not present.astype(str).str.contains(r"[.eE]").any()
+    return pd.to_numeric(labels, errors="coerce").astype("Int64" if as_int else "float64")

@@ -150,10 +150,16 @@ class Suite:
             labels = [label(v) for v in values]
             if len(set(labels)) != len(labels):
                 raise ConfigError(f"axes.{key}", f"lists a value twice: {values!r}")
+            if is_joint(key, values):
+                for v in values:
+                    if not v:
+                        raise ConfigError(f"axes.{key}", "a joint axis's values must each set one or more fields")
             for v in values:  # each value must make a valid run on its own
                 try:
-                    base.override({key: v})
+                    base.override(expand({key: v}))
                 except ConfigError as e:
+                    if is_joint(key, values):
+                        raise ConfigError(f"axes.{key}.{e.key}", e.message) from None
                     raise ConfigError(
                         f"axes.{e.key}" if e.key.startswith(key.split(".")[0]) else f"axes.{key}", e.message
                     ) from None
@@ -250,7 +256,7 @@ class Suite:
         seen: set[str] = set()
         for combo in combos:
             try:
-                cfg = self.base.override(combo)
+                cfg = self.base.override(expand(combo))
             except ConfigError as e:
                 where = ", ".join(f"{k}={label(v)}" for k, v in combo.items())
                 raise ConfigError(f"axes.{e.key}", f"{e.message} (in the combination {where})") from None
@@ -334,6 +340,28 @@ def flatten_axes(axes: Mapping[str, Any], prefix: str = "") -> dict[str, list[An
                 raise ConfigError(f"axes.{k}", "is given twice")
             out[k] = v
     return out
+
+
+def is_joint(key: str, values: Any) -> bool:
+    """A joint axis varies several fields together: a name that is no config field, whose every value is a
+    table of fields, e.g. batch = [{ batch_size = 16, grad_accum = 1 }, { batch_size = 8, grad_accum = 2 }]."""
+    from bench.config import TOP_KEYS
+
+    return (
+        key.split(".")[0] not in TOP_KEYS and isinstance(values, list) and all(isinstance(v, Mapping) for v in values)
+    )
+
+
+def expand(combo: Mapping[str, Any]) -> dict[str, Any]:
+    """Axis values -> config fields: a joint axis's value sets each of its fields (whole choices before the
+    fields that refine them, as ordered_axes does)."""
+    fields: dict[str, Any] = {}
+    for key, value in combo.items():
+        if is_joint(key, [value]):
+            fields.update(value)
+        else:
+            fields[key] = value
+    return {k: fields[k] for k in sorted(fields, key=lambda k: k.count("."))}
 
 
 def ordered_axes(axes: Mapping[str, Any]) -> list[str]:

@@ -60,6 +60,10 @@ def running_trials(storage, study_name, count, timeout=120):
     while time.time() < deadline:
         study = Store.open(storage).existing_study(study_name)
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)) if study else []
+        # a suite's claim is a RUNNING trial first and its attributes a moment later: wait for the worker's
+        # too (a search's trials carry no claim attributes)
+        if not study_name.endswith(".search"):
+            running = [t for t in running if "worker" in t.user_attrs]
         if len(running) >= count:
             return running
         time.sleep(0.2)

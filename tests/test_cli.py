@@ -159,3 +159,39 @@ def test_console_script_and_module_entry_point():
         timeout=120,
     )
     assert out.returncode == 2 and "unknown optimizer 'nope'" in out.stderr and out.stdout == ""
+
+
+def test_search_uses_the_worker_split_of_run(tmp_path, capsys, monkeypatch):
+    from suite_files import write_suite
+
+    from bench import search
+    from bench.runner import default_split
+    from bench.suite import Suite
+
+    path = write_suite(tmp_path, "split", 'optimizer = ["adamw"]', extra="")
+    path.write_text(path.read_text() + '\n[search]\noptimizer = ["adamw", "lion"]\n')
+    plans = []
+    monkeypatch.setattr(search, "run_search", lambda plan: plans.append(plan) or [])
+    assert main(["search", str(path), "--trials", "2", "--no-report"]) == 0
+    workers, threads = default_split(Suite.load(path))
+    assert (plans[0].workers, plans[0].threads) == (workers, threads)
+    assert f"{workers} worker(s) x {threads} thread(s)" in capsys.readouterr().err
+
+
+def test_progress_reaches_a_stderr_that_is_not_a_terminal(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from suite_files import write_suite
+
+    path = write_suite(tmp_path, "plain", 'optimizer = ["adamw", "lion"]', seeds="[0]", steps=10)
+    env = {**os.environ, "OPTBENCH_PROGRESS_INTERVAL": "0"}
+    log = tmp_path / "run.log"
+    with open(log, "w") as stderr:  # a file: what a scheduler or `2> log` gives
+        subprocess.run([sys.executable, "-m", "bench", "run", str(path), "--workers", "1", "--no-report"],
+                       stderr=stderr, stdout=subprocess.DEVNULL, env=env, check=True, timeout=300)  # fmt: skip
+    lines = log.read_text().splitlines()
+    assert any(line.startswith("plain: 1/2, ") for line in lines), lines
+    assert any(line.startswith("plain: 2/2, ") and "eta" in line for line in lines), lines
+    assert not any("\x1b[" in line for line in lines)  # plain lines, no terminal codes

@@ -119,3 +119,30 @@ def test_run_file_errors(tmp_path):
     path.write_text("[bsae]\nmodel = 'tiny'")
     with pytest.raises(ConfigError, match="unknown table"):
         load_run_config(str(path), None)
+
+
+@pytest.mark.parametrize(
+    ("values", "suggestion"),
+    [
+        ({"optimizer": "RMSProp"}, "rmsprop"),
+        ({"optimizer": "AdamW"}, "adamw"),
+        ({"init": "he_normal"}, "kaiming_normal"),
+        ({"init": "glorot_uniform"}, "xavier_uniform"),
+        ({"optimizer": {"name": "adamw", "learning_rate": 1e-3}}, "lr"),
+        ({"Batch-Size": 8}, "batch_size"),
+    ],
+)
+def test_did_you_mean_knows_case_and_synonyms(values, suggestion):
+    with pytest.raises(ConfigError) as e:
+        RunConfig.build(values)
+    assert f"did you mean '{suggestion}'" in e.value.message
+
+
+def test_set_data_to_an_existing_file_is_a_text_corpus(tmp_path):
+    corpus = tmp_path / "my.txt"
+    corpus.write_text("hello world\n" * 100)
+    cfg = load_run_config(None, [f"data={corpus}"])
+    assert cfg.data.name == "text" and cfg.data["path"] == str(corpus)
+    with pytest.raises(ConfigError) as e:  # a name that is neither a corpus nor a file stays an error
+        load_run_config(None, [f"data={tmp_path / 'missing.txt'}"])
+    assert "unknown" in e.value.message and "text" in e.value.message

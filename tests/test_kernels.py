@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench import kernels
 from bench.cli import kernel_table, main
 
@@ -76,3 +78,17 @@ def test_kernel_table_formats_rates():
 def test_bad_kernel_device_is_exit_2(capsys):
     assert main(["kernels", "--device", "tpu"]) == 2
     assert "--device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("iqr", "warned"), [(1e-5, False), (2.4e-5, False), (2.6e-5, True), (5e-3, True)])
+def test_kernel_table_shows_the_iqr_and_warns_when_the_spread_is_large(iqr, warned):
+    data = {
+        "machine_info": {},
+        "benchmarks": [
+            {"group": "linear", "name": "test_op[cpu-tiny-linear-float32]", "stats": {"median": 1e-4, "iqr": iqr}}
+        ],
+    }
+    table = kernel_table(data)
+    assert f"{iqr * 1e6:.1f}us" in table
+    assert ("warning: IQR above 25% of the median" in table) == warned
+    assert ("linear cpu-tiny-linear-float32" in table.splitlines()[-1]) == warned

@@ -84,14 +84,49 @@ def test_tuned_arms_and_missing_target_and_too_few_seeds(tmp_path):
     assert ">optimizer=lion</td>" in board and "Best setting" in board  # arms are the optimizers alone
     assert board.count("optimizer.lr=") == 3  # each arm's best learning rate, once
     assert "sets no target" in section(html, "target")
+    comparisons = section(html, "comparisons")  # two seeds: mean differences only, and why
+    assert "p (Holm)" not in comparisons and "Effect size" not in comparisons and "font-weight: 700" not in comparisons
+    assert "Run 3 or more seeds for paired tests" in comparisons and "Mean difference" in comparisons
 
 
-def test_report_command_and_sample(tmp_path, capsys):
+def test_report_never_trains_and_says_why_a_sample_is_missing(tmp_path, capsys):
     suite, storage = make(tmp_path, seeds="[0]")
     assert main(["report", str(tmp_path / "rep.toml"), "--storage", storage]) == 0
-    html = (tmp_path / "reports" / "rep.html").read_text()
-    sample = section(html, "sample")
-    assert '<pre class="sample">' in sample and "temperature 0.8" in sample  # best run trained again, then sampled
+    note = section((tmp_path / "reports" / "rep.html").read_text(), "sample")
+    assert '<pre class="sample">' not in note and "No sample: no weights were saved for run" in note
+    best = load_results(suite.name, storage).sort_values("value").iloc[0]["run_hash"]
+    from bench.checkpoint import checkpoint_path
+
+    checkpoint_path(best).parent.mkdir(parents=True)
+    checkpoint_path(best).write_bytes(b"not a checkpoint")
+    assert main(["report", str(tmp_path / "rep.toml"), "--storage", storage]) == 0
+    note = section((tmp_path / "reports" / "rep.html").read_text(), "sample")
+    assert "No sample: the weights in" in note and "cannot be read" in note and "Traceback" not in note
+
+
+def test_report_imports_neither_the_training_loop_nor_the_cli():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bench.report, bench.report.figures; "
+        "print(sorted(m for m in sys.modules if m in ('bench.train', 'bench.cli', 'bench.runner')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_run_saves_the_best_weights_and_the_report_samples_them(tmp_path, monkeypatch):
+    from suite_files import write_suite
+
+    path = write_suite(tmp_path, "sampled", 'optimizer = ["adamw", "lion"]', seeds="[0]", steps=10)
+    assert main(["run", str(path), "--workers", "1", "--quiet", "--no-report"]) == 0
+    import bench.train
+
+    monkeypatch.setattr(bench.train, "run_training", lambda *a, **k: pytest.fail("the report trained"))
+    assert main(["report", str(path)]) == 0
+    sample = section((tmp_path / "reports" / "sampled.html").read_text(), "sample")
+    assert '<pre class="sample">' in sample and "temperature 0.8" in sample
 
 
 def test_runs_the_edited_suite_file_no_longer_implies_are_left_out(tmp_path, capsys):
@@ -137,3 +172,149 @@ def test_header_names_every_commit_that_trained_the_runs():
     frame = pd.DataFrame({"env": [one, one, {**one, "commit": "b" * 40 + "+dirty"}], "seed": [0, 1, 0]})
     assert header(frame)["commit"] == f"{'a' * 12}: 2 runs, {'b' * 12}+dirty: 1 runs"
     assert header(frame.iloc[:2])["commit"] == "a" * 12
+
+
+ABLATION = """[suite]
+name = "abl"
+design = "ablation"
+seeds = [0]
+[base]
+model = "tiny"
+data = { name = "synthetic", alphabet = 8, order = 1, length = 20000 }
+steps = 60
+batch_size = 4
+eval_batches = 2
+schedule = { name = "constant", warmup = 5 }
+[axes]
+clip = ["none", "value"]
+"""
+
+
+def test_ablation_whose_base_value_is_not_on_its_axis_runs_and_reports(tmp_path, capsys):
+    # the base clips by norm; the axis lists none and value: the base arm has no `arm.clip` label
+    path = tmp_path / "abl.toml"
+    path.write_text(ABLATION)
+    assert main(["run", str(path), "--workers", "1", "--quiet"]) == 0, capsys.readouterr().err
+    html = (tmp_path / "reports" / "abl.html").read_text()
+    effects = section(html, "effects")
+    assert effects.count("<img") == 1 and "main effect of clip" in effects
+    assert "no run varies two axes" in section(html, "interactions")
+    frame = load_results("abl")
+    assert set(frame["arm"]) == {"base", "clip=none", "clip=value"}
+
+
+def test_search_report_shows_pruned_trials_as_pruned_and_the_searched_effects(tmp_path, capsys):
+    from fabricate import fabricate_search
+
+    path = tmp_path / "srch.toml"
+    path.write_text(ABLATION.replace('name = "abl"\ndesign = "ablation"', 'name = "srch"').split("[axes]")[0]
+                    + '[search]\noptimizer = ["adamw", "lion", "sgd"]\nclip = ["none", "norm"]\n'
+                    + '"optimizer.lr" = { low = 1e-4, high = 1e-1, log = true }\n')  # fmt: skip
+    storage = str(tmp_path / "s.journal")
+    fabricate_search(Suite.load(path), storage, trials=12, pruned=lambda i: i % 3 == 1)
+    frame = load_results("srch.search", storage)
+    pruned = frame[frame["status"] == "pruned"]
+    assert len(pruned) and pruned["status_step"].notna().all()
+    html = build_report(Suite.load(path), storage, tmp_path / "s.html").read_text()
+    assert "--no-sample" not in html and "design Optuna search (random sampler, hyperband pruner)" in html
+    assert f"{len(pruned)} pruned (at step" in section(html, "stability")
+    assert "diverged" not in section(html, "leaderboard").replace("0 diverged", "")
+    assert section(html, "leaderboard").count(" pruned") >= len(pruned)
+    assert "main effect of optimizer.name" in section(html, "effects")
+    assert "main effect of clip.name" in section(html, "effects")
+    # optbench results lists the search's trials, saying which study they come from
+    assert main(["results", str(path), "--storage", storage, "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    header = out.splitlines()[0].split(",")
+    assert len(header) == len(set(header)) and "study" in header
+    assert len(out.strip().splitlines()) == 1 + len(frame) and "study 'srch.search'" in err
+    assert main(["results", str(path), "--storage", storage, "--study", "runs"]) == 0
+    assert "no results for suite 'srch' yet" in capsys.readouterr().err
+
+
+FORTY = """[suite]
+name = "forty"
+description = "Forty arms: which optimizer, learning rate and batch size?"
+seeds = [0, 1, 2]
+target = 1.6
+[base]
+model = "tiny"
+steps = 200
+eval_interval = 50
+schedule = { name = "constant" }
+[axes]
+optimizer = ["adamw", "lion", "sgd", "adam", "nadam"]
+"optimizer.lr" = [1e-4, 3e-4, 1e-3, 3e-3]
+batch_size = [8, 16]
+"""
+
+
+def forty_arm_report(tmp_path, out=None):
+    from fabricate import fabricate_runs
+
+    path = tmp_path / "forty.toml"
+    path.write_text(FORTY)
+    storage = str(tmp_path / "forty.journal")
+    statuses = ["complete"] * 9 + ["diverged", "stopped_early", "failed"]
+    fabricate_runs(Suite.load(path), storage, status=lambda i: statuses[i % len(statuses)])
+    return build_report(Suite.load(path), storage, out or tmp_path / "forty.html")
+
+
+def test_at_forty_arms_no_legend_covers_data_and_heatmaps_share_one_scale(tmp_path, monkeypatch):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.transforms import Bbox
+
+    from bench.report import figures
+
+    drawn = []
+    real_png = figures.png
+
+    def keep(fig):
+        drawn.append(fig)
+        return real_png(fig)
+
+    monkeypatch.setattr(figures, "png", keep)
+    html = forty_arm_report(tmp_path).read_text()
+    assert len(drawn) >= 9 and html.count("<img") == len(drawn)
+    legends = 0
+    for fig in drawn:
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()  # the layout as saved (constrained layout included)
+        renderer = canvas.get_renderer()
+        areas = [ax.get_window_extent(renderer) for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        for legend in [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]:
+            legends += 1
+            box = legend.get_window_extent(renderer)
+            for area in areas:
+                overlap = Bbox.intersection(box, area)
+                assert overlap is None or overlap.width * overlap.height < 1, (legend.get_texts()[0].get_text(), area)
+    assert legends >= 5  # main effects' floor, curves, stability, profile
+    profile = next(f for f in drawn if any("other arms" in t.get_text() for lg in f.legends for t in lg.get_texts()))
+    assert len(profile.legends[0].get_texts()) <= 7  # the top arms named, the rest grey
+    heatmaps = [f for f in drawn if any(ax.collections and hasattr(ax.collections[0], "get_clim") and
+                                        ax.collections[0].get_array() is not None and ax.get_label() != "<colorbar>"
+                                        and len(ax.texts) > 1 for ax in f.axes)]  # fmt: skip
+    scales = {tuple(round(v, 9) for v in ax.collections[0].get_clim()) for f in heatmaps for ax in f.axes[:1]}
+    assert len(heatmaps) == 3 and len(scales) == 1  # one colour is one loss in every heatmap
+    curves = next(f for f in drawn if any(ax.get_xlabel() == "tokens" for ax in f.axes))
+    assert [ax.get_xlabel() for ax in curves.axes] == ["step", "tokens", "step"]
+
+
+def test_ablation_of_a_joint_axis_labels_the_base_with_its_fields_and_unreached_targets_draw_nothing(tmp_path):
+    from fabricate import fabricate_runs
+
+    from bench.report import axis_views
+
+    path = tmp_path / "jabl.toml"
+    path.write_text(ABLATION.replace('name = "abl"', 'name = "jabl"').replace("seeds = [0]", "seeds = [0, 1]")
+                    .replace('clip = ["none", "value"]', "batch = [{ batch_size = 8, grad_accum = 2 }]")
+                    .replace('design = "ablation"', 'design = "ablation"\ntarget = 0.1'))  # fmt: skip
+    storage = str(tmp_path / "j.journal")
+    fabricate_runs(Suite.load(path), storage, status=lambda i: "complete")
+    suite = Suite.load(path)
+    views = axis_views(suite, suite.results(storage), "ablation")
+    assert list(dict.fromkeys(views["batch"]["arm.batch"])) == [
+        "{batch_size=4, grad_accum=1} (base)", "{batch_size=8, grad_accum=2}"]  # fmt: skip
+    html = build_report(suite, storage, tmp_path / "j.html").read_text()
+    target = section(html, "target")
+    assert "No run reached the target" in target and "<img" not in target

@@ -47,3 +47,46 @@ def test_report_opens_in_chromium_without_errors_and_the_leaderboard_is_not_blan
     # the leaderboard's gradient cells are drawn: some strongly coloured pixels (red or green)
     colour = np.abs(pixels[:, :, 0] - pixels[:, :, 1])
     assert (colour > 0.3).mean() > 0.001
+
+
+def chromium_check(tmp_path, report, height=900) -> tuple:
+    """Screenshot and DOM of a report in headless Chromium; asserts no console errors."""
+    shot = tmp_path / f"{report.stem}.png"
+    run = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile-shot'}", f"--window-size=1200,{height}",
+         f"--screenshot={shot}", f"file://{report}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shot.is_file(), run.stderr[-2000:]
+    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Failed to load resource" in line]
+    assert console == [], console
+    dom = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom", f"file://{report}"],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    return shot, dom
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="set OPTBENCH_TEST_CHROMIUM (.ci/chromium.sh installs Chromium)")
+@pytest.mark.parametrize("case", range(3))
+def test_the_matrix_corner_suites_open_in_chromium(tmp_path, capsys, case):
+    import test_suite_matrix as matrix
+
+    s = matrix.CORNERS[case]
+    matrix.check_suite(tmp_path, capsys, s)
+    _, dom = chromium_check(tmp_path, tmp_path / "matrix.html")
+    assert 'id="T_leaderboard"' in dom and dom.count("<section") == 11
+    assert "<script>alert(1)</script>" not in dom and "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="set OPTBENCH_TEST_CHROMIUM (.ci/chromium.sh installs Chromium)")
+def test_the_forty_arm_report_renders_in_chromium(tmp_path):
+    from test_report import forty_arm_report
+
+    report = forty_arm_report(tmp_path)
+    shot, dom = chromium_check(tmp_path, report, height=2400)
+    assert dom.count("<img") >= 9 and "Best: " in dom
+    pixels = imread(shot)[:, :, :3]
+    assert pixels.shape[1] == 1200 and pixels.std() > 0.05
+    # nothing wider than the page: the text sample wraps, figures scale down (no horizontal overflow)
+    assert "overflow-wrap: anywhere" in report.read_text()

@@ -213,3 +213,28 @@ def test_sigterm_stops_a_search_and_its_workers(tmp_path):
     study = optuna.load_study(study_name="term.search", storage=Store.open(storage).storage)
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert optuna.trial.TrialState.RUNNING not in states and states.count(optuna.trial.TrialState.FAIL) == 2
+
+
+@pytest.mark.parametrize("steps", [12, 40, 500, 4000])
+def test_run_length_ranges_scale_with_the_run(tmp_path, steps):
+    # the registry's warmup range was 0-500 steps: any search of a run of 500 steps or fewer failed
+    path = write(tmp_path, f"scale{steps}", 'schedule = "auto"').read_text().replace("steps = 60", f"steps = {steps}")
+    suite = Suite.parse(__import__("tomllib").loads(path))
+    space = parse_space(suite.search, suite.base)
+    warmups = [d for d in space.dimensions if d.name.endswith(".warmup")]
+    assert warmups and all(d.low == 0 and 0 < d.high < steps and d.high == max(1, round(steps / 4)) for d in warmups)
+
+
+def test_search_progress_reaches_a_stderr_that_is_not_a_terminal(tmp_path):
+    import subprocess
+    import sys
+
+    path = write(tmp_path, "progress")
+    env = {**os.environ, "OPTBENCH_PROGRESS_INTERVAL": "0"}
+    log = tmp_path / "search.log"
+    with open(log, "w") as stderr:
+        subprocess.run([sys.executable, "-m", "bench", "search", str(path), "--trials", "3", "--workers", "1",
+                        "--pruner", "none", "--no-report"], stderr=stderr, stdout=subprocess.DEVNULL, env=env,
+                       check=True, timeout=300)  # fmt: skip
+    lines = log.read_text().splitlines()
+    assert any(line.startswith("progress.search: 3/3, pruned 0, best ") for line in lines), lines

@@ -5,7 +5,15 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from bench.stats import best_per_arm, bootstrap_ci, holm, paired_comparisons, performance_profile, summarize
+from bench.stats import (
+    MIN_SEEDS_FOR_CI,
+    best_per_arm,
+    holm,
+    mean_ci,
+    paired_comparisons,
+    performance_profile,
+    summarize,
+)
 
 
 def runs(spec):
@@ -22,12 +30,28 @@ def test_holm_matches_its_definition():
     assert holm([0.5, 0.9]) == [1.0, 1.0]
 
 
-def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
+def test_interval_brackets_the_mean_and_needs_enough_finite_seeds():
     values = [1.0, 1.2, 0.9, 1.1, 1.05]
-    lo, hi = bootstrap_ci(values)
-    assert lo < np.mean(values) < hi and (lo, hi) == bootstrap_ci(values)
-    assert all(math.isnan(x) for x in bootstrap_ci([1.0, 2.0]))  # too few seeds: no interval
-    assert all(math.isnan(x) for x in bootstrap_ci([1.0, 2.0, math.inf]))
+    lo, hi = mean_ci(values)
+    assert lo < np.mean(values) < hi and (lo, hi) == mean_ci(values)
+    assert all(math.isnan(x) for x in mean_ci([1.0, 2.0]))  # too few seeds: no interval
+    assert all(math.isnan(x) for x in mean_ci([1.0, 2.0, math.inf]))
+
+
+@pytest.mark.parametrize("n", [MIN_SEEDS_FOR_CI, 5, 10])
+def test_a_95_percent_interval_covers_the_mean_95_percent_of_the_time(n):
+    # the threshold's evidence: a percentile bootstrap covered 75% at 3 seeds; t intervals hold at any n
+    rng = np.random.default_rng(n)
+    draws = rng.normal(1.5, 0.05, size=(2000, n))
+    covered = np.mean([lo <= 1.5 <= hi for lo, hi in map(mean_ci, draws)])
+    assert 0.93 <= covered <= 0.97, covered
+
+
+def test_no_p_value_or_effect_size_below_the_threshold():
+    frame = runs({"base": [1.0, 1.1], "other": [0.5, 0.62]})  # two seeds: d would be about -20
+    row = paired_comparisons(frame, "base").iloc[0]
+    assert row["pairs"] == 2 and row["mean_diff"] == pytest.approx(-0.49)
+    assert math.isnan(row["p"]) and math.isnan(row["effect_size"]) and math.isnan(row["p_holm"])
 
 
 def test_summary_ranks_with_ties_and_puts_diverged_last():

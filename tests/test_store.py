@@ -4,6 +4,7 @@ import optuna
 import pytest
 
 from bench.store import Store, downsample, load_results, param_distributions, record_attrs
+from bench.suite import Suite
 from bench.train import RunRecord
 
 
@@ -75,3 +76,35 @@ def test_bad_urls_are_config_errors(url):
 
     with pytest.raises(ConfigError):
         Store.open(url)
+
+
+def test_load_results_is_importable_from_bench_and_numeric_axes_are_numbers(tmp_path, capsys):
+    from fabricate import fabricate_runs
+    from suite_files import write_suite
+
+    from bench import load_results as from_package
+    from bench.cli import main
+
+    assert from_package is load_results
+    path = write_suite(tmp_path, "typed", 'batch_size = [8, 16]\n"optimizer.lr" = [1e-3, 3e-3]\nclip = ["none"]')
+    storage = str(tmp_path / "t.journal")
+    fabricate_runs(Suite.load(path), storage, status=lambda i: "complete")
+    frame = load_results("typed", storage)
+    assert frame["arm.batch_size"].dtype.kind == "i" and sorted(frame["arm.batch_size"].unique()) == [8, 16]
+    assert frame["arm.optimizer.lr"].dtype.kind == "f" and list(frame["arm.clip"].unique()) == ["none"]
+    assert main(["results", str(path), "--storage", storage]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert "tokens" in header and "status_step" in header
+
+
+def test_a_token_budget_shows_the_steps_it_governed(tmp_path):
+    from fabricate import fabricate_runs
+    from suite_files import write_suite
+
+    path = write_suite(tmp_path, "budget", "batch_size = [2, 4]", extra="")
+    path.write_text(path.read_text().replace("steps = 20", "tokens = 10240"))  # 10240 / (bs * 64) steps
+    fabricate_runs(Suite.load(path), str(tmp_path / "b.journal"), status=lambda i: "complete")
+    frame = load_results("budget", str(tmp_path / "b.journal"))
+    assert set(frame["budget"]) == {"tokens"}
+    assert dict(zip(frame["arm.batch_size"], frame["config.steps"], strict=True)) == {2: 80, 4: 40}
+    assert (frame["config.steps"] == frame["steps"]).all()

@@ -157,3 +157,37 @@ def test_bad_workers_exit_2(tmp_path, capsys):
     path = write_suite(tmp_path, "w", GOOD_AXES)
     assert main(["run", str(path), "--workers", "0"]) == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_joint_axes_vary_several_fields_together_and_report_as_one_axis(tmp_path):
+    from fabricate import fabricate_runs
+
+    from bench.report import build_report
+
+    doc = {"suite": {"name": "joint", "seeds": [0, 1, 2]},
+           "base": {"model": "tiny", "steps": 100, "eval_interval": 50, "schedule": "constant"},
+           "axes": {"batch": [{"batch_size": 16, "grad_accum": 1}, {"batch_size": 8, "grad_accum": 2}],
+                    "optimizer": ["adamw", "lion"],
+                    "warm": [{"optimizer.lr": 1e-3, "schedule.warmup": 0},
+                             {"optimizer.lr": 3e-3, "schedule.warmup": 20}]}}  # fmt: skip
+    suite = Suite.parse(doc)
+    runs = suite.runs()
+    assert len(runs) == 2 * 2 * 2 * 3
+    assert {(r.config.batch_size, r.config.grad_accum) for r in runs} == {(16, 1), (8, 2)}
+    # a joint value refines whichever optimizer the other axis chose
+    assert {(r.config.optimizer.name, r.config.optimizer["lr"], r.config.schedule["warmup"]) for r in runs} == {
+        ("adamw", 1e-3, 0), ("adamw", 3e-3, 20), ("lion", 1e-3, 0), ("lion", 3e-3, 20)}  # fmt: skip
+    assert runs[0].arm["batch"] == "{batch_size=16, grad_accum=1}"
+    for bad, key in (([{"batch_sise": 16}], "axes.batch.batch_sise"), ([{}], "axes.batch"),
+                     ([{"batch_size": 0}], "axes.batch.batch_size")):  # fmt: skip
+        with pytest.raises(ConfigError) as e:
+            Suite.parse({**doc, "axes": {"batch": bad}})
+        assert e.value.key == key
+    path = tmp_path / "joint.toml"
+    path.write_text('[suite]\nname = "joint"\nseeds = [0, 1, 2]\n[base]\nmodel = "tiny"\nsteps = 100\n'
+                    'eval_interval = 50\nschedule = "constant"\n[axes]\n'
+                    'batch = [{ batch_size = 16, grad_accum = 1 }, { batch_size = 8, grad_accum = 2 }]\n'
+                    'optimizer = ["adamw", "lion"]\n')  # fmt: skip
+    fabricate_runs(Suite.load(path), str(tmp_path / "j.journal"), status=lambda i: "complete")
+    html = build_report(Suite.load(path), str(tmp_path / "j.journal"), tmp_path / "j.html").read_text()
+    assert 'alt="main effect of batch"' in html and "interaction of batch and optimizer" in html

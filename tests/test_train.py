@@ -34,9 +34,14 @@ def test_record_contents(tiny):
 
 
 def test_training_approaches_the_loss_floor(tiny):
-    r = train(tiny(steps=150, eval_interval=150, optimizer={"name": "adamw", "lr": 1e-2}))
+    # lr 1e-2 sat at the edge of stability: one trajectory plateaued near 1.64 on an Intel Xeon (bound 1.58)
+    # while it reached 1.37 on AMD EPYC. At 1e-3 every evaluation of seeds 0-2 closes 96% of the gap from
+    # log(8) to the floor on AMD; the bound asks for half, at every evaluation, over two seeds.
     start = math.log(8)
-    assert r.final_val_loss < r.loss_floor + 0.5 * (start - r.loss_floor)
+    for seed in (0, 1):
+        r = train(tiny(steps=150, eval_interval=50, seed=seed, optimizer={"name": "adamw", "lr": 1e-3}))
+        assert r.curves["val_step"] == [50, 100, 150]
+        assert all(v < r.loss_floor + 0.5 * (start - r.loss_floor) for v in r.curves["val_loss"]), r.curves
 
 
 def test_divergence_ends_the_run_with_its_step(tiny):

@@ -57,13 +57,15 @@ def build_report(suite: Suite, storage: str | None = None, out: str | Path | Non
     frame = suite.results(storage)
     left_out = frame.attrs["left_out"]
     search_study = find_search_study(suite, storage)
+    design = suite.design
     if frame.empty and search_study is not None:  # a suite that was only searched: its trials are the runs
         frame = load_results(search_study.study_name, storage)
-        frame = frame[frame["status"] != "running"]
+        frame = frame[frame["status"] != "running"].reset_index(drop=True)
+        design = "search"
     if frame.empty:
         hint = f"`optbench run {suite.source or suite.name}` first"
         raise ConfigError("", f"no results for suite '{suite.name}' yet: {hint}")
-    html = render(suite, frame, sample=sample, search_study=search_study, left_out=left_out)
+    html = render(suite, frame, sample=sample, search_study=search_study, left_out=left_out, design=design)
     path = Path(out) if out else default_report_path(suite)
     with atomic_path(path) as tmp:
         tmp.write_text(html, encoding="utf-8")
@@ -77,7 +79,12 @@ def find_search_study(suite: Suite, storage: str | None) -> Any | None:
 
 
 def render(
-    suite: Suite, frame: pd.DataFrame, sample: bool = True, search_study: Any | None = None, left_out: int = 0
+    suite: Suite,
+    frame: pd.DataFrame,
+    sample: bool = True,
+    search_study: Any | None = None,
+    left_out: int = 0,
+    design: str | None = None,
 ) -> str:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
     from markupsafe import Markup
@@ -86,8 +93,10 @@ def render(
 
     frame = frame.copy()
     frame["value"] = frame["value"].astype(float)
-    axes = [a for a in suite.axes if f"arm.{a}" in frame.columns]
-    tuned = bool(suite.tune)
+    design = design or suite.design
+    views = axis_views(suite, frame, design)
+    axes = list(views)
+    tuned = bool(suite.tune) and design != "search"
     if tuned:
         groups = frame["run_hash"].map({r.hash: suite.untuned_label(r) for r in suite.runs()})
         ranked_frame = best_per_arm(frame, groups.fillna(frame["arm"]))
@@ -98,6 +107,8 @@ def render(
     floor = _first(frame.get("loss_floor"))
     metric = suite.metric
 
+    pairs = figures.axis_pairs(axes) if design == "grid" else []
+    heat_scale = shared_scale([figures.interaction_table(frame, a, b) for a, b in pairs])
     context: dict[str, Any] = {
         "suite": suite,
         "metric": metric,
@@ -111,10 +122,13 @@ def render(
         "answer": answer(table, metric),
         "baseline": baseline,
         "comparisons": Markup(comparisons_html(paired_comparisons(ranked_frame, baseline))),
-        "effects": [(a, figures.main_effect(frame, a, metric, floor)) for a in axes],
-        "interactions": [(a, b, figures.interaction(frame, a, b, metric)) for a, b in figures.axis_pairs(axes)],
+        "design": design_text(design, search_study),
+        "effects": [(a, figures.main_effect(views[a], a, metric, floor)) for a in axes],
+        "interactions": [(a, b, figures.interaction(frame, a, b, metric, heat_scale)) for a, b in pairs],
+        "interactions_note": INTERACTIONS_NOTE.get(design, "Interactions need two or more axes."),
         "curves": figures.curves(ranked_frame, curve_arms(table, baseline), floor),
-        "stability": figures.stability(frame, axes),
+        "stability": figures.stability(views),
+        "status_counts": status_counts(frame),
         "floor": floor,
         "best_gap_to_floor": (table["mean"].iloc[0] - floor) if floor is not None else None,
         "target": suite.target,
@@ -129,6 +143,80 @@ def render(
         loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["html", "j2"], default=True)
     )
     return env.get_template("template.html.j2").render(**context)
+
+
+INTERACTIONS_NOTE = {
+    "ablation": "An ablation changes one axis at a time from the base: no run varies two axes, so there are no "
+    "interactions to show.",
+    "search": "A search samples its settings: see the Search section's parallel coordinates for how they combine.",
+}
+# a searched setting with more distinct values than this is continuous: Optuna's plots show it, not main effects
+MAX_EFFECT_LEVELS = 12
+
+
+def base_value(suite: Suite, axis: str) -> Any:
+    """The base run's value of a dotted axis ('clip', 'optimizer.lr') or of a joint axis's fields, or None
+    where it has none."""
+    from bench.suite import is_joint
+
+    if axis in suite.axes and is_joint(axis, suite.axes[axis]):
+        fields = list(dict.fromkeys(k for value in suite.axes[axis] for k in value))
+        return {k: base_value(suite, k) for k in fields}
+    value: Any = suite.base.to_dict()
+    for part in axis.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def axis_views(suite: Suite, frame: pd.DataFrame, design: str) -> dict[str, pd.DataFrame]:
+    """axis -> the runs that show its effect, with `arm.<axis>` as text labels in the file's order.
+
+    grid: every run. ablation: the runs that change this axis, and the base runs labelled with the base's
+    own value (the base's value need not be one of the axis's). search: every categorical setting the
+    trials varied (at most MAX_EFFECT_LEVELS values), over the trials that set it."""
+    from bench.suite import label
+
+    views: dict[str, pd.DataFrame] = {}
+    if design == "search":
+        axes = [c.removeprefix("arm.") for c in frame.columns if c.startswith("arm.")]
+    else:
+        axes = [a for a in suite.axes if f"arm.{a}" in frame.columns or design == "ablation"]
+    for axis in axes:
+        column = f"arm.{axis}"
+        data = frame.copy()
+        if column not in data:
+            data[column] = np.nan
+        if design == "ablation":
+            data = data[data[column].notna() | (data["arm"] == "base")].copy()
+            data[column] = (
+                data[column].astype(object).where(data[column].notna(), f"{label(base_value(suite, axis))} (base)")
+            )
+        else:
+            data = data[data[column].notna()].copy()
+        data[column] = [label(v) if not isinstance(v, str) else v for v in data[column]]
+        levels = data[column].nunique()
+        if design == "search" and not (2 <= levels <= MAX_EFFECT_LEVELS and levels < len(data)):
+            continue
+        if not data.empty:
+            views[axis] = data
+    return views
+
+
+def shared_scale(tables: list[pd.DataFrame]) -> tuple[float, float] | None:
+    """One (vmin, vmax) for every heatmap of a report: the same colour is the same loss in each."""
+    values = np.concatenate([t.to_numpy(dtype=float).ravel() for t in tables]) if tables else np.array([])
+    values = values[np.isfinite(values)]
+    return (float(values.min()), float(values.max())) if len(values) else None
+
+
+def design_text(design: str, search_study: Any | None) -> str:
+    """How the runs were chosen, as the header says it."""
+    if design != "search" or search_study is None:
+        return design
+    how = search_study.user_attrs.get("search", {})
+    return f"Optuna search ({how.get('sampler', '?')} sampler, {how.get('pruner', '?')} pruner)"
 
 
 def _first(column: pd.Series | None) -> float | None:
@@ -176,18 +264,41 @@ def tuned_settings(frame: pd.DataFrame) -> dict[str, str] | None:
     return dict(zip(frame["arm"], frame["tuned_arm"], strict=True))
 
 
+def status_counts(frame: pd.DataFrame) -> str:
+    """'12 runs: 9 complete, 2 pruned (at steps 20, 40), 1 diverged (at step 7)'."""
+    from bench.stats import STATUSES
+
+    parts = []
+    for status in STATUSES:
+        runs = frame[frame["status"] == status]
+        if runs.empty:
+            continue
+        text = f"{len(runs)} {status.replace('_', ' ')}"
+        steps = sorted({int(s) for s in runs.get("status_step", pd.Series(dtype=float)).dropna()})
+        if status != "complete" and steps:
+            shown = ", ".join(map(str, steps[:8])) + (" ..." if len(steps) > 8 else "")
+            text += f" (at step{'s' if len(steps) > 1 else ''} {shown})"
+        parts.append(text)
+    return f"{len(frame)} runs: " + ", ".join(parts)
+
+
+def outcome(row: pd.Series) -> str:
+    """An arm's runs by status, e.g. '2 complete, 1 pruned'."""
+    from bench.stats import STATUSES
+
+    return ", ".join(f"{row[s]} {s.replace('_', ' ')}" for s in STATUSES if row.get(s, 0))
+
+
 def leaderboard_html(table: pd.DataFrame, floor: float | None, tuned: dict[str, str] | None = None) -> str:
     shown = pd.DataFrame({
         "Rank": table["rank"],
         "Arm": table["arm"],
         "Mean": table["mean"].where(np.isfinite(table["mean"])),
+        "Runs": [outcome(row) for _, row in table.iterrows()],
         "95% CI": [f"[{_fmt(lo)}, {_fmt(hi)}]" if not math.isnan(lo) else "too few seeds"
                    for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
         "Gap to best": table["gap"].where(np.isfinite(table["gap"])),
         "Seeds": table["n"],
-        "Diverged": table["diverged"],
-        "Stopped early": table["stopped_early"],
-        "Failed": table["failed"],
     })  # fmt: skip
     if tuned is not None:
         shown.insert(2, "Best setting", [tuned.get(arm, "") for arm in table["arm"]])
@@ -196,15 +307,21 @@ def leaderboard_html(table: pd.DataFrame, floor: float | None, tuned: dict[str, 
     styler = (
         shown.style.set_uuid("leaderboard")
         .hide(axis="index")
-        .format({"Mean": "{:.4f}", "Gap to best": "{:+.4f}", "Above floor": "{:.4f}"}, na_rep="diverged", escape="html")
-        .background_gradient(subset=["Mean"], cmap="RdYlGn_r")
-        .highlight_min(subset=["Mean"], props="font-weight: 700; outline: 2px solid #2f7d32;")
+        .format({"Mean": "{:.4f}", "Gap to best": "{:+.4f}", "Above floor": "{:.4f}"}, na_rep="–", escape="html")
     )
+    if shown["Mean"].notna().any():  # (a gradient over no number at all warns and colours nothing)
+        styler = styler.background_gradient(subset=["Mean"], cmap="RdYlGn_r").highlight_min(
+            subset=["Mean"], props="font-weight: 700; outline: 2px solid #2f7d32;"
+        )
+    # an arm without a mean gets a quiet cell, not the gradient's black; applied last, so it wins
+    styler = styler.highlight_null(subset=["Mean"], props="background-color: #eef0f2; color: #5b6b7b;")
     return styler.to_html()
 
 
 def answer(table: pd.DataFrame, metric: str) -> str:
     best = table.iloc[0]
+    if not np.isfinite(best["mean"]):
+        return f"No arm has a {metric} to rank: every run diverged, failed, was pruned or was interrupted."
     tied = table[(table["rank"] == 1) & (table["arm"] != best["arm"])]["arm"].tolist()
     text = f"Best: {best['arm']}, mean {metric} {_fmt(best['mean'])}"
     if not math.isnan(best["ci_low"]):
@@ -220,6 +337,22 @@ def answer(table: pd.DataFrame, metric: str) -> str:
 def comparisons_html(table: pd.DataFrame) -> str:
     if table.empty:
         return "<p class='note'>Only one arm: nothing to compare.</p>"
+    few = table[table["pairs"] < MIN_SEEDS_FOR_CI]
+    note = ""
+    if len(few):
+        # MIN_SEEDS_FOR_CI in bench.stats carries the measurement behind the threshold
+        have = ", ".join(str(n) for n in sorted(set(few["pairs"])))
+        note = (f"<p class='note'>No p-value, effect size or significance mark where an arm shares fewer than "
+                f"{MIN_SEEDS_FOR_CI} finished seeds with the baseline ({len(few)} arm(s) share {have}): at that "
+                f"n a 95% interval is meaningless and a t-test detects a one-sd difference 8% of the time. Run "
+                f"{MIN_SEEDS_FOR_CI} or more seeds for paired tests; mean differences are shown.</p>")  # fmt: skip
+    if len(few) == len(table):
+        shown = table.rename(columns={"arm": "Arm", "pairs": "Pairs", "mean_diff": "Mean difference"})
+        styler = (
+            shown[["Arm", "Pairs", "Mean difference"]].style.set_uuid("comparisons").hide(axis="index")
+            .format({"Mean difference": "{:+.4f}"}, na_rep="–", escape="html")
+        )  # fmt: skip
+        return note + styler.to_html()
     shown = table.rename(columns={"arm": "Arm", "pairs": "Pairs", "mean_diff": "Mean difference", "p": "p",
                                   "p_holm": "p (Holm)", "effect_size": "Effect size d"})  # fmt: skip
     shown = shown[["Arm", "Pairs", "Mean difference", "p", "p (Holm)", "Effect size d"]]
@@ -233,7 +366,7 @@ def comparisons_html(table: pd.DataFrame) -> str:
         )  # fmt: skip
         .map(lambda v: "font-weight: 700" if isinstance(v, float) and v < 0.05 else "", subset=["p (Holm)"])
     )
-    return styler.to_html()
+    return note + styler.to_html()
 
 
 def curve_arms(table: pd.DataFrame, baseline: str) -> dict[str, str]:
@@ -252,7 +385,9 @@ def target_context(frame: pd.DataFrame) -> dict[str, Any]:
     from bench.report import figures
 
     times = frame.pivot_table(index="seed", columns="arm", values="target_time", aggfunc="first", sort=False)
-    times = times.reindex(columns=list(dict.fromkeys(frame["arm"]))).astype(float).fillna(np.inf)
+    # every seed and arm, even where no run reached the target (pivot_table drops what is all missing)
+    times = times.reindex(index=sorted(frame["seed"].unique()), columns=list(dict.fromkeys(frame["arm"])))
+    times = times.astype(float).fillna(np.inf)
     taus = np.linspace(1.0, 4.0, 301)
     rho, scores = performance_profile(times, taus)
     summary = pd.DataFrame({
@@ -273,6 +408,8 @@ def target_context(frame: pd.DataFrame) -> dict[str, Any]:
         )  # fmt: skip
     )
     html = styler.to_html().replace(">inf<", ">missed<")
+    if not np.isfinite(times.to_numpy()).any():
+        return {"target_table": Markup(html), "time_to_target": None}
     return {
         "target_table": Markup(html),
         "time_to_target": figures.to_target(frame, "target_time", "training seconds to target"),
@@ -284,7 +421,7 @@ def target_context(frame: pd.DataFrame) -> dict[str, Any]:
 def kernels_context() -> dict[str, Any]:
     from markupsafe import Markup
 
-    from bench.cli import results_dir
+    from bench.checkpoint import results_dir
 
     path = results_dir() / "kernels" / "latest.json"
     if not path.is_file():
@@ -311,32 +448,35 @@ def kernels_context() -> dict[str, Any]:
 
 
 def sample_context(frame: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any]:
-    """Text from the best arm's first seed: its cached weights, or the run trained again (deterministic)."""
+    """Text from the weights saved when the best run finished (bench.checkpoint); never trains. Where there
+    are none, or they cannot be read, the section says so in one line."""
     import torch
 
-    from bench.cli import results_dir
+    from bench.checkpoint import CheckpointError, load_checkpoint
     from bench.config import RunConfig
     from bench.data import load_corpus
-    from bench.train import build_model, run_training
 
     runs = frame[(frame["arm"] == table["arm"].iloc[0]) & frame["status"].isin(("complete", "stopped_early"))]
     if runs.empty:
         return {"sample": None, "sample_note": "The best arm has no finished run to sample from."}
-    run = runs.sort_values("seed").iloc[0]
-    cfg = RunConfig.from_dict(run["config"]).override({"device": "cpu"})
-    corpus = load_corpus(cfg.data)
-    path = results_dir() / "checkpoints" / f"{cfg.hash}.pt"
-    if path.is_file():
-        model = build_model(cfg, corpus, "cpu")
-        model.load_state_dict(torch.load(path, map_location="cpu"))
-    else:
-        record, model = run_training(cfg)
-        if model is None or record.status == "failed":
-            return {"sample": None, "sample_note": "Training the best run again for a sample failed."}
-        with atomic_path(path) as tmp:
-            torch.save(model.state_dict(), tmp)
-    model.eval()
+    candidates = runs.sort_values("seed")
+    chosen = None
+    reason = ""
+    for _, run in candidates.iterrows():  # the first seed whose weights were saved
+        try:
+            model = load_checkpoint(run["run_hash"])
+        except CheckpointError as e:
+            reason = reason or str(e)
+            continue
+        chosen = run
+        break
+    if chosen is None:
+        return {"sample": None, "sample_note": f"No sample: {reason}."}
+    try:
+        corpus = load_corpus(RunConfig.from_dict(chosen["config"]).data)
+    except Exception as e:  # noqa: BLE001 -- a corpus moved away since the run: say so, don't fail the report
+        return {"sample": None, "sample_note": f"No sample: the run's corpus cannot be read ({e})."}
     out = model.generate(torch.tensor([[0]]), SAMPLE_CHARS, method="sample", temperature=0.8, top_k=40,
                          generator=torch.Generator().manual_seed(0))  # fmt: skip
-    note = f"{table['arm'].iloc[0]}, seed {run['seed']}: {SAMPLE_CHARS} tokens, temperature 0.8, top-k 40."
+    note = f"{table['arm'].iloc[0]}, seed {chosen['seed']}: {SAMPLE_CHARS} tokens, temperature 0.8, top-k 40."
     return {"sample": corpus.decode(out[0, 1:].tolist()), "sample_note": note}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+from typing import Any
 
 import matplotlib
 
@@ -16,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import EngFormatter, MaxNLocator  # noqa: E402
 
 DPI = 96
 ERRORBAR = ("ci", 95)
@@ -29,6 +31,40 @@ def png(fig: Figure) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def short_labels(arms: list[str]) -> dict[str, str]:
+    """arm label -> only the settings that differ between the arms ('optimizer=lion, optimizer.lr=0.001' among
+    arms that all share the learning rate -> 'optimizer=lion'). Labels that are not key=value lists stay."""
+    parts = {arm: dict(p.split("=", 1) for p in arm.split(", ") if "=" in p) for arm in arms}
+    keys = list(dict.fromkeys(k for d in parts.values() for k in d))
+    varying = [k for k in keys if len({d.get(k) for d in parts.values()}) > 1]
+    out = {}
+    for arm, d in parts.items():
+        short = ", ".join(f"{k}={d[k]}" for k in varying if k in d)
+        out[arm] = short or arm
+    return out if len(set(out.values())) == len(out) else {a: a for a in arms}
+
+
+def compact_label(arm: str, width: int = 70) -> str:
+    """A search trial's settings without their dotted prefixes ('optimizer.name=lion, optimizer.lion.lr=1e-4'
+    -> 'lion, lr=1e-4'), cut to `width` characters."""
+    parts = []
+    for part in arm.split(", "):
+        key, sep, value = part.partition("=")
+        if not sep:
+            parts.append(part)
+        elif key.endswith(".name"):
+            parts.append(value)
+        else:
+            parts.append(f"{key.split('.')[-1] if key.count('.') == 2 else key}={value}")
+    text = ", ".join(parts)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def outside_legend(ax: Any, **kwargs: Any) -> None:
+    """The legend to the right of the axes, never over the data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False, **kwargs)
 
 
 def finite(frame: pd.DataFrame, column: str = "value") -> pd.DataFrame:
@@ -48,7 +84,7 @@ def main_effect(frame: pd.DataFrame, axis: str, metric: str, floor: float | None
                       linestyle="none", capsize=0.3, color="#1f5fa8", markersize=4)  # fmt: skip
         ax.set_ylabel(axis)
         ax.set_xlabel(metric)
-        ax.tick_params(axis="y", labelsize=7)
+        ax.tick_params(axis="y", labelsize=9)
     else:
         fig = Figure(figsize=(max(4.0, 0.9 * len(order) + 2), 3.2))
         ax = fig.subplots()
@@ -56,20 +92,31 @@ def main_effect(frame: pd.DataFrame, axis: str, metric: str, floor: float | None
                       linestyle="none", capsize=0.15, color="#1f5fa8")  # fmt: skip
         ax.set_xlabel(axis)
         ax.set_ylabel(metric)
-        ax.tick_params(axis="x", labelsize=8)
+        ax.tick_params(axis="x", labelsize=9)
     if floor is not None:
-        (ax.axvline if many else ax.axhline)(floor, color="#888", linestyle="--", linewidth=1, label="loss floor")
-        ax.legend(loc="best", fontsize=8)
+        low, high = ax.get_xlim() if many else ax.get_ylim()
+        if floor >= low - (high - low):  # near the data: drawn; far below, it would squash the effects flat
+            (ax.axvline if many else ax.axhline)(floor, color="#888", linestyle="--", linewidth=1, label="loss floor")
+            outside_legend(ax, fontsize=8)
+        else:
+            ax.set_title(f"loss floor {floor:.4f}: below the axis", fontsize=8, loc="right", color="#5b6b7b")
     return png(fig)
 
 
-def interaction(frame: pd.DataFrame, a: str, b: str, metric: str) -> str:
-    """Mean metric over every pair of values of two axes."""
+def interaction_table(frame: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
     data = finite(frame)
-    table = data.pivot_table(index=f"arm.{a}", columns=f"arm.{b}", values="value", aggfunc="mean", sort=False)
+    return data.pivot_table(index=f"arm.{a}", columns=f"arm.{b}", values="value", aggfunc="mean", sort=False)
+
+
+def interaction(frame: pd.DataFrame, a: str, b: str, metric: str, scale: tuple[float, float] | None = None) -> str:
+    """Mean metric over every pair of values of two axes; `scale` (vmin, vmax) is shared by every heatmap of
+    a report, so one colour means one loss throughout."""
+    table = interaction_table(frame, a, b)
     fig = Figure(figsize=(max(4.0, 1.1 * table.shape[1] + 2.5), max(2.6, 0.5 * table.shape[0] + 1.5)))
     ax = fig.subplots()
-    sns.heatmap(table, annot=True, fmt=".3f", cmap="RdYlGn_r", ax=ax, cbar_kws={"label": metric}, annot_kws={"size": 8})
+    vmin, vmax = scale if scale is not None else (None, None)
+    sns.heatmap(table, annot=True, fmt=".3f", cmap="RdYlGn_r", ax=ax, cbar_kws={"label": metric}, annot_kws={"size": 8},
+                vmin=vmin, vmax=vmax)  # fmt: skip
     ax.set_xlabel(b)
     ax.set_ylabel(a)
     ax.tick_params(labelsize=8)
@@ -81,28 +128,50 @@ def axis_pairs(axes: list[str]) -> list[tuple[str, str]]:
 
 
 def curves(frame: pd.DataFrame, arms: dict[str, str], floor: float | None) -> str:
-    """Validation and training loss of the chosen arms: mean over seeds, the band from lowest seed to highest."""
+    """Validation loss against steps and against tokens (arms with other batch sizes meet at equal tokens),
+    and smoothed training loss, of the chosen arms: mean over seeds, the band from lowest seed to highest.
+    The legend sits below the plots, never over a curve."""
+    short = short_labels(list(dict.fromkeys(arms.values())))
     val_rows, train_rows = [], []
     for role, arm in arms.items():
         for _, run in frame[frame["arm"] == arm].iterrows():
             c = run.get("curves") or {}
-            label = f"{role}: {arm}"
+            label = f"{role}: {short[arm]}"
+            per_step = tokens_per_step(run)
             val = zip(c.get("val_step", []), c.get("val_loss", []), strict=False)
-            val_rows += [{"arm": label, "step": s, "loss": v, "seed": run["seed"]} for s, v in val if v is not None]
+            val_rows += [{"arm": label, "step": s, "tokens": s * per_step, "loss": v, "seed": run["seed"]}
+                         for s, v in val if v is not None]  # fmt: skip
             train = [(s, v) for s, v in zip(c.get("step", []), c.get("train_loss", []), strict=False) if v is not None]
             smooth = _smooth([v for _, v in train])
             train_rows += [{"arm": label, "step": s, "loss": v, "seed": run["seed"]}
                            for (s, _), v in zip(train, smooth, strict=False)]  # fmt: skip
-    fig = Figure(figsize=(10, 3.6))
-    ax_val, ax_train = fig.subplots(1, 2)
-    for ax, rows, title in ((ax_val, val_rows, "validation loss"), (ax_train, train_rows, "training loss (smoothed)")):
+    fig = Figure(figsize=(11, 3.6), layout="constrained")
+    axes = fig.subplots(1, 3)
+    panels = ((val_rows, "step", "validation loss by step"), (val_rows, "tokens", "validation loss by tokens"),
+              (train_rows, "step", "training loss (smoothed) by step"))  # fmt: skip
+    for ax, (rows, x, title) in zip(axes, panels, strict=True):
         if rows:
-            sns.lineplot(data=pd.DataFrame(rows), x="step", y="loss", hue="arm", errorbar=SEED_BAND, ax=ax)
-            ax.legend(fontsize=7, loc="upper right")
+            sns.lineplot(
+                data=pd.DataFrame(rows), x=x, y="loss", hue="arm", errorbar=SEED_BAND, ax=ax, legend=ax is axes[0]
+            )
         if floor is not None:
             ax.axhline(floor, color="#888", linestyle="--", linewidth=1)
         ax.set_title(title, fontsize=10)
+    axes[1].xaxis.set_major_formatter(EngFormatter(sep=""))  # 150k, not 150000 run into its neighbours
+    axes[1].xaxis.set_major_locator(MaxNLocator(5))
+    if axes[0].get_legend() is not None:
+        handles, labels = axes[0].get_legend_handles_labels()
+        axes[0].get_legend().remove()
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8, frameon=False)
     return png(fig)
+
+
+def tokens_per_step(run: pd.Series) -> float:
+    """Tokens per optimizer step of a stored run (its tokens over its steps)."""
+    try:
+        return float(run["tokens"]) / float(run["steps"]) if run.get("steps") else 1.0
+    except (TypeError, ValueError):
+        return 1.0
 
 
 def _smooth(values: list[float], span: int = 20) -> list[float]:
@@ -113,11 +182,13 @@ def _smooth(values: list[float], span: int = 20) -> list[float]:
 
 def to_target(frame: pd.DataFrame, column: str, label: str) -> str:
     """Per arm, the seeds' time (or tokens) to the target; misses drawn at the right edge."""
+    short = short_labels(list(dict.fromkeys(frame["arm"])))
     data = frame[["arm", column]].copy()
+    data["arm"] = data["arm"].map(short)
     data[column] = data[column].astype(float)
     reached = data[np.isfinite(data[column])]
-    order = list(dict.fromkeys(frame["arm"]))
-    fig = Figure(figsize=(8, max(2.5, 0.32 * len(order) + 1)))
+    order = list(dict.fromkeys(data["arm"]))
+    fig = Figure(figsize=(8, max(2.5, 0.3 * len(order) + 1)))
     ax = fig.subplots()
     if not reached.empty:
         sns.stripplot(data=reached, y="arm", x=column, order=order, ax=ax, color="#1f5fa8", size=5, jitter=False)
@@ -127,30 +198,44 @@ def to_target(frame: pd.DataFrame, column: str, label: str) -> str:
         ax.text(right, order.index(arm), f"{n} missed", va="center", fontsize=7, color="#b00")
     ax.set_xlabel(label)
     ax.set_ylabel("")
-    ax.tick_params(axis="y", labelsize=7)
+    ax.tick_params(axis="y", labelsize=9)
     return png(fig)
 
 
+PROFILE_LABELLED = 6  # the best arms get a colour and a legend entry; the rest are drawn grey
+
+
 def profile(rho: pd.DataFrame, scores: pd.Series) -> str:
-    """AlgoPerf performance profiles: share of seeds on which each arm is within tau of the best."""
-    fig = Figure(figsize=(7, 3.6))
+    """AlgoPerf performance profiles: share of seeds on which each arm is within tau of the best. The top
+    PROFILE_LABELLED arms are coloured and named (legend outside the axes); the others are thin grey lines."""
+    short = short_labels(list(scores.index))
+    fig = Figure(figsize=(9, 3.8), layout="constrained")
     ax = fig.subplots()
-    for arm in scores.sort_values(ascending=False).index:
-        ax.step(rho.index, rho[arm], where="post", label=f"{arm} ({scores[arm]:.2f})", linewidth=1.2)
+    ranked = list(scores.sort_values(ascending=False, kind="stable").index)
+    for arm in reversed(ranked[PROFILE_LABELLED:]):
+        ax.step(rho.index, rho[arm], where="post", color="#bbbbbb", linewidth=0.8)
+    colours = sns.color_palette("tab10", PROFILE_LABELLED)
+    for arm, colour in zip(ranked[:PROFILE_LABELLED], colours, strict=False):
+        ax.step(rho.index, rho[arm], where="post", label=f"{short[arm]} ({scores[arm]:.2f})", linewidth=1.6,
+                color=colour)  # fmt: skip
+    if len(ranked) > PROFILE_LABELLED:
+        ax.plot([], [], color="#bbbbbb", linewidth=0.8, label=f"{len(ranked) - PROFILE_LABELLED} other arms")
     ax.set_xlabel("tau: time / best time on the same seed")
     ax.set_ylabel("share of seeds within tau")
     ax.set_xlim(1, float(rho.index.max()))
     ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=6, loc="lower right", ncol=1 if len(scores) < 10 else 2)
+    fig.legend(loc="outside right upper", fontsize=8, frameon=False)
     return png(fig)
 
 
-def stability(frame: pd.DataFrame, axes: list[str]) -> str | None:
-    """Diverged, stopped-early and failed runs per axis value."""
+def stability(views: dict[str, pd.DataFrame]) -> str | None:
+    """Runs that did not complete (diverged, stopped early, pruned, failed, interrupted) per axis value."""
+    from bench.stats import STATUSES
+
     rows = []
-    for axis in axes:
+    for axis, frame in views.items():
         for value, group in frame.groupby(f"arm.{axis}", sort=False):
-            for status in ("diverged", "stopped_early", "failed", "interrupted"):
+            for status in STATUSES[1:]:
                 n = int((group["status"] == status).sum())
                 if n:
                     rows.append({"axis value": f"{axis}={value}", "status": status, "runs": n})
@@ -160,7 +245,8 @@ def stability(frame: pd.DataFrame, axes: list[str]) -> str | None:
     fig = Figure(figsize=(7, max(2.2, 0.3 * data["axis value"].nunique() + 1)))
     ax = fig.subplots()
     sns.barplot(data=data, y="axis value", x="runs", hue="status", ax=ax, errorbar=None)
-    ax.tick_params(axis="y", labelsize=7)
+    ax.tick_params(axis="y", labelsize=9)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return png(fig)
 
 

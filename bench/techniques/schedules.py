@@ -19,7 +19,8 @@ Multiplier = Callable[[int], float]
 
 
 def _warmup(default: int = 0) -> Param:
-    return Param(int, default, "linear warmup steps", low=0, search=("int", 0, 500))
+    # searched over the first quarter of the run, whatever its length (a fixed 0-500 failed any run <= 500 steps)
+    return Param(int, default, "linear warmup steps", low=0, search=("steps", 0.0, 0.25))
 
 
 MIN_RATIO = Param(float, 0.0, "final learning rate / peak", low=0.0, high=1.0)

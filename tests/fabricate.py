@@ -1,0 +1,125 @@
+"""Stores of made-up results for report and results tests where training is not the point.
+
+Every status of the vocabulary can be asked for: suite runs (complete, diverged, stopped_early, failed,
+interrupted) through the runner's own claim and the store's own finish; search trials (complete, pruned)
+through Optuna's ask and tell, as a search stores them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from bench.store import Store, record_attrs
+from bench.suite import Suite, label
+from bench.train import RunRecord
+
+ENV = {"optbench": "0.1.0", "commit": "fabricated", "torch": "x", "device": "cpu", "device_name": "cpu", "threads": 1}
+
+
+def record(cfg, status: str, rng: random.Random, level: float, target: float | None) -> RunRecord:
+    steps = cfg.total_steps
+    stop = max(1, steps // 2) if status in ("diverged", "stopped_early", "pruned") else steps
+    interval = max(1, min(cfg.eval_interval, stop))
+    val_steps = list(range(interval, stop + 1, interval)) or [stop]
+    final = level + rng.gauss(0, 0.02)
+    val = [final + (3.0 - final) * (1 - s / steps) ** 2 for s in val_steps]
+    train_loss = [final + (3.0 - final) * (1 - s / steps) ** 2 + rng.gauss(0, 0.05) for s in range(stop)]
+    if status == "diverged":
+        train_loss[-1] = None
+    reached = next((s for s, v in zip(val_steps, val, strict=True) if target and v <= target), None)
+    finished = status in ("complete", "stopped_early", "pruned")
+    return RunRecord(
+        config=cfg.to_dict(), config_hash=cfg.hash, status=status,
+        status_step=stop if status in ("diverged", "stopped_early", "pruned") else None,
+        error="Traceback (most recent call last):\n  fabricated failure" if status == "failed" else None,
+        final_val_loss=val[-1] if finished else None, best_val_loss=min(val) if finished else None,
+        loss_floor=1.0, steps=stop, tokens=stop * cfg.tokens_per_step, wall_time=stop / 100, train_time=stop / 110,
+        tokens_per_second=1e5, peak_memory_mb=300.0, n_params=100_000, target=target,
+        target_step=reached, target_tokens=reached and reached * cfg.tokens_per_step,
+        target_time=reached and reached / 110,
+        curves={"train_loss": train_loss, "grad_norm": [1.0] * stop, "lr": [1e-3] * stop,
+                "val_step": val_steps, "val_loss": val if status != "diverged" else [None] * len(val)},
+        env=ENV,
+    )  # fmt: skip
+
+
+def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], seed: int = 0) -> int:
+    """Every run of the suite stored with status(i) for its i-th run, as the runner leaves it (claim
+    attributes, parameters, record; interrupted: a claim left as FAIL). Written in one batch."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from bench.store import param_distributions
+
+    rng = random.Random(seed)
+    store = Store.open(storage)
+    study = store.study(suite.name)
+    levels: dict[str, float] = {}
+    trials = []
+    for i, run in enumerate(suite.runs()):
+        level = levels.setdefault(run.arm_label, 1.2 + 0.6 * rng.random())
+        s = status(i)
+        attrs = {"run_hash": run.hash, "seed": run.seed, "arm": run.arm, "arm_label": run.arm_label,
+                 "config": run.config.to_dict(), "suite": suite.name, "session": "fabricated"}  # fmt: skip
+        value, intermediate = None, {}
+        state = TrialState.FAIL
+        if s == "interrupted":
+            attrs["status"] = "interrupted"
+        else:
+            rec = record(run.config, s, rng, level, suite.target)
+            attrs.update(record_attrs(rec))
+            curve = zip(rec.curves["val_step"], rec.curves["val_loss"], strict=True)
+            intermediate = {step: v for step, v in curve if v is not None}
+            if s != "failed":
+                state = TrialState.COMPLETE
+                metric = getattr(rec, suite.metric_field)
+                value = float(metric) if metric is not None else float("inf")
+        params = param_distributions(run.config.flat())
+        trials.append(optuna.trial.create_trial(
+            state=state, value=value, params={k: v for k, (v, _) in params.items()},
+            distributions={k: d for k, (_, d) in params.items()}, user_attrs=attrs,
+            intermediate_values=intermediate,
+        ))  # fmt: skip
+    study.add_trials(trials)
+    return len(trials)
+
+
+def fabricate_search(suite: Suite, storage: str, trials: int, pruned: Callable[[int], bool], objectives: int = 1,
+                     seed: int = 0) -> str:  # fmt: skip
+    """A search study as `optbench search` leaves it: sampled settings, pruned trials with their step.
+    Sampled in memory, then written to the store in one batch."""
+    import optuna
+
+    from bench.search import parse_space, trial_config
+
+    space = parse_space(suite.search, suite.base)
+    memory = optuna.create_study(directions=["minimize"] * objectives, sampler=optuna.samplers.RandomSampler(seed=seed))
+    rng = random.Random(seed)
+    for i in range(trials):
+        trial = memory.ask()
+        values = space.sample(trial)
+        cfg = trial_config(space, suite.base, values, suite.seeds[0])
+        is_pruned = objectives == 1 and pruned(i)
+        rec = record(cfg, "pruned" if is_pruned else "complete", rng, 1.2 + 0.6 * rng.random(), suite.target)
+        for key, value in {"run_hash": cfg.hash, "seed": suite.seeds[0], "config": cfg.to_dict(),
+                           "arm": {k: label(v) for k, v in values.items()},
+                           "arm_label": ", ".join(f"{k}={label(v)}" for k, v in values.items()),
+                           **record_attrs(rec)}.items():  # fmt: skip
+            trial.set_user_attr(key, value)
+        for step, value in zip(rec.curves["val_step"], rec.curves["val_loss"], strict=True):
+            if objectives == 1:
+                trial.report(value, step)
+        if is_pruned:
+            memory.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            values_out = [rec.final_val_loss, rec.train_time][:objectives]
+            memory.tell(trial, values_out if objectives > 1 else values_out[0])
+    store = Store.open(storage)
+    name = f"{suite.name}.search"
+    study = optuna.create_study(study_name=name, storage=store.storage, load_if_exists=True,
+                                directions=["minimize"] * objectives)  # fmt: skip
+    study.set_user_attr("search", {"sampler": "random", "pruner": "hyperband", "objectives": ["val_loss"] * objectives,
+                                   "fixed": {}, "trials": trials})  # fmt: skip
+    study.add_trials(memory.trials)
+    return name
