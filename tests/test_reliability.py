@@ -327,7 +327,7 @@ def test_a_failed_run_says_why_in_one_line_and_keeps_the_traceback(tmp_path, mon
     error = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: boom'
     monkeypatch.setattr(
         train_module, "run_training",
-        lambda cfg, device=None: (train_module.RunRecord(config=cfg.to_dict(), config_hash=cfg.hash, error=error), None),
+        lambda cfg, device=None: (train_module.RunRecord(cfg.to_dict(), cfg.hash, error=error), None),
     )  # fmt: skip
     storage = str(tmp_path / "j.journal")
     import torch
