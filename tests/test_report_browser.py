@@ -28,19 +28,7 @@ def test_report_opens_in_chromium_without_errors_and_the_leaderboard_is_not_blan
     storage = str(tmp_path / "r.journal")
     fabricate_results(str(path), storage)
     report = build_report(Suite.load(path), storage, tmp_path / "browser.html", sample=False)
-    shot = tmp_path / "leaderboard.png"
-    run = subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900",
-         f"--screenshot={shot}", f"file://{report}"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert shot.is_file(), run.stderr[-2000:]
-    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Failed to load resource" in line]
-    assert console == [], console
-    dom = subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom", f"file://{report}"],
-        capture_output=True, text=True, timeout=120,
-    ).stdout  # fmt: skip
+    shot, dom = chromium_check(tmp_path, report)
     assert 'id="T_leaderboard"' in dom and "Best: optimizer=" in dom
     pixels = imread(shot)[:, :, :3]
     assert pixels.shape[0] >= 800 and pixels.std() > 0.05  # text, table colours and lines: not a blank page
