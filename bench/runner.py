@@ -40,15 +40,25 @@ class Plan:
     workers: int
     threads: int
     session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    split_reason: str = ""  # why this many workers and threads, for every record's environment
 
 
 def default_split(suite: Suite, cores: int | None = None) -> tuple[int, int]:
-    """(workers, threads each). Small models: one single-threaded worker per core, which measured fastest
-    on 2 cores (see README, Performance); wider models: one worker using every core."""
+    """(workers, threads each): this machine's calibrated split for the suite's model (bench.calibrate),
+    else `rule_split`."""
     cores = cores or os.cpu_count() or 1
     if suite.base.device != "cpu":
         return 1, cores
-    if suite.base.model["n_embd"] <= 128:
+    from bench.calibrate import split_choice
+
+    cached = split_choice(suite.base, cores)
+    return cached.value if cached else rule_split(suite.base, cores)
+
+
+def rule_split(cfg: Any, cores: int) -> tuple[int, int]:
+    """Small models: one single-threaded worker per core, which measured fastest on 2 cores (see README,
+    Performance); wider models: one worker using every core."""
+    if cfg.model["n_embd"] <= 128:
         return cores, 1
     return 1, cores
 
@@ -148,6 +158,7 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None)
             run = runs[claimable[0]]
             with store.heartbeat(trial_id):
                 record = train(run.config.override({"threads": plan.threads}))
+                record.env["split"] = f"{plan.workers} worker(s) x {plan.threads} thread(s): {plan.split_reason}"
             with interrupts.deferred():
                 store.finish(trial_id, record, suite.metric_field)
                 trial_id = None
