@@ -411,7 +411,9 @@ def kernel_table(data: dict[str, Any]) -> str:
             f"{(f'{flops:.1f}' if flops else '-'):>9} {(f'{gbs:.1f}' if gbs else '-'):>8} "
             f"{(f'{100 * frac:.1f}' if frac is not None else '-'):>6}"
         )
-    return "\n".join(lines)
+    from bench.roofline import kernel_roofline
+
+    return "\n".join(lines + kernel_roofline(data.get("benchmarks", [])))
 
 
 def build_parser() -> argparse.ArgumentParser:
