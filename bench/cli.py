@@ -125,7 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from bench import calibrate
-    from bench.config import load_run_config
+    from bench.config import load_run_config, read_toml
     from bench.runner import rule_split
 
     cfg = load_run_config(args.file, args.set)
@@ -135,9 +135,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     split = None if args.force else calibrate.split_choice(cfg, cores)
     if split is None:
         split = calibrate.measure_split(cfg, rule_split(cfg, cores), cores)
-    print(f"optbench run: {split.reason}")
+    print(f"optbench run: {split.value[0]} worker(s) x {split.value[1]} thread(s): {split.reason}")
+    cfgs = [cfg]
+    if args.file and "suite" in read_toml(args.file):  # every optimizer a suite's runs use
+        from bench.suite import Suite
+
+        cfgs += [run.config for run in Suite.load(args.file, suite_overrides(args)).runs()]
     for threads in sorted({split.value[1], cores}):  # a suite's workers, and one `optbench train`
-        for line in calibrate.calibrate_impls([cfg], threads, args.force):
+        for line in calibrate.calibrate_impls(cfgs, threads, args.force):
             print(f"optbench: {line}")
     print(f"cached in {calibrate.cache_path()}", file=sys.stderr)
     return 0

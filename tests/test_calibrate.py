@@ -129,7 +129,7 @@ def test_every_suite_record_names_its_split_and_why(tmp_path):
 
 
 def test_optbench_calibrate_and_train_say_what_they_chose(cache, tmp_path, capsys):
-    path = write_suite(tmp_path, "cal", 'optimizer = ["adamw"]', seeds="[0]")
+    path = write_suite(tmp_path, "cal", 'optimizer = ["adamw", "nadam"]', seeds="[0]")
     base = Suite.load(path).base
     # the split is measured above; here it is cached, so `calibrate` measures the kernels at 1 thread alone
     calibrate.save("split", calibrate.split_key(base, os.cpu_count()), {"split": [os.cpu_count(), 1], "reason": "r"})
@@ -138,7 +138,8 @@ def test_optbench_calibrate_and_train_say_what_they_chose(cache, tmp_path, capsy
         calibrate.save("impl", key, {"impl": "fused", "reason": "measured before"})
     assert cli.main(["calibrate", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "optbench run:" in out and f"on {os.cpu_count()} thread(s)" in out and "AdamW kernels" in out
+    assert "optbench run:" in out and f"on {os.cpu_count()} thread(s)" in out
+    assert "AdamW kernels" in out and "NAdam kernels" in out  # every optimizer of the suite's runs
     verdicts = calibrate.load()
     assert verdicts["split"] and verdicts["impl"]
     assert cli.main(["train", str(path), "--quiet"]) == 0
