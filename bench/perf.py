@@ -13,6 +13,7 @@
     python -m bench.perf roofline [--preset small] [--autocast none|bf16]
     python -m bench.perf step     [--variants fused,foreach,forloop,bf16] [--rounds 9] [--clock wall|cpu]
     python -m bench.perf compile  [--rounds 9]
+    python -m bench.perf suite-ab --old REV [--suite suites/quick.toml] [--pairs 2]
 
 `harness`: steps per second of train() on the small preset against a bare loop of the same model,
 optimizer and batches with no logging and no evaluation; alternated, median ratio (target >= 0.97).
@@ -33,6 +34,8 @@ shapes on this machine (bench.roofline).
 `step`: Training.step() variants (optimizer kernels, bf16 autocast) in one process, alternated in blocks;
 median time per step and median ratio to the first. `--clock cpu` counts process CPU time (with
 `--threads 1`, robust to other load on the machine).
+`suite-ab`: `optbench run SUITE` wall time with the code of git revision REV (extracted to a temporary
+folder) and with this checkout, alternated, each into a fresh store, same interpreter and packages.
 `compile`: torch.compile of the model: first-step (compile) seconds in a fresh process with a cold and then
 a warm on-disk cache, and the per-step time against eager, alternated.
 """
@@ -482,6 +485,29 @@ def bench_compile(rounds: int) -> None:
             print(f"{label}: {out}; process {time.perf_counter() - start:.1f} s")
 
 
+def bench_suite_ab(suite: str, old: str, pairs: int) -> None:
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        old_tree = Path(tmp) / "old"
+        old_tree.mkdir()
+        archive = subprocess.run(["git", "-C", str(root), "archive", old], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
+        sides = {f"old {old}": (old_tree, {"PYTHONPATH": str(old_tree)}), "this checkout": (root, {})}
+        times: dict[str, list[float]] = {side: [] for side in sides}
+        for i in range(pairs):
+            for side, (cwd, extra) in sides.items():  # alternated: drift in machine load hits both alike
+                storage = str(Path(tmp) / f"{len(times[side])}-{side[:3]}.journal")
+                cmd = [sys.executable, "-m", "bench", "run", suite, "--storage", storage, "--no-report", "--quiet"]
+                start = time.perf_counter()
+                subprocess.run(cmd, cwd=cwd, env={**os.environ, **extra}, check=True, capture_output=True)
+                times[side].append(time.perf_counter() - start)
+                print(f"pair {i + 1}, {side}: {times[side][-1]:.1f} s", flush=True)
+    medians = {side: statistics.median(t) for side, t in times.items()}
+    old_median, new_median = medians.values()
+    print(f"{suite}: old {old_median:.1f} s, this checkout {new_median:.1f} s (medians of {pairs}); "
+          f"ratio {new_median / old_median:.3f}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="which", required=True)
@@ -531,6 +557,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clock", default="wall", choices=("wall", "cpu"))
     p.add_argument("--threads", type=int)
     p.set_defaults(run=lambda a: bench_step(a.variants.split(","), a.rounds, a.block, a.clock, a.threads))
+    p = sub.add_parser("suite-ab", help="optbench run SUITE with an older revision's code and this one, alternated")
+    p.add_argument("--old", required=True, help="git revision of the old code")
+    p.add_argument("--suite", default="suites/quick.toml")
+    p.add_argument("--pairs", type=int, default=2)
+    p.set_defaults(run=lambda a: bench_suite_ab(a.suite, a.old, a.pairs))
     p = sub.add_parser("compile", help="torch.compile: cold and warm compile time, per-step gain")
     p.add_argument("--rounds", type=int, default=9)
     p.set_defaults(run=lambda a: bench_compile(a.rounds))
