@@ -60,6 +60,7 @@ def running_trials(storage, study_name, count, timeout=120):
     while time.time() < deadline:
         study = Store.open(storage).existing_study(study_name)
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)) if study else []
+        running = [t for t in running if "worker" in t.user_attrs]  # a claim names its worker just after it starts
         if len(running) >= count:
             return running
         time.sleep(0.2)
