@@ -148,7 +148,7 @@ def pick(seconds: dict[str, list[float]], default: str, margin: float) -> tuple[
     }
     best = min(ratios, key=ratios.get)
     rounds = len(seconds[default])
-    shown = ", ".join(f"{name} {ratios[name]:.2f}" for name in sorted(ratios) if name != default)
+    shown = ", ".join(f"{name} {ratios[name]:.3g}" for name in sorted(ratios) if name != default)
     measured = f"time vs {default}: {shown} (median of {rounds} alternated rounds)"
     if best != default and ratios[best] < margin:
         return best, f"measured {measured}"
