@@ -78,6 +78,31 @@ def summary(record: Any) -> str:
     return "; ".join(parts)
 
 
+def calibrate_split(suite: Any) -> str:
+    """Measure this machine's workers x threads split for the suite's model when it has none cached
+    (bench.calibrate); the reason of the split `optbench run` takes."""
+    from bench import calibrate
+    from bench.runner import rule_split
+
+    cores = os.cpu_count() or 1
+    if suite.base.device != "cpu" or calibrate.cache_path() is None:
+        return "the rule for this model width (calibration off)"
+    choice = calibrate.split_choice(suite.base, cores)
+    if choice is None:
+        print(f"optbench: calibrating the workers x threads split for this model on this machine "
+              f"(once; cached in {calibrate.cache_path()})", file=sys.stderr)  # fmt: skip
+        choice = calibrate.measure_split(suite.base, rule_split(suite.base, cores), cores)
+    return choice.reason
+
+
+def report_kernels(cfgs: list[Any], threads: int, force: bool = False) -> None:
+    """Say which optimizer kernels `impl = "auto"` takes here and why, measuring them first when missing."""
+    from bench import calibrate
+
+    for line in calibrate.calibrate_impls(cfgs, threads, force):
+        print(f"optbench: {line}", file=sys.stderr)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from bench.config import load_run_config
 
@@ -85,6 +110,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.resources import check_fits
 
     check_fits([cfg], source=args.file)
+    import torch
+
+    report_kernels([cfg], cfg.threads or torch.get_num_threads())
     from bench.train import train
 
     record = train(cfg, None if args.quiet else RichProgress())
@@ -94,6 +122,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         print(record.to_json())
     return 1 if record.status == "failed" else 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from bench import calibrate
+    from bench.config import load_run_config, read_toml
+    from bench.runner import rule_split
+
+    cfg = load_run_config(args.file, args.set)
+    if calibrate.cache_path() is None:
+        raise ConfigError("OPTBENCH_CALIBRATION", "calibration is off; unset it or name a file")
+    cores = os.cpu_count() or 1
+    split = None if args.force else calibrate.split_choice(cfg, cores)
+    if split is None:
+        split = calibrate.measure_split(cfg, rule_split(cfg, cores), cores)
+    print(f"optbench run: {split.value[0]} worker(s) x {split.value[1]} thread(s): {split.reason}")
+    cfgs = [cfg]
+    if args.file and "suite" in read_toml(args.file):  # every optimizer a suite's runs use
+        from bench.suite import Suite
+
+        cfgs += [run.config for run in Suite.load(args.file, suite_overrides(args)).runs()]
+    for threads in sorted({split.value[1], cores}):  # a suite's workers, and one `optbench train`
+        for line in calibrate.calibrate_impls(cfgs, threads, args.force):
+            print(f"optbench: {line}")
+    print(f"cached in {calibrate.cache_path()}", file=sys.stderr)
+    return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -175,6 +228,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     devices = check_suite_devices(suite, args.suite)
     gpus = worker_devices(devices, args.workers, args.workers_per_gpu)
     Store.open(args.storage).check_writable()  # an unreachable storage is bad input, reported before any work
+    split_reason = "set on the command line" if args.workers or args.threads else "one worker per GPU"
+    if args.workers is None and args.threads is None and not any(gpus):
+        split_reason = calibrate_split(suite)
     workers, threads = default_split(suite)
     if args.workers is not None or any(gpus):
         workers = len(gpus) if any(gpus) else args.workers
@@ -184,13 +240,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.resources import check_fits
 
     check_fits([r.config for r in suite.runs()], workers, args.suite)
-    plan = Plan(args.suite, suite_overrides(args), args.storage, workers, threads, gpus=gpus)
-    print(f"{suite.name}: {len(suite.runs())} runs, {workers} worker(s) x {threads} thread(s)", file=sys.stderr)
+    plan = Plan(args.suite, suite_overrides(args), args.storage, workers, threads, gpus=gpus, split_reason=split_reason)
+    print(f"{suite.name}: {len(suite.runs())} runs, {workers} worker(s) x {threads} thread(s) ({split_reason})",
+          file=sys.stderr)  # fmt: skip
     shared = {g: n for g, n in sharing(gpus).items() if n > 1}
     if shared:
         which = ", ".join(f"{g}: {n} workers" for g, n in shared.items())
         print(f"{suite.name}: GPUs shared ({which}): timings depend on which runs overlapped; "
               "each record carries env.gpu_workers", file=sys.stderr)  # fmt: skip
+    report_kernels([r.config for r in suite.runs()], threads)
     summary = run_suite(plan, show_progress=not args.quiet)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
     best = f"; best {summary.best[1]:.4f} ({summary.best[0]})" if summary.best else ""
@@ -451,7 +509,9 @@ def kernel_table(data: dict[str, Any]) -> str:
     if noisy:
         lines.append(f"warning: IQR above {SPREAD_WARNING:.0%} of the median, timings not to be trusted (a busy "
                      f"machine?): " + ", ".join(noisy))  # fmt: skip
-    return "\n".join(lines)
+    from bench.roofline import kernel_roofline
+
+    return "\n".join(lines + kernel_roofline(data.get("benchmarks", [])))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -476,6 +536,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the RunRecord as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("calibrate", help="measure this machine's fastest optimizer kernels and workers x threads split")
+    run_file_args(p)
+    p.add_argument("--force", action="store_true", help="measure again even when a verdict is cached")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("sample", help="text generated by a trained run (trained first when not cached)")
     run_file_args(p)

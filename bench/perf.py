@@ -10,6 +10,10 @@
     python -m bench.perf report   [--runs 500]
     python -m bench.perf pruning  [--trials 30]
     python -m bench.perf workers  [--suite suites/quick.toml] [--repeats 1]
+    python -m bench.perf roofline [--preset small] [--autocast none|bf16]
+    python -m bench.perf step     [--variants fused,foreach,forloop,bf16] [--rounds 9] [--clock wall|cpu]
+    python -m bench.perf compile  [--rounds 9]
+    python -m bench.perf suite-ab --old REV [--suite suites/quick.toml] [--pairs 2]
 
 `harness`: steps per second of train() on the small preset against a bare loop of the same model,
 optimizer and batches with no logging and no evaluation; alternated, median ratio (target >= 0.97).
@@ -25,6 +29,15 @@ SDPA attention (target: within 10%).
 `memory`: peak RSS of a small-preset run of 200 steps in a fresh process (target <= 1 GiB).
 `workers`: wall time of `optbench run` on a suite with each worker/thread split of this machine's
 cores, each into a fresh store; prints seconds and the speed-up over one worker.
+`roofline`: the training step's achieved GFLOP/s against the float32 (and bfloat16) matmul rate of its own
+shapes on this machine (bench.roofline).
+`step`: Training.step() variants (optimizer kernels, bf16 autocast) in one process, alternated in blocks;
+median time per step and median ratio to the first. `--clock cpu` counts process CPU time (with
+`--threads 1`, robust to other load on the machine).
+`suite-ab`: `optbench run SUITE` wall time with the code of git revision REV (extracted to a temporary
+folder) and with this checkout, alternated, each into a fresh store, same interpreter and packages.
+`compile`: torch.compile of the model: first-step (compile) seconds in a fresh process with a cold and then
+a warm on-disk cache, and the per-step time against eager, alternated.
 """
 
 from __future__ import annotations
@@ -370,6 +383,131 @@ def bench_pruning(trials: int, reduction_factors: list[int], seed: int = 0) -> N
                   f"best {b1:.4f} ({b1 - b0:+.4f}; target within 0.02)")  # fmt: skip
 
 
+STEP_VARIANTS = {
+    "fused": {"optimizer.impl": "fused"},
+    "foreach": {"optimizer.impl": "foreach"},
+    "forloop": {"optimizer.impl": "forloop"},
+    "bf16": {"autocast": "bf16"},
+    "bf16+foreach": {"autocast": "bf16", "optimizer.impl": "foreach"},
+}
+
+
+def recipe_config(preset: str = "small", **values):
+    """nanoGPT's CPU recipe (AdamW, clipping, warmup-cosine) on the synthetic corpus with its 65 tokens."""
+    from bench.config import RunConfig
+
+    return RunConfig.build({"model": preset, "steps": 10**6, "eval_batches": 1,
+                            "data": {"name": "synthetic", "alphabet": 65}, **values})  # fmt: skip
+
+
+def bench_roofline(preset: str, autocast: str) -> None:
+    import torch
+
+    from bench import roofline
+    from bench.env import cpu_model
+
+    cfg = recipe_config(preset, autocast=autocast)
+    r = roofline.roofline(cfg)
+    shapes = roofline.matmul_shapes(cfg, 65)
+    _, bf16_rate = roofline.matmul_rate(shapes, torch.bfloat16)
+    print(f"{preset} preset, batch {cfg.batch_size} x {cfg.model['block_size']} tokens, autocast {autocast}, "
+          f"{torch.get_num_threads()} threads, {cpu_model()}, torch {torch.__version__}")  # fmt: skip
+    print(f"training step:  {r.step_seconds * 1e3:6.1f} ms (median of 5 blocks of 20), {r.step_flops / 1e9:.2f} GFLOP"
+          f" -> {r.achieved / 1e9:.0f} GFLOP/s")  # fmt: skip
+    print(f"float32 matmuls of its shapes ({sum(m.count for m in shapes)} per step, each timed alone): "
+          f"{r.matmul_seconds * 1e3:.1f} ms -> {r.matmul_flops_per_second / 1e9:.0f} GFLOP/s; "
+          f"bfloat16: {bf16_rate / 1e9:.0f} GFLOP/s")  # fmt: skip
+    print(f"achieved / float32 matmul rate: {r.fraction:.0%}; the step's FLOPs at that rate: "
+          f"{r.floor_seconds * 1e3:.1f} ms; {1e3 * (r.step_seconds - r.floor_seconds):.1f} ms above it")  # fmt: skip
+
+
+def bench_step(variants: list[str], rounds: int, block: int, clock: str, threads: int | None) -> None:
+    import torch
+
+    from bench.env import set_threads
+    from bench.train import Training
+
+    set_threads(threads)
+    unknown = [v for v in variants if v not in STEP_VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; allowed: {', '.join(STEP_VARIANTS)}")
+    now = time.process_time if clock == "cpu" else time.perf_counter
+    runs = {v: Training(recipe_config(**STEP_VARIANTS[v])) for v in variants}
+    for run in runs.values():
+        for _ in range(block):
+            run.step()
+    times: dict[str, list[float]] = {v: [] for v in runs}
+    for _ in range(rounds):
+        for v, run in runs.items():  # interleaved: load on the machine hits every variant alike
+            start = now()
+            for _ in range(block):
+                run.step()
+            times[v].append((now() - start) / block)
+    first = variants[0]
+    print(f"small preset, nanoGPT recipe, {torch.get_num_threads()} threads, {rounds} alternated blocks of "
+          f"{block} steps, {clock} clock")  # fmt: skip
+    for v in variants:
+        ratios = [t / b for t, b in zip(times[v], times[first], strict=True)]
+        print(f"{v:<14} {statistics.median(times[v]) * 1e3:7.2f} ms/step  vs {first}: median "
+              f"{statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})")  # fmt: skip
+
+
+COMPILE_PROBE = """
+import statistics, sys, time, torch
+from bench.perf import recipe_config
+from bench.train import Training
+rounds = int(sys.argv[1])
+eager, compiled = Training(recipe_config()), Training(recipe_config())
+compiled.model = torch.compile(compiled.model)
+start = time.perf_counter(); compiled.step(); first = time.perf_counter() - start
+start = time.perf_counter(); compiled.evaluate(); first_eval = time.perf_counter() - start
+for _ in range(10): eager.step(); compiled.step()
+te, tc = [], []
+for _ in range(rounds):
+    for times, run in ((te, eager), (tc, compiled)):
+        start = time.perf_counter()
+        for _ in range(10): run.step()
+        times.append((time.perf_counter() - start) / 10)
+ratio = statistics.median(c / e for c, e in zip(tc, te))
+print(f"first step {first:.1f} s, first evaluation {first_eval:.1f} s; eager {statistics.median(te) * 1e3:.2f} "
+      f"ms/step, compiled {statistics.median(tc) * 1e3:.2f}: ratio {ratio:.3f}")
+"""
+
+
+def bench_compile(rounds: int) -> None:
+    """torch.compile of the model, in fresh processes sharing one on-disk cache: cold, then warm."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+        for label in ("cold cache", "warm cache"):
+            start = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", COMPILE_PROBE, str(rounds)], env=env, check=True,
+                                 capture_output=True, text=True).stdout.strip()  # fmt: skip
+            print(f"{label}: {out}; process {time.perf_counter() - start:.1f} s")
+
+
+def bench_suite_ab(suite: str, old: str, pairs: int) -> None:
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        old_tree = Path(tmp) / "old"
+        old_tree.mkdir()
+        archive = subprocess.run(["git", "-C", str(root), "archive", old], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
+        sides = {f"old {old}": (old_tree, {"PYTHONPATH": str(old_tree)}), "this checkout": (root, {})}
+        times: dict[str, list[float]] = {side: [] for side in sides}
+        for i in range(pairs):
+            for side, (cwd, extra) in sides.items():  # alternated: drift in machine load hits both alike
+                storage = str(Path(tmp) / f"{len(times[side])}-{side[:3]}.journal")
+                cmd = [sys.executable, "-m", "bench", "run", suite, "--storage", storage, "--no-report", "--quiet"]
+                start = time.perf_counter()
+                subprocess.run(cmd, cwd=cwd, env={**os.environ, **extra}, check=True, capture_output=True)
+                times[side].append(time.perf_counter() - start)
+                print(f"pair {i + 1}, {side}: {times[side][-1]:.1f} s", flush=True)
+    medians = {side: statistics.median(t) for side, t in times.items()}
+    old_median, new_median = medians.values()
+    print(f"{suite}: old {old_median:.1f} s, this checkout {new_median:.1f} s (medians of {pairs}); "
+          f"ratio {new_median / old_median:.3f}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="which", required=True)
@@ -408,6 +546,25 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("profile", help="operators that take a step's time (torch.profiler)")
     p.add_argument("--steps", type=int, default=50)
     p.set_defaults(run=lambda a: bench_profile(a.steps))
+    p = sub.add_parser("roofline", help="the training step's GFLOP/s against the matmul rate of its shapes")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--autocast", default="none", choices=("none", "bf16"))
+    p.set_defaults(run=lambda a: bench_roofline(a.preset, a.autocast))
+    p = sub.add_parser("step", help="training-step variants alternated in one process")
+    p.add_argument("--variants", default="fused,foreach,forloop,bf16")
+    p.add_argument("--rounds", type=int, default=9)
+    p.add_argument("--block", type=int, default=10)
+    p.add_argument("--clock", default="wall", choices=("wall", "cpu"))
+    p.add_argument("--threads", type=int)
+    p.set_defaults(run=lambda a: bench_step(a.variants.split(","), a.rounds, a.block, a.clock, a.threads))
+    p = sub.add_parser("suite-ab", help="optbench run SUITE with an older revision's code and this one, alternated")
+    p.add_argument("--old", required=True, help="git revision of the old code")
+    p.add_argument("--suite", default="suites/quick.toml")
+    p.add_argument("--pairs", type=int, default=2)
+    p.set_defaults(run=lambda a: bench_suite_ab(a.suite, a.old, a.pairs))
+    p = sub.add_parser("compile", help="torch.compile: cold and warm compile time, per-step gain")
+    p.add_argument("--rounds", type=int, default=9)
+    p.set_defaults(run=lambda a: bench_compile(a.rounds))
     args = parser.parse_args(argv)
     args.run(args)
     return 0

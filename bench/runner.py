@@ -50,15 +50,25 @@ class Plan:
     # The GPU of each worker (cuda:0, cuda:1, ...; see bench.devices.worker_devices) for runs on a plain
     # `cuda`; empty for CPU suites.
     gpus: list[str | None] = field(default_factory=list)
+    split_reason: str = ""  # why this many workers and threads, for every record's environment
 
 
 def default_split(suite: Suite, cores: int | None = None) -> tuple[int, int]:
-    """(workers, threads each). Small models: one single-threaded worker per core, which measured fastest
-    on 2 cores (see README, Performance); wider models: one worker using every core."""
+    """(workers, threads each): this machine's calibrated split for the suite's model (bench.calibrate),
+    else `rule_split`."""
     cores = cores or os.cpu_count() or 1
     if any(r.config.device != "cpu" for r in suite.runs()):  # `auto` is resolved by now: GPUs take their split
         return 1, cores
-    if suite.base.model["n_embd"] <= 128:
+    from bench.calibrate import split_choice
+
+    cached = split_choice(suite.base, cores)
+    return cached.value if cached else rule_split(suite.base, cores)
+
+
+def rule_split(cfg: Any, cores: int) -> tuple[int, int]:
+    """Small models: one single-threaded worker per core, which measured fastest on 2 cores (see README,
+    Performance); wider models: one worker using every core."""
+    if cfg.model["n_embd"] <= 128:
         return cores, 1
     return 1, cores
 
@@ -169,6 +179,7 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None,
             if record.status == "failed":  # the traceback is in the record; one line here
                 reason = (record.error or "").strip().splitlines() or ["unknown error"]
                 print(f"optbench: run {run.arm_label} (seed {run.seed}) failed: {reason[-1]}", file=sys.stderr)
+                record.env["split"] = f"{plan.workers} worker(s) x {plan.threads} thread(s): {plan.split_reason}"
             with interrupts.deferred():
                 store.finish(trial_id, record, suite.metric_field)
                 trial_id = None

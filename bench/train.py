@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 from torch.nn import functional as F
 
+from bench.calibrate import kernels_used
 from bench.config import RunConfig
 from bench.data import BatchStream, Corpus, fixed_batches, load_corpus
 from bench.devices import check_available, context_broken, precision, run_device, use_device
@@ -309,6 +310,7 @@ def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None, device:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(torch.device(device))
     run = Training(cfg, device)
+    record.env["optimizer_kernels"] = kernels_used(cfg, run.optimizers, run.model.num_params(), device)
     record.loss_floor = run.corpus.entropy_rate
     record.n_params = run.model.num_params()
     total = cfg.total_steps

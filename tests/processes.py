@@ -54,16 +54,14 @@ def wait_until_gone(pids, timeout=60):
     return [p for p in pids if process_running(p)]
 
 
-def running_trials(storage, study_name, count, timeout=120):
-    """Wait until `count` trials of the study are running; those trials."""
+def running_trials(storage, study_name, count, timeout=120, attr=None):
+    """Wait until `count` trials of the study are running (and carry the user attribute `attr`, which a
+    claim writes just after its trial starts); those trials."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         study = Store.open(storage).existing_study(study_name)
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)) if study else []
-        # a suite's claim is a RUNNING trial first and its attributes a moment later: wait for the worker's
-        # too (a search's trials carry no claim attributes)
-        if not study_name.endswith(".search"):
-            running = [t for t in running if "worker" in t.user_attrs]
+        running = [t for t in running if attr is None or attr in t.user_attrs]
         if len(running) >= count:
             return running
         time.sleep(0.2)

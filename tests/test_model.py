@@ -80,3 +80,26 @@ def test_sampling_is_seeded():
     a = model.generate(prompt, 10, method="sample", temperature=1.0, generator=torch.Generator().manual_seed(3))
     b = model.generate(prompt, 10, method="sample", temperature=1.0, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+def test_attention_runs_in_float32_under_cpu_bf16_autocast(monkeypatch):
+    """bf16 autocast on the CPU keeps attention in float32 (its bf16 flash-attention backward took five
+    times float32's on AVX-512 without AMX); float32 runs pass their tensors through untouched."""
+    import bench.model
+
+    seen = []
+    real = bench.model.F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        seen.append((q.dtype, torch.is_autocast_enabled("cpu")))
+        return real(q, k, v, **kw)
+
+    monkeypatch.setattr(bench.model.F, "scaled_dot_product_attention", spy)
+    model = GPT(GPTConfig(vocab_size=11, n_layer=2, n_head=2, n_embd=16, block_size=8))
+    idx = torch.randint(0, 11, (2, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(idx)
+    assert logits.dtype == torch.bfloat16 and seen == [(torch.float32, False)] * 2
+    seen.clear()
+    model(idx).sum().backward()
+    assert seen == [(torch.float32, False)] * 2

@@ -174,7 +174,7 @@ def test_workers_stop_with_the_runner(tmp_path, how):
     storage = str(tmp_path / "stop.journal")
     proc = optbench("run", str(path), "--storage", storage, "--workers", "2", "--quiet", "--no-report",
                     log=tmp_path / "runner.log")  # fmt: skip
-    pids = {t.user_attrs["worker"]["pid"] for t in running_trials(storage, "stop", 2)}
+    pids = {t.user_attrs["worker"]["pid"] for t in running_trials(storage, "stop", 2, attr="worker")}
     os.kill(proc.pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
     assert proc.wait(timeout=60) == (130 if how == "sigterm" else -signal.SIGKILL), logs(tmp_path)
     assert wait_until_gone(pids) == [], logs(tmp_path)

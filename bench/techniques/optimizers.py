@@ -59,11 +59,18 @@ def param_groups(model: Any, p: dict) -> list[dict]:
     return [{"params": decay, "weight_decay": p["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def impl_kwargs(cls_name: str, impl: str, device: str) -> dict:
-    """Keyword arguments that select the kernels; 'auto' takes fused where torch has it, else foreach."""
+def impl_kwargs(cls_name: str, impl: str, device: str, n_params: int = 0) -> dict:
+    """Keyword arguments that select the kernels; 'auto' takes this machine's calibrated choice for the
+    model's size (bench.calibrate), else fused where torch has it on this device, else foreach."""
     device_type = device.split(":")[0]
     if impl == "auto":
-        impl = "fused" if cls_name in FUSED and fused_available(cls_name, device_type) else "foreach"
+        import torch
+
+        from bench.calibrate import impl_choice
+
+        impl = impl_choice(cls_name, impl, device, n_params, torch.get_num_threads()).value
+        if impl == "fused" and not (cls_name in FUSED and fused_available(cls_name, device_type)):
+            impl = "foreach"
     if impl == "fused":
         if cls_name not in FUSED:
             raise ValueError(f"torch.optim.{cls_name} has no fused implementation")
@@ -80,7 +87,7 @@ def _torch(cls_name: str, **fixed: Any):
         cls = getattr(torch.optim, cls_name)
         kwargs = {k: v for k, v in p.items() if k not in ("weight_decay", "decay_all", "impl")}
         kwargs.update(fixed)
-        kwargs.update(impl_kwargs(cls_name, p["impl"], device))
+        kwargs.update(impl_kwargs(cls_name, p["impl"], device, sum(q.numel() for q in model.parameters())))
         return [cls(param_groups(model, p), **kwargs)]
 
     build.torch_class = cls_name  # the kernel suite asks which implementations torch has for it
@@ -195,7 +202,7 @@ def build_muon(model: Any, p: dict, device: str = "cpu") -> list:
         [g for g in others if g["params"]],
         lr=p["lr"],
         betas=p["betas"],
-        **impl_kwargs("AdamW", p["impl"], device),
+        **impl_kwargs("AdamW", p["impl"], device, sum(q.numel() for q in model.parameters())),
     )
     return [muon, adamw]
 

@@ -1,0 +1,314 @@
+"""Per-machine defaults chosen by measurement, measured once and cached.
+
+Two choices depend on the CPU a suite lands on: which optimizer kernels `impl = "auto"` takes (fused,
+foreach or for-loop: fused AdamW was the fastest on an AMD EPYC and 8-30% slower than foreach on an Intel
+Xeon of the same 2-core kind, issue 13), and how `optbench run` splits the cores between worker processes
+and torch threads. `calibrate_impls` and `calibrate_split` time the alternatives side by side (alternated
+rounds, medians) and cache the verdict with its reason under the machine's key: CPU model, torch version,
+core count. The cache is `$OPTBENCH_CALIBRATION` or `<cache dir>/calibration.json`; `OPTBENCH_CALIBRATION=off`
+keeps torch's own rule (fused where torch has it), as the tests do so their numbers never hinge on a cache.
+
+The library only reads the cache (`impl_choice`, `split_choice`); the command line measures what is missing
+before it trains (`optbench train`, `optbench run`) and `optbench calibrate --force` measures again.
+A choice that changes kernels may change the last bits of a run's numbers (fused AdamW rounds differently
+from foreach), so every record names the kernels it ran in `env["calibration"]`; set `impl` to pin them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.files import atomic_path
+from bench.techniques.optimizers import FUSED
+
+# Another implementation replaces torch's default only when it takes under this share of its time
+# (median of alternated rounds): within noise the default stays, so a re-measurement rarely flips it.
+IMPL_MARGIN = 0.95
+# Likewise the split rule of bench.runner.default_split stays unless another split is this much faster.
+SPLIT_MARGIN = 0.95
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: Any
+    reason: str
+
+
+def cache_path() -> Path | None:
+    """Where the verdicts live; None when calibration is switched off."""
+    setting = os.environ.get("OPTBENCH_CALIBRATION", "")
+    if setting == "off":
+        return None
+    if setting:
+        return Path(setting)
+    from bench.data import cache_dir
+
+    return cache_dir() / "calibration.json"
+
+
+def machine_key() -> str:
+    import torch
+
+    from bench.env import cpu_model
+
+    return f"{cpu_model()} | torch {torch.__version__} | {os.cpu_count()} cores"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # missing or damaged: measured again and rewritten whole
+    return data if isinstance(data, dict) else {}
+
+
+def load() -> dict[str, Any]:
+    """This machine's cached verdicts: {"impl": {key: {...}}, "split": {key: {...}}}."""
+    path = cache_path()
+    return _read(path).get(machine_key(), {}) if path else {}
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def save(kind: str, key: str, verdict: dict[str, Any]) -> None:
+    """Add one verdict to the cache file (locked, written whole, other machines' entries kept)."""
+    path = cache_path()
+    if path is None:
+        return
+    with _locked(path):
+        data = _read(path)
+        data.setdefault(machine_key(), {}).setdefault(kind, {})[key] = verdict
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+# -- optimizer kernels -------------------------------------------------------------------------------
+
+
+def torch_default(cls_name: str) -> str:
+    return "fused" if cls_name in FUSED else "foreach"
+
+
+def impl_key(cls_name: str, n_params: int, threads: int) -> str:
+    return f"{cls_name}, {n_params} params, {threads} threads"
+
+
+def impl_choice(cls_name: str, impl: str, device: str, n_params: int, threads: int) -> Choice:
+    """The kernels a torch.optim class runs with for the `impl` a config asks for, and why."""
+    if impl != "auto":
+        return Choice(impl, "set in the config")
+    if not device.startswith("cpu"):
+        return Choice(torch_default(cls_name), "torch's default on this device")
+    if cache_path() is None:
+        return Choice(torch_default(cls_name), "torch's default; calibration off")
+    verdict = load().get("impl", {}).get(impl_key(cls_name, n_params, threads))
+    if verdict:
+        return Choice(verdict["impl"], verdict["reason"])
+    return Choice(torch_default(cls_name), "torch's default; no calibration for this machine and model")
+
+
+def kernels_used(cfg: Any, optimizers: list, n_params: int, device: str) -> dict[str, dict[str, str]]:
+    """For the record's environment: the kernels each torch.optim optimizer of a run was built with and why."""
+    import torch
+
+    used = {}
+    for opt in optimizers:
+        cls_name = type(opt).__name__
+        if not type(opt).__module__.startswith("torch.optim") or "foreach" not in opt.defaults:
+            continue  # Lion, schedule-free AdamW, Muon's own update: one implementation each
+        impl = "fused" if opt.defaults.get("fused") else "foreach" if opt.defaults.get("foreach") else "forloop"
+        reason = impl_choice(cls_name, cfg.optimizer["impl"], device, n_params, torch.get_num_threads()).reason
+        used[cls_name] = {"impl": impl, "reason": reason}
+    return used
+
+
+def pick(seconds: dict[str, list[float]], default: str, margin: float) -> tuple[str, str]:
+    """(choice, reason) from alternated timings per alternative: the fastest by median ratio to `default`
+    in the same round, when that ratio is below `margin`; otherwise `default`."""
+    ratios = {
+        name: statistics.median(t / d for t, d in zip(times, seconds[default], strict=True))
+        for name, times in seconds.items()
+    }
+    best = min(ratios, key=ratios.get)
+    rounds = len(seconds[default])
+    shown = ", ".join(f"{name} {ratios[name]:.3g}" for name in sorted(ratios) if name != default)
+    measured = f"time vs {default}: {shown} (median of {rounds} alternated rounds)"
+    if best != default and ratios[best] < margin:
+        return best, f"measured {measured}"
+    if best != default:
+        return default, f"measured {measured}; {default} kept: no alternative below {margin:.2f}"
+    return default, f"measured {measured}"
+
+
+def measure_impls(cfg: Any, rounds: int = 7, steps: int = 10) -> Choice:
+    """Time the optimizer step of `cfg`'s model with each implementation torch has, alternated, at this
+    process's thread count; cache and return the verdict. Every alternative gets its own copy of the
+    model with the same fixed gradients."""
+    import torch
+
+    from bench.data import load_corpus
+    from bench.techniques import OPTIMIZERS
+    from bench.train import build_model
+
+    entry = OPTIMIZERS[cfg.optimizer.name]
+    cls_name = getattr(entry.build, "torch_class", None)
+    if cls_name is None:
+        raise ValueError(f"optimizer {cfg.optimizer.name!r} has no torch.optim kernels to choose between")
+    impls = [i for i in ("fused", "foreach", "forloop") if i in entry.params["impl"].choices]
+    if cls_name not in FUSED:
+        impls.remove("fused")
+    corpus = load_corpus(cfg.data)
+    built = {}
+    for impl in impls:
+        model = build_model(cfg, corpus, "cpu")
+        for i, p in enumerate(model.parameters()):
+            p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(i)) * 1e-3
+        built[impl] = entry.build(model, {**cfg.optimizer.params, "impl": impl}, "cpu")
+    n_params = model.num_params()
+    seconds: dict[str, list[float]] = {impl: [] for impl in impls}
+    for r in range(rounds + 1):  # round 0 warms the kernels up and is not counted
+        for impl, optimizers in built.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                for opt in optimizers:
+                    opt.step()
+            if r:
+                seconds[impl].append(time.perf_counter() - start)
+    value, reason = pick(seconds, torch_default(cls_name), IMPL_MARGIN)
+    threads = torch.get_num_threads()
+    reason += f"; {n_params} params, {threads} threads"
+    save("impl", impl_key(cls_name, n_params, threads), {"impl": value, "reason": reason, "seconds": seconds})
+    return Choice(value, reason)
+
+
+def model_params(cfg: Any) -> int:
+    from bench.data import load_corpus
+    from bench.train import build_model
+
+    return build_model(cfg, load_corpus(cfg.data), "cpu").num_params()
+
+
+def calibrate_impls(cfgs: list[Any], threads: int, force: bool = False) -> list[str]:
+    """Measure (in a fresh process of `threads` threads, as a suite's worker runs) the kernels of every
+    torch.optim class and model among `cfgs` that asks for `impl = "auto"` and has no verdict yet, or
+    every one with `force`; returns one line per class and model saying what `auto` takes and why."""
+    from bench.techniques import OPTIMIZERS
+
+    distinct: dict[str, Any] = {}
+    for cfg in cfgs:
+        cls_name = getattr(OPTIMIZERS[cfg.optimizer.name].build, "torch_class", None)
+        if cls_name and cfg.optimizer["impl"] == "auto" and cfg.device == "cpu":
+            distinct.setdefault(json.dumps([cls_name, cfg.model.to_dict(), cfg.data.to_dict()]), cfg)
+    lines = []
+    for cfg in distinct.values():
+        cls_name = OPTIMIZERS[cfg.optimizer.name].build.torch_class
+        n_params = model_params(cfg)
+        if cache_path() is not None and (force or impl_key(cls_name, n_params, threads) not in load().get("impl", {})):
+            command = [sys.executable, "-m", "bench.calibrate", "--impls", json.dumps(cfg.to_dict())]
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+            subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+        choice = impl_choice(cls_name, "auto", "cpu", n_params, threads)
+        where = f"{n_params:,} parameters on {threads} thread(s)"
+        lines.append(f"{cls_name} kernels for {where}: {choice.value} ({choice.reason})")
+    return lines
+
+
+# -- workers x threads -------------------------------------------------------------------------------
+
+
+def split_key(cfg: Any, cores: int) -> str:
+    m = cfg.model
+    return f"{m['n_layer']}x{m['n_embd']} context {m['block_size']}, batch {cfg.batch_size}, {cores} cores"
+
+
+def split_choice(cfg: Any, cores: int) -> Choice | None:
+    """The cached (workers, threads) verdict for runs shaped like `cfg`, or None."""
+    verdict = load().get("split", {}).get(split_key(cfg, cores))
+    return Choice(tuple(verdict["split"]), verdict["reason"]) if verdict else None
+
+
+def splits(cores: int) -> list[tuple[int, int]]:
+    """Every way to fill `cores` with equal workers: (workers, threads each)."""
+    return [(w, cores // w) for w in range(1, cores + 1) if cores % w == 0]
+
+
+def probe_steps_per_second(cfg: Any, seconds: float) -> float:
+    """Training steps per second of `cfg` in this process, after a warm-up, for about `seconds`."""
+    from bench.train import Training
+
+    run = Training(cfg, "cpu")
+    for _ in range(3):
+        run.step()
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        run.step()
+        done += 1
+    return done / (time.perf_counter() - start)
+
+
+def _probe(cfg: Any, workers: int, threads: int, seconds: float) -> float:
+    """Steps per second of `workers` processes of `threads` threads training `cfg` at once, summed."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    command = [sys.executable, "-m", "bench.calibrate", "--probe", json.dumps(cfg.to_dict()), "--seconds", str(seconds)]
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(workers)]
+    outputs = [p.communicate()[0] for p in procs]
+    if any(p.returncode for p in procs):
+        raise RuntimeError(f"calibration probe failed: {' '.join(command[:4])} ...")
+    return sum(float(out.split()[-1]) for out in outputs)
+
+
+def measure_split(cfg: Any, default: tuple[int, int], cores: int | None = None, rounds: int = 2,
+                  seconds: float = 1.0) -> Choice:  # fmt: skip
+    """Suite throughput of runs shaped like `cfg` for every workers x threads split of the cores, each
+    measured with all its workers training at once in fresh processes, alternated; cached."""
+    cores = cores or os.cpu_count() or 1
+    names = {s: f"{s[0]}x{s[1]}" for s in splits(cores)}
+    seconds_per_step: dict[str, list[float]] = {name: [] for name in names.values()}
+    for _ in range(rounds):
+        for split, name in names.items():
+            seconds_per_step[name].append(1 / _probe(cfg, *split, seconds))
+    value, reason = pick(seconds_per_step, names[default], SPLIT_MARGIN)
+    split = next(s for s, n in names.items() if n == value)
+    reason = reason.replace("measured time vs", "measured suite time per step vs")
+    save("split", split_key(cfg, cores), {"split": list(split), "reason": reason, "seconds_per_step": seconds_per_step})
+    return Choice(split, reason)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.calibrate --probe CONFIG_JSON`: steps per second of one config (used by measure_split);
+    `--impls CONFIG_JSON`: measure and cache the optimizer kernels at this process's thread count."""
+    import argparse
+
+    from bench.config import RunConfig
+
+    parser = argparse.ArgumentParser(prog="python -m bench.calibrate")
+    parser.add_argument("--probe", metavar="CONFIG_JSON")
+    parser.add_argument("--impls", metavar="CONFIG_JSON")
+    parser.add_argument("--seconds", type=float, default=1.5)
+    args = parser.parse_args(argv)
+    if args.probe:
+        print(f"steps/s {probe_steps_per_second(RunConfig.from_dict(json.loads(args.probe)), args.seconds)}")
+    if args.impls:
+        print(measure_impls(RunConfig.from_dict(json.loads(args.impls))).reason)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

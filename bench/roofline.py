@@ -1,0 +1,153 @@
+"""How close a training step runs to this machine's matrix-multiply limit.
+
+A step of the GPT is mostly matrix multiplies: every Linear layer once forward and twice backward (the
+gradient of its input and of its weight). `matmul_shapes` lists them; `matmul_rate` times exactly those
+multiplies on this machine (float32, or bfloat16 as autocast runs them) and gives their GFLOP/s, the
+practical limit of the step; `roofline` sets the step's achieved GFLOP/s (its FLOPs, attention included,
+over its measured time) against it. `python -m bench.perf roofline` prints it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class MatMul:
+    """(M x K) @ (K x N), `count` times per step."""
+
+    m: int
+    k: int
+    n: int
+    count: int
+    role: str
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.m * self.k * self.n * self.count
+
+
+def linear_layers(cfg: Any, vocab_size: int) -> list[tuple[int, int, int]]:
+    """(in_features, out_features, layers with that shape) of every Linear in the model of `cfg`."""
+    c, layers = cfg.model["n_embd"], cfg.model["n_layer"]
+    return [(c, 3 * c, layers), (c, c, layers), (c, 4 * c, layers), (4 * c, c, layers), (c, vocab_size, 1)]
+
+
+def matmul_shapes(cfg: Any, vocab_size: int) -> list[MatMul]:
+    """Every matrix multiply of one training step (one micro-batch): forward, grad of input, grad of weight."""
+    tokens = cfg.batch_size * cfg.model["block_size"]
+    shapes = []
+    for k, n, count in linear_layers(cfg, vocab_size):
+        shapes.append(MatMul(tokens, k, n, count, f"forward {k}->{n}"))
+        shapes.append(MatMul(tokens, n, k, count, f"grad input {k}->{n}"))
+        shapes.append(MatMul(n, tokens, k, count, f"grad weight {k}->{n}"))
+    return shapes
+
+
+def step_flops(cfg: Any, vocab_size: int) -> float:
+    """FLOPs of one optimizer step: three times the forward's matmuls and causal attention (dense count,
+    as bench.kernels counts it)."""
+    b, t, c = cfg.batch_size, cfg.model["block_size"], cfg.model["n_embd"]
+    attention = 4 * b * t * t * c * cfg.model["n_layer"]
+    return cfg.grad_accum * (sum(mm.flops for mm in matmul_shapes(cfg, vocab_size)) + 3 * attention)
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int = 30, warmup: int = 5) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_rate(shapes: list[MatMul], dtype: torch.dtype = torch.float32, repeats: int = 30) -> tuple[float, float]:
+    """(seconds, FLOP/s) of one step's matrix multiplies on this machine, each timed alone (median).
+    The operands take the layouts autograd uses: forward x @ W^T, grad input g @ W, grad weight g^T @ x."""
+    g = torch.Generator().manual_seed(0)
+    total = 0.0
+    for mm in shapes:
+        if mm.role.startswith("forward"):  # x (M,K) @ W^T with W stored (N,K)
+            a, b = torch.randn(mm.m, mm.k, generator=g), torch.randn(mm.n, mm.k, generator=g).t()
+        elif mm.role.startswith("grad input"):  # g (M,N) @ W (N,K): here (M, K=N_out) @ (K, N=K_in)
+            a, b = torch.randn(mm.m, mm.k, generator=g), torch.randn(mm.k, mm.n, generator=g)
+        else:  # g^T (N_out, M) @ x (M, K_in), g stored (M, N_out)
+            a, b = torch.randn(mm.k, mm.m, generator=g).t(), torch.randn(mm.k, mm.n, generator=g)
+        a, b = a.to(dtype), b.to(dtype)
+        total += mm.count * median_seconds(lambda a=a, b=b: torch.mm(a, b), repeats)
+    return total, sum(mm.flops for mm in shapes) / total
+
+
+def step_seconds(step: Callable[[], Any], blocks: int = 5, block: int = 20) -> float:
+    """Median over `blocks` blocks of `block` calls of one training step, after a warm-up block."""
+    for _ in range(block):
+        step()
+    times = []
+    for _ in range(blocks):
+        start = time.perf_counter()
+        for _ in range(block):
+            step()
+        times.append((time.perf_counter() - start) / block)
+    return statistics.median(times)
+
+
+@dataclass(frozen=True)
+class Roofline:
+    step_seconds: float
+    step_flops: float
+    matmul_seconds: float  # the step's float32 matmuls, timed alone
+    matmul_flops_per_second: float
+
+    @property
+    def achieved(self) -> float:
+        """The step's FLOP/s."""
+        return self.step_flops / self.step_seconds
+
+    @property
+    def fraction(self) -> float:
+        """Achieved FLOP/s over the float32 matmul rate of its own shapes: 1.0 is the practical limit."""
+        return self.achieved / self.matmul_flops_per_second
+
+    @property
+    def floor_seconds(self) -> float:
+        """What the step would take if all its FLOPs ran at the matmul rate."""
+        return self.step_flops / self.matmul_flops_per_second
+
+
+def roofline(cfg: Any, blocks: int = 5, block: int = 20) -> Roofline:
+    """Time `cfg`'s training step as train() takes it (bench.train.Training.step) and its matmuls alone,
+    in this process, at its current thread count."""
+    from bench.train import Training
+
+    run = Training(cfg, "cpu")
+    vocab = run.corpus.vocab_size
+    seconds = step_seconds(run.step, blocks, block)
+    mm_seconds, rate = matmul_rate(matmul_shapes(cfg, vocab))
+    return Roofline(seconds, step_flops(cfg, vocab), mm_seconds * cfg.grad_accum, rate)
+
+
+def kernel_roofline(benchmarks: list[dict[str, Any]]) -> list[str]:
+    """From a kernel-suite JSON's benchmarks: per preset, dtype and device, the training step's achieved
+    GFLOP/s against the linear (matmul) kernel's, one line each (for `optbench kernels` and reports)."""
+    rates: dict[tuple[str, str, str, str], float] = {}
+    for b in benchmarks:
+        extra = b.get("extra_info", {})
+        if b.get("group") in ("train_step", "linear") and extra.get("gflops_per_s"):
+            case = b["name"].split("[", 1)[-1].rstrip("]").split("-")
+            preset = next((p for p in ("tiny", "small", "base") if p in case), "?")
+            rates[(b["group"], preset, extra.get("dtype", "?"), extra.get("device", "?"))] = extra["gflops_per_s"]
+    lines = []
+    for (group, preset, dtype, device), step in sorted(rates.items()):
+        matmul = rates.get(("linear", preset, dtype, device))
+        if group == "train_step" and matmul:
+            lines.append(f"roofline {preset} {dtype} {device}: training step {step:.0f} GFLOP/s = "
+                         f"{step / matmul:.0%} of the linear kernel's {matmul:.0f} GFLOP/s")  # fmt: skip
+    return lines

@@ -1,0 +1,149 @@
+"""Per-machine defaults: optimizer kernels and the workers x threads split, measured once and cached."""
+
+import json
+import os
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from suite_files import write_suite
+
+from bench import calibrate, cli
+from bench.runner import Plan, default_split, rule_split, run_suite
+from bench.store import load_results
+from bench.suite import Suite
+from bench.train import Training, train
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    path = tmp_path / "calibration.json"
+    monkeypatch.setenv("OPTBENCH_CALIBRATION", str(path))
+    return path
+
+
+def n_params(cfg):
+    return Training(cfg).model.num_params()
+
+
+def impl_of(optimizer):
+    d = optimizer.defaults
+    return "fused" if d.get("fused") else "foreach" if d.get("foreach") else "forloop"
+
+
+timings = st.lists(st.floats(0.01, 1.0), min_size=1, max_size=9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_pick_keeps_the_default_unless_another_is_clearly_faster(data):
+    rounds = data.draw(st.integers(1, 9))
+    names = data.draw(st.lists(st.sampled_from(["fused", "foreach", "forloop"]), min_size=1, unique=True))
+    default = data.draw(st.sampled_from(names))
+    seconds = {n: data.draw(st.lists(st.floats(0.01, 1.0), min_size=rounds, max_size=rounds)) for n in names}
+    choice, reason = calibrate.pick(seconds, default, calibrate.IMPL_MARGIN)
+    assert choice in names and reason.startswith("measured")
+    ratio = {n: sorted(t / d for t, d in zip(seconds[n], seconds[default], strict=True)) for n in names}
+    median = {n: (r[(rounds - 1) // 2] + r[rounds // 2]) / 2 for n, r in ratio.items()}
+    if choice != default:  # replaced only by the fastest, and only below the margin
+        assert median[choice] < calibrate.IMPL_MARGIN
+        assert median[choice] == pytest.approx(min(median.values()))
+    else:
+        assert all(m >= calibrate.IMPL_MARGIN - 1e-12 for n, m in median.items() if n != default)
+
+
+def test_auto_takes_the_cached_verdict_and_the_record_says_why(cache, tiny):
+    cfg = tiny()
+    for threads in {1, torch.get_num_threads()}:  # train() runs at cfg.threads (1), Training at this process's
+        key = calibrate.impl_key("AdamW", n_params(cfg), threads)
+        calibrate.save("impl", key, {"impl": "foreach", "reason": "measured: foreach 0.80 of fused"})
+    (opt,) = Training(cfg).optimizers
+    assert impl_of(opt) == "foreach"  # the old rule took fused whatever the machine
+    record = train(cfg)
+    expected = {"AdamW": {"impl": "foreach", "reason": "measured: foreach 0.80 of fused"}}
+    assert record.env["optimizer_kernels"] == expected
+    # an explicit impl wins over the verdict; another model size has no verdict and keeps torch's rule
+    assert impl_of(Training(tiny(**{"optimizer.impl": "forloop"})).optimizers[0]) == "forloop"
+    assert impl_of(Training(tiny(**{"model.n_layer": 3})).optimizers[0]) == "fused"
+    assert "no calibration" in train(tiny(**{"model.n_layer": 3})).env["optimizer_kernels"]["AdamW"]["reason"]
+
+
+def test_calibration_off_keeps_torchs_rule(tiny, monkeypatch):
+    monkeypatch.setenv("OPTBENCH_CALIBRATION", "off")
+    assert calibrate.cache_path() is None
+    assert calibrate.impl_choice("AdamW", "auto", "cpu", 10, 1).value == "fused"
+    assert calibrate.impl_choice("NAdam", "auto", "cpu", 10, 1).value == "foreach"
+    assert calibrate.impl_choice("AdamW", "auto", "cuda", 10, 1).reason == "torch's default on this device"
+
+
+def test_measure_impls_times_every_implementation_and_caches_the_verdict(cache, tiny):
+    for name, impls in (("adamw", {"fused", "foreach", "forloop"}), ("nadam", {"foreach", "forloop"})):
+        cfg = tiny(optimizer=name)
+        choice = calibrate.measure_impls(cfg, rounds=3, steps=2)
+        cls_name = {"adamw": "AdamW", "nadam": "NAdam"}[name]
+        verdict = calibrate.load()["impl"][calibrate.impl_key(cls_name, n_params(cfg), torch.get_num_threads())]
+        assert set(verdict["seconds"]) == impls and all(len(t) == 3 for t in verdict["seconds"].values())
+        assert choice.value == verdict["impl"] in impls and choice.reason == verdict["reason"]
+    assert len(json.loads(cache.read_text())) == 1  # one machine key holding both verdicts
+
+
+def test_a_damaged_cache_is_ignored_and_rewritten_whole(cache, tiny):
+    cache.write_text('{"half a file')
+    assert calibrate.load() == {}
+    calibrate.save("impl", "k", {"impl": "fused", "reason": "r"})
+    assert json.loads(cache.read_text()) == {calibrate.machine_key(): {"impl": {"k": {"impl": "fused", "reason": "r"}}}}
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 64))
+def test_splits_fill_the_cores_exactly(cores):
+    assert all(w * t == cores for w, t in calibrate.splits(cores))
+    assert (1, cores) in calibrate.splits(cores) and (cores, 1) in calibrate.splits(cores)
+
+
+def test_default_split_takes_the_cached_verdict(cache, tmp_path):
+    suite = Suite.load(write_suite(tmp_path, "split", 'optimizer = ["adamw"]'))
+    assert default_split(suite, cores=2) == rule_split(suite.base, 2) == (2, 1)
+    calibrate.save("split", calibrate.split_key(suite.base, 2), {"split": [1, 2], "reason": "measured 1x2 0.80"})
+    assert default_split(suite, cores=2) == (1, 2)
+    assert default_split(suite, cores=4) == (4, 1)  # no verdict for 4 cores: the rule
+
+
+def test_measure_split_probes_every_split_in_fresh_processes(cache, tiny):
+    cfg = tiny()
+    choice = calibrate.measure_split(cfg, (2, 1), cores=2, rounds=1, seconds=0.2)
+    verdict = calibrate.load()["split"][calibrate.split_key(cfg, 2)]
+    assert set(verdict["seconds_per_step"]) == {"1x2", "2x1"}
+    assert all(s[0] > 0 for s in verdict["seconds_per_step"].values())
+    assert choice.value in ((1, 2), (2, 1)) and tuple(verdict["split"]) == choice.value
+
+
+def test_every_suite_record_names_its_split_and_why(tmp_path):
+    path = write_suite(tmp_path, "why", 'optimizer = ["adamw"]', seeds="[0]")
+    storage = str(tmp_path / "w.journal")
+    threads = torch.get_num_threads()  # a 1-worker suite runs in this process at the plan's thread count
+    run_suite(Plan(str(path), {}, storage, 1, threads, split_reason="set on the command line"), show_progress=False)
+    (env,) = load_results("why", storage)["env"]
+    assert env["split"] == f"1 worker(s) x {threads} thread(s): set on the command line"
+    assert env["optimizer_kernels"]["AdamW"]["impl"] == "fused"
+
+
+def test_optbench_calibrate_and_train_say_what_they_chose(cache, tmp_path, capsys):
+    path = write_suite(tmp_path, "cal", 'optimizer = ["adamw", "nadam"]', seeds="[0]")
+    base = Suite.load(path).base
+    # the split is measured above and AdamW's kernels cached here, so `calibrate` measures NAdam's alone
+    calibrate.save("split", calibrate.split_key(base, os.cpu_count()), {"split": [os.cpu_count(), 1], "reason": "r"})
+    for threads in {1, os.cpu_count(), torch.get_num_threads()}:
+        key = calibrate.impl_key("AdamW", n_params(base), threads)
+        calibrate.save("impl", key, {"impl": "fused", "reason": "measured before"})
+    assert cli.main(["calibrate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "optbench run:" in out and f"on {os.cpu_count()} thread(s)" in out
+    assert "AdamW kernels" in out and "NAdam kernels" in out  # every optimizer of the suite's runs
+    verdicts = calibrate.load()
+    assert verdicts["impl"][calibrate.impl_key("NAdam", n_params(base), 1)]["reason"].startswith("measured time")
+    assert cli.main(["train", str(path), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "AdamW kernels for" in err and "measured before" in err
+    assert calibrate.load() == verdicts  # cached: nothing measured again

@@ -1,0 +1,65 @@
+"""The roofline: a training step's FLOPs, the matmuls it runs, and its achieved rate against theirs."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.profiler import ProfilerActivity, profile
+
+from bench import kernels, roofline
+from bench.train import Training
+from conftest import tiny_config
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["tiny", "small", "base"]), st.integers(1, 64))
+def test_step_flops_agree_with_the_kernel_suites_count(preset, batch):
+    cfg = tiny_config(model=preset, batch_size=batch)
+    shape = {**kernels.shape(preset), "B": batch}
+    assert roofline.step_flops(cfg, kernels.VOCAB) == pytest.approx(kernels._model_flops(shape))
+
+
+@pytest.mark.parametrize("values", [{}, {"model.n_layer": 3, "batch_size": 3}, {"model.n_embd": 32}])
+def test_matmul_shapes_are_the_matmuls_a_step_runs(tiny, values):
+    """torch.profiler's mm calls of one Training.step: the same count and FLOPs as matmul_shapes says."""
+    run = Training(tiny(**values))
+    run.step()
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        run.step()
+    ran = []
+    for event in prof.events():
+        if event.name in ("aten::mm", "aten::addmm"):
+            a, b = event.input_shapes[-2:]
+            ran.append(2 * a[0] * a[1] * b[1])
+    shapes = roofline.matmul_shapes(run.cfg, run.corpus.vocab_size)
+    assert len(ran) == sum(mm.count for mm in shapes)
+    assert sum(ran) == sum(mm.flops for mm in shapes)
+
+
+def test_matmul_rate_times_every_shape(tiny):
+    shapes = roofline.matmul_shapes(tiny(), 8)
+    seconds, rate = roofline.matmul_rate(shapes, repeats=2)
+    assert seconds > 0 and rate == pytest.approx(sum(mm.flops for mm in shapes) / seconds)
+    assert roofline.matmul_rate(shapes[:1], torch.bfloat16, repeats=2)[1] > 0
+
+
+@settings(max_examples=50)
+@given(st.floats(1e-3, 1.0), st.floats(1e8, 1e10), st.floats(1e-3, 1.0), st.floats(1e9, 1e12))
+def test_roofline_fraction_and_floor(step, flops, mm_seconds, rate):
+    r = roofline.Roofline(step, flops, mm_seconds, rate)
+    assert r.achieved == pytest.approx(flops / step)
+    assert r.fraction == pytest.approx(r.achieved / rate)
+    assert r.floor_seconds == pytest.approx(step * r.fraction)
+
+
+def test_kernel_roofline_pairs_the_training_step_with_its_linear():
+    def bench(group, name, gflops, dtype="float32"):
+        return {"group": group, "name": f"test[{name}-{dtype}]", "extra_info": {"gflops_per_s": gflops,
+                "dtype": dtype, "device": "cpu"}}  # fmt: skip
+
+    benchmarks = [bench("linear", "cpu-small", 200.0), bench("train_step", "cpu-small", 100.0),
+                  bench("train_step", "cpu-tiny", 50.0), bench("linear", "cpu-small", 400.0, "bfloat16"),
+                  bench("layer_norm", "cpu-small", 9.0)]  # fmt: skip
+    assert roofline.kernel_roofline(benchmarks) == [
+        "roofline small float32 cpu: training step 100 GFLOP/s = 50% of the linear kernel's 200 GFLOP/s"
+    ]
