@@ -147,3 +147,13 @@ def test_optbench_calibrate_and_train_say_what_they_chose(cache, tmp_path, capsy
     err = capsys.readouterr().err
     assert "AdamW kernels for" in err and "measured before" in err
     assert calibrate.load() == verdicts  # cached: nothing measured again
+
+
+@pytest.mark.parametrize("name", ["adafactor", "rmsprop", "nadam"])
+def test_every_optimizer_without_a_fused_kernel_calibrates(cache, tiny, name):
+    """Found by a walkthrough suite: Adafactor (no fused kernel among its impls) crashed the measurement,
+    and with it `optbench run`, before any run trained."""
+    cfg = tiny().override({"optimizer": name})
+    choice = calibrate.measure_impls(cfg, rounds=1, steps=1)
+    assert choice.value in ("fused", "foreach", "forloop") and choice.reason
+    assert calibrate.calibrate_impls([cfg], 1)  # one line, no exception, even when measuring
