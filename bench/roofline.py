@@ -51,10 +51,12 @@ def matmul_shapes(cfg: Any, vocab_size: int) -> list[MatMul]:
 
 
 def step_flops(cfg: Any, vocab_size: int) -> float:
-    """FLOPs of one optimizer step: three times the forward's matmuls and causal attention (dense count,
-    as bench.kernels counts it)."""
+    """FLOPs of one optimizer step: three times the forward's matmuls and causal attention (only the
+    T(T+1)/2 scores it computes, as bench.kernels counts it)."""
+    from bench.kernels import causal_attention_flops
+
     b, t, c = cfg.batch_size, cfg.model["block_size"], cfg.model["n_embd"]
-    attention = 4 * b * t * t * c * cfg.model["n_layer"]
+    attention = causal_attention_flops(b, 1, t, c) * cfg.model["n_layer"]
     return cfg.grad_accum * (sum(mm.flops for mm in matmul_shapes(cfg, vocab_size)) + 3 * attention)
 
 

@@ -174,12 +174,12 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None,
             run = runs[claimable[0]]
             with store.heartbeat(trial_id):
                 record, model = run_training(run.config.override({"threads": plan.threads}), device=gpu)
+            record.env["split"] = f"{plan.workers} worker(s) x {plan.threads} thread(s): {plan.split_reason}"
             if shared_by is not None and record.env.get("device") == gpu:
                 record.env["gpu_workers"] = shared_by  # >1: timings shared the GPU with other workers
             if record.status == "failed":  # the traceback is in the record; one line here
                 reason = (record.error or "").strip().splitlines() or ["unknown error"]
                 print(f"optbench: run {run.arm_label} (seed {run.seed}) failed: {reason[-1]}", file=sys.stderr)
-                record.env["split"] = f"{plan.workers} worker(s) x {plan.threads} thread(s): {plan.split_reason}"
             with interrupts.deferred():
                 store.finish(trial_id, record, suite.metric_field)
                 trial_id = None
