@@ -231,12 +231,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     except ConfigError as e:
         raise e.with_source(args.suite) from None
     objectives = tuple(o.strip() for o in args.objectives.split(","))
-    for name, value, allowed in (
-        ("--sampler", args.sampler, search.SAMPLERS),
-        ("--pruner", args.pruner, search.PRUNERS),
-    ):
-        if value not in allowed:
-            raise ConfigError(name, f"unknown value '{value}'; allowed: {', '.join(allowed)}")
+    search.check_choice("--sampler", args.sampler, search.SAMPLERS)
+    search.check_choice("--pruner", args.pruner, search.PRUNERS)
     for o in objectives:
         if o not in search.OBJECTIVES:
             raise ConfigError("--objectives", f"unknown objective '{o}'; allowed: {', '.join(search.OBJECTIVES)}")

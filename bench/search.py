@@ -27,7 +27,7 @@ from typing import Any
 
 from bench import interrupts
 from bench.config import CHOICE_AXES, RunConfig
-from bench.registry import ConfigError, Param
+from bench.registry import ConfigError, Param, closest
 from bench.suite import Suite, label
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
@@ -191,9 +191,16 @@ def trial_config(space: Space, base: RunConfig, values: Mapping[str, Any], seed:
 # -------------------------------------------------------------------------------------------------
 
 
-def make_sampler(name: str, seed: int, space: Space, multi: bool) -> Any:
+def check_choice(key: str, name: str, allowed: tuple[str, ...]) -> None:
+    """An unknown sampler or pruner is bad input, never a silent fallback to another one."""
+    if name not in allowed:
+        raise ConfigError(key, f"unknown value '{name}'{closest(name, list(allowed))}; allowed: {', '.join(allowed)}")
+
+
+def make_sampler(name: str, seed: int, space: Space) -> Any:
     import optuna
 
+    check_choice("--sampler", name, SAMPLERS)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=space.is_conditional())
     if name == "random":
@@ -217,6 +224,7 @@ def make_pruner(name: str, base: RunConfig, reduction_factor: int = REDUCTION_FA
     """Pruners fed by every evaluation; rungs run from the first evaluation to the full budget."""
     import optuna
 
+    check_choice("--pruner", name, PRUNERS)
     first = base.eval_interval
     if name == "none":
         return optuna.pruners.NopPruner()
@@ -385,7 +393,7 @@ def run_search_worker(
     study = optuna.create_study(
         study_name=study_name, storage=store.storage, load_if_exists=True,
         directions=["minimize"] * len(plan.objectives),
-        sampler=make_sampler(plan.sampler, plan.seed + index, space, multi),  # workers sample apart
+        sampler=make_sampler(plan.sampler, plan.seed + index, space),  # workers sample apart
         pruner=make_pruner("none" if multi else plan.pruner, suite.base, plan.reduction_factor),
     )  # fmt: skip
     study.set_user_attr("search", {"sampler": plan.sampler, "pruner": plan.pruner, "objectives": list(plan.objectives),
@@ -410,6 +418,8 @@ def run_search(plan: SearchPlan) -> list[tuple[str, Any]]:
     from bench.runner import run_workers
     from bench.store import Store
 
+    check_choice("--sampler", plan.sampler, SAMPLERS)  # before the store is opened: nothing written
+    check_choice("--pruner", plan.pruner, PRUNERS)
     suite = Suite.load(plan.suite_path, plan.overrides)
     space = parse_space(suite.search, suite.base)
     store = Store.open(plan.storage)

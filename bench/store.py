@@ -332,7 +332,6 @@ def param_distributions(flat: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     from bench.config import CHOICE_AXES, SCALARS
-    from bench.techniques import REGULARIZERS
 
     out: dict[str, tuple[Any, Any]] = {}
     for name, value in flat.items():
@@ -345,13 +344,13 @@ def param_distributions(flat: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
         elif isinstance(value, float):
             out[name] = (value, FloatDistribution(value, value))
         elif isinstance(value, str):
-            choices = allowed_strings(name, CHOICE_AXES, SCALARS, REGULARIZERS)
+            choices = allowed_strings(name, CHOICE_AXES, SCALARS)
             if choices and value in choices:
                 out[name] = (value, CategoricalDistribution(tuple(choices)))
     return out
 
 
-def allowed_strings(name: str, choice_axes: dict, scalars: dict, regularizers: Any) -> list[str] | None:
+def allowed_strings(name: str, choice_axes: dict, scalars: dict) -> list[str] | None:
     head, _, rest = name.partition(".")
     if head in choice_axes:
         registry = choice_axes[head]

@@ -71,6 +71,7 @@ class Suite:
     axes: dict[str, list[Any]]
     search: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
+    baseline: str | None = None  # the arm the report compares every other arm with (None: the first)
 
     # -- parsing -----------------------------------------------------------------------------------
 
@@ -186,8 +187,17 @@ class Suite:
             axes,
             dict(search),
             source,
+            meta.get("baseline"),
         )
         suite.runs()  # every combination must be valid too (e.g. warmup against a shorter budget)
+        if suite.baseline is not None:
+            arms = suite.arm_labels()
+            if not isinstance(suite.baseline, str) or suite.baseline not in arms:
+                shown = ", ".join(f"'{a}'" for a in arms[:8]) + (", ..." if len(arms) > 8 else "")
+                raise ConfigError(
+                    "suite.baseline", f"{suite.baseline!r} is not an arm of the suite{closest(str(suite.baseline), arms)}; "
+                    f"arms: {shown}",
+                )  # fmt: skip
         return suite
 
     # -- runs --------------------------------------------------------------------------------------
@@ -269,6 +279,14 @@ class Suite:
             for cfg, combo in configs
             for s in self.seeds
         ]
+
+    def arm_label_of(self, run: Run) -> str:
+        """The arm a report ranks the run under: without its tuned settings when the suite tunes."""
+        return self.untuned_label(run) if self.tune else run.arm_label
+
+    def arm_labels(self) -> list[str]:
+        """The suite's arms, in the order of its runs."""
+        return list(dict.fromkeys(self.arm_label_of(r) for r in self.runs()))
 
     def untuned_label(self, run: Run) -> str:
         """The run's arm without the tuned settings: what a report ranks when each arm gets its best tune."""
