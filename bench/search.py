@@ -28,7 +28,7 @@ from typing import Any
 from bench import interrupts
 from bench.config import CHOICE_AXES, RunConfig
 from bench.registry import ConfigError, Param, closest
-from bench.suite import Suite, label
+from bench.suite import Suite
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
@@ -286,7 +286,7 @@ class PruneOnReport:
 def objective_factory(plan: SearchPlan, suite: Suite, space: Space, fixed: dict[str, Any]):
     import optuna
 
-    from bench.store import record_attrs
+    from bench.codec import search_attrs
     from bench.train import train
 
     multi = len(plan.objectives) > 1
@@ -303,14 +303,8 @@ def objective_factory(plan: SearchPlan, suite: Suite, space: Space, fixed: dict[
             if record.status in ("pruned", "failed"):
                 break
         first = records[0]
-        trial.set_user_attr("run_hash", first.config_hash)
-        trial.set_user_attr("seed", suite.seeds[0])
-        trial.set_user_attr("config", first.config)
-        trial.set_user_attr("arm", {k: label(v) for k, v in values.items()})
-        trial.set_user_attr("arm_label", ", ".join(f"{k}={label(v)}" for k, v in values.items()))
-        trial.set_user_attr("seeds", [r.config["seed"] for r in records])
-        trial.set_user_attr("steps_trained", sum(r.steps for r in records))
-        for key, value in record_attrs(first).items():
+        attrs = search_attrs(values, records, list(suite.seeds), OBJECTIVES[plan.objectives[0]])
+        for key, value in attrs.items():  # Optuna's public trial API writes one attribute at a time
             trial.set_user_attr(key, value)
         if first.status == "pruned":
             raise optuna.TrialPruned()
@@ -321,7 +315,6 @@ def objective_factory(plan: SearchPlan, suite: Suite, space: Space, fixed: dict[
             per_seed = [getattr(r, OBJECTIVES[name]) for r in records]
             per_seed = [math.inf if v is None else float(v) for v in per_seed]
             results.append(sum(per_seed) / len(per_seed))
-        trial.set_user_attr("objective_per_seed", [getattr(r, OBJECTIVES[plan.objectives[0]]) for r in records])
         return tuple(results) if multi else results[0]
 
     return objective

@@ -194,10 +194,8 @@ class Suite:
             arms = suite.arm_labels()
             if not isinstance(suite.baseline, str) or suite.baseline not in arms:
                 shown = ", ".join(f"'{a}'" for a in arms[:8]) + (", ..." if len(arms) > 8 else "")
-                raise ConfigError(
-                    "suite.baseline", f"{suite.baseline!r} is not an arm of the suite{closest(str(suite.baseline), arms)}; "
-                    f"arms: {shown}",
-                )  # fmt: skip
+                hint = closest(str(suite.baseline), arms)
+                raise ConfigError("suite.baseline", f"{suite.baseline!r} is no arm of the suite{hint}; arms: {shown}")
         return suite
 
     # -- runs --------------------------------------------------------------------------------------

@@ -325,10 +325,12 @@ def test_a_failed_run_says_why_in_one_line_and_keeps_the_traceback(tmp_path, mon
 
     path = write_suite(tmp_path, "fails", 'optimizer = ["adamw"]', seeds="[0]")
     error = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: boom'
-    monkeypatch.setattr(
-        train_module, "train",
-        lambda cfg: train_module.RunRecord(config=cfg.to_dict(), config_hash=cfg.hash, error=error),
-    )  # fmt: skip
+
+    # the worker trains through run_training (record and model); patching train() alone trained for real
+    def failing(cfg, device=None):
+        return train_module.RunRecord(config=cfg.to_dict(), config_hash=cfg.hash, error=error), None
+
+    monkeypatch.setattr(train_module, "run_training", failing)
     storage = str(tmp_path / "j.journal")
     import torch
 

@@ -9,6 +9,7 @@ from processes import children, logs, optbench, running_trials, wait_until_gone
 
 from bench.cli import main
 from bench.config import load_run_config
+from bench.registry import ConfigError
 from bench.search import (
     PRUNERS,
     REDUCTION_FACTOR,
@@ -21,7 +22,6 @@ from bench.search import (
     to_toml,
     trial_config,
 )
-from bench.registry import ConfigError
 from bench.store import Store
 from bench.suite import Suite
 
