@@ -556,12 +556,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true", help="fix what is found: torn records, stale locks, orphans")
     p.add_argument("--reports", default="reports", help="reports folder to check for temporary files")
     p.set_defaults(func=cmd_doctor)
+    for command in sub.choices.values():  # every command: its entries must be known before files are read
+        command.add_argument("--plugin", action="append", metavar="FILE|MODULE",
+                             help="a plugin registering entries (repeatable; see README)")  # fmt: skip
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "plugin", None):
+            from bench import plugins
+
+            plugins.load_cli(args.plugin)
         return args.func(args)
     except ConfigError as e:
         print(f"optbench: error: {e.format()}", file=sys.stderr)

@@ -447,7 +447,10 @@ def load_run_config(path: str | None, sets: list[str] | None) -> RunConfig:
     values: dict[str, Any] = {}
     if path:
         doc = read_toml(path)
-        unknown_tables = [k for k in doc if k not in ("suite", "base", "axes", "search")]
+        from bench import plugins
+
+        plugins.load_declared(doc, path)
+        unknown_tables = [k for k in doc if k not in ("suite", "base", "axes", "search", "plugins")]
         if unknown_tables:
             k = unknown_tables[0]
             raise ConfigError(k, "unknown table; a run file holds [base] (and may be a suite file)", path)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import plugins
 from bench.config import RunConfig, read_toml
 from bench.registry import ConfigError, closest
 
@@ -81,6 +82,7 @@ class Suite:
         same content is parsed once per process (a command loads its suite in several places, and a
         large grid takes seconds to validate)."""
         doc = read_toml(path)
+        plugins.load_declared(doc, path)
         return _parsed(str(path), json.dumps(doc, default=str), json.dumps(dict(overrides or {}), default=str))
 
     @classmethod
@@ -97,7 +99,7 @@ class Suite:
         if not doc:
             raise ConfigError("", f"the suite is empty: nothing to run (it needs a {' or '.join(SECTIONS[:3])} table)")
         for key in doc:
-            if key not in SECTIONS:
+            if key not in SECTIONS and key != "plugins":  # plugins: loaded by Suite.load, before parsing
                 raise ConfigError(key, f"unknown section{closest(key, list(SECTIONS))}; allowed: {', '.join(SECTIONS)}")
         meta = table(doc, "suite")
         for key in meta:
