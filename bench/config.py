@@ -343,6 +343,7 @@ def resolve_choice(registry: Registry, value: Any, key: str) -> Choice:
         d.pop("version", None)  # recomputed: the identity is the code installed now
     else:
         entry = registry.get(d["name"], f"{key}.name" if isinstance(value, Mapping) else key)
+        d.pop("plugin", None)  # a plugin entry's provenance is recomputed from the code loaded now
     params = entry.resolve({k: v for k, v in d.items() if k != "name"}, key)
     return Choice.of(entry.name, params)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ from bench.registry import ConfigError
 
 ENV = "OPTBENCH_PLUGINS"  # os.pathsep-separated plugins for spawned workers (absolute paths or modules)
 PLUGGABLE = ("optimizer", "schedule", "init", "clip")  # axes whose builders the training loop calls generically
-_loaded: dict[str, str] = {}  # plugin (absolute path or module) -> sha256 of its file, once loaded
+_loaded: dict[str, str] = {}  # plugin (absolute path or module) -> its provenance, once loaded
 
 
 def load(specs: Any, base_dir: Path | None, key: str) -> None:
@@ -39,6 +40,11 @@ def load(specs: Any, base_dir: Path | None, key: str) -> None:
         raise ConfigError(key, f"must be a list of plugin files or module names, got {specs!r}")
     for spec in specs:
         load_one(spec, base_dir, key)
+
+
+def loaded() -> str:
+    """The plugins loaded in this process, with their provenance (a cache key for parsed suites)."""
+    return json.dumps(_loaded, sort_keys=True)
 
 
 def load_declared(doc: Any, path: str | Path) -> None:
@@ -94,9 +100,11 @@ def load_one(spec: str, base_dir: Path | None, key: str) -> None:
             module_spec.loader.exec_module(module)
         else:
             importlib.import_module(spec)
+        origin = provenance(path, spec)
         for axis, registry in AXES.items():
             for entry_name in set(registry.entries) - set(before[axis]):
                 check_entry(axis, registry.entries[entry_name])
+                registry.entries[entry_name] = stamped(registry.entries[entry_name], origin)
     except Exception as e:  # noqa: BLE001 -- whatever a plugin raises, it is bad input: one line, nothing kept
         for axis, registry in AXES.items():  # roll back what it registered
             registry.entries.clear()
@@ -104,7 +112,29 @@ def load_one(spec: str, base_dir: Path | None, key: str) -> None:
         if path is not None:
             sys.modules.pop(name, None)
         raise ConfigError(key, f"{where}: {describe(e)}") from None
-    _loaded[ident] = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path else "module"
+    _loaded[ident] = origin
+
+
+def provenance(path: Path | None, spec: str) -> str:
+    """What defined a plugin's entries: a hash of its file, or its distribution's name and version."""
+    from importlib import metadata
+
+    if path is None:
+        for dist in metadata.packages_distributions().get(spec.split(".")[0], []):
+            return f"{dist} {metadata.version(dist)}"
+        path = Path(importlib.import_module(spec).__file__ or "")
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def stamped(entry: Any, origin: str) -> Any:
+    """The entry with a `plugin` parameter holding its provenance: resolved into every config that chooses it,
+    so the run hash changes when the plugin's code does (bench.config recomputes it, never reads it back)."""
+    import dataclasses
+
+    from bench.registry import Param
+
+    plugin = Param(str, origin, "the plugin that registered this entry: its file's hash or its package version")
+    return dataclasses.replace(entry, params={**entry.params, "plugin": plugin})
 
 
 def check_entry(axis: str, entry: Any) -> None:

@@ -83,7 +83,8 @@ class Suite:
         large grid takes seconds to validate)."""
         doc = read_toml(path)
         plugins.load_declared(doc, path)
-        return _parsed(str(path), json.dumps(doc, default=str), json.dumps(dict(overrides or {}), default=str))
+        overrides_json = json.dumps(dict(overrides or {}), default=str)
+        return _parsed(str(path), json.dumps(doc, default=str), overrides_json, plugins.loaded())
 
     @classmethod
     def parse(
@@ -336,7 +337,8 @@ class Suite:
 
 
 @functools.lru_cache(maxsize=8)
-def _parsed(source: str, doc_json: str, overrides_json: str) -> Suite:
+def _parsed(source: str, doc_json: str, overrides_json: str, loaded_plugins: str) -> Suite:
+    """(loaded_plugins only keys the cache: the same file means other runs once a plugin changed)"""
     return Suite.parse(json.loads(doc_json), source, json.loads(overrides_json))
 
 

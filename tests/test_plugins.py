@@ -7,6 +7,7 @@ import pytest
 
 from bench import plugins
 from bench.cli import main
+from bench.config import RunConfig
 from bench.runner import Plan, run_suite
 from bench.store import load_results
 from bench.suite import Suite
@@ -131,3 +132,22 @@ def test_a_plugin_loads_once_however_often_its_suite_is_read(tmp_path):
     Suite.load(path)
     Suite.load(path)  # registering twice would raise
     assert "cosine_restarts" in AXES["schedule"]
+
+
+def test_editing_a_plugin_changes_the_identity_of_its_runs_and_only_theirs(tmp_path):
+    path = write(tmp_path, "edited")
+    before = {axis: dict(r.entries) for axis, r in AXES.items()}
+    first = {r.arm_label: r.hash for r in Suite.load(path).runs()}
+    assert Suite.load(path).base.optimizer.to_dict().get("plugin") is None  # a built-in carries none
+    for axis, registry in AXES.items():  # a new process, with the edited file
+        registry.entries.clear()
+        registry.entries.update(before[axis])
+    plugins._loaded.clear()
+    plugin = tmp_path / "my_techniques.py"
+    plugin.write_text(plugin.read_text() + "\n# edited\n")
+    second = {r.arm_label: r.hash for r in Suite.load(path).runs()}
+    assert first["base"] == second["base"]
+    assert all(first[arm] != second[arm] for arm in first if arm != "base")
+    stored = Suite.load(path).runs()[2].config.to_dict()  # a config read back from a store
+    stored["schedule"]["plugin"] = "sha256:stale"
+    assert RunConfig.from_dict(stored).hash == Suite.load(path).runs()[2].hash
