@@ -250,3 +250,47 @@ def latest_per_run(trials: list) -> dict[str, tuple[Any, int]]:
         finished = [t for t in ts if trial_status(t) in FINISHED]
         out[run_hash] = ((finished or ts)[-1], len(ts))
     return out
+
+
+# the RunRecord's fields a results row holds, as columns
+RECORD_COLUMNS = (
+    "status", "status_step", "final_val_loss", "best_val_loss", "loss_floor", "steps", "tokens", "wall_time",
+    "train_time", "tokens_per_second", "peak_memory_mb", "n_params", "target", "target_step", "target_tokens",
+    "target_time", "error",
+)  # fmt: skip
+
+
+def trial_row(run_hash: str, t: Any, attempts: int, with_curves: bool = True) -> dict[str, Any]:
+    """One results row of a run from the trial that speaks for it: status, value, record columns, config.*."""
+    from bench.config import flatten
+
+    row: dict[str, Any] = {
+        "run_hash": run_hash,
+        "trial": t.number,
+        "seed": t.user_attrs.get("seed"),
+        "arm": t.user_attrs.get("arm_label", ""),
+        "status": trial_status(t).value,
+        # the first objective of a multi-objective search; none for a run that did not finish (Optuna keeps
+        # a pruned trial's last reported loss as its value: that loss is in best_val_loss, not ranked)
+        "value": t.values[0] if t.values and trial_status(t) in FINISHED else None,
+        "attempts": attempts,
+    }
+    for key, label in (t.user_attrs.get("arm") or {}).items():
+        row[f"arm.{key}"] = label
+    for key in RECORD_COLUMNS:
+        if key != "status":
+            row[key] = t.user_attrs.get(key)
+    if with_curves:
+        row["curves"] = t.user_attrs.get("curves")
+    row["env"] = t.user_attrs.get("env")
+    row["finished"] = t.datetime_complete.isoformat() if t.datetime_complete else None
+    row["config"] = t.user_attrs.get("config")
+    config = t.user_attrs.get("config", {})
+    for key, value in flatten(config).items():
+        row[f"config.{key}"] = value
+    # what governed the run's length: a token budget overrides `steps`, which then shows the steps it made
+    row["budget"] = "tokens" if config.get("tokens") is not None else "steps"
+    if row["budget"] == "tokens":
+        per_step = config["batch_size"] * config["grad_accum"] * config["model"]["block_size"]
+        row["config.steps"] = config["tokens"] // per_step
+    return row

@@ -343,12 +343,6 @@ def first_line(e: BaseException) -> str:
 # -------------------------------------------------------------------------------------------------
 # Reading results
 
-RECORD_COLUMNS = (
-    "status", "status_step", "final_val_loss", "best_val_loss", "loss_floor", "steps", "tokens", "wall_time",
-    "train_time", "tokens_per_second", "peak_memory_mb", "n_params", "target", "target_step", "target_tokens",
-    "target_time", "error",
-)  # fmt: skip
-
 
 def search_study_names(suite_name: str, url: str | None = None) -> list[str]:
     """The search studies of a suite: `<suite>.search`, and `<suite>.search.<arm>` per arm (--per-arm)."""
@@ -366,43 +360,11 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
 
     store = Store.open(url)
     study = store.existing_study(study_name)
-    empty = pd.DataFrame(columns=["run_hash", "seed", "arm", "status", "value", *RECORD_COLUMNS[1:]])
+    empty = pd.DataFrame(columns=["run_hash", "seed", "arm", "status", "value", *codec.RECORD_COLUMNS[1:]])
     if study is None:
         return empty
-    rows = []
-    for run_hash, (t, attempts) in codec.latest_per_run(study.get_trials(deepcopy=False)).items():
-        row: dict[str, Any] = {
-            "run_hash": run_hash,
-            "trial": t.number,
-            "seed": t.user_attrs.get("seed"),
-            "arm": t.user_attrs.get("arm_label", ""),
-            "status": codec.trial_status(t).value,
-            # the first objective of a multi-objective search; none for a run that did not finish (Optuna keeps
-            # a pruned trial's last reported loss as its value: that loss is in best_val_loss, not ranked)
-            "value": t.values[0] if t.values and codec.trial_status(t) in codec.FINISHED else None,
-            "attempts": attempts,
-        }
-        for key, label in (t.user_attrs.get("arm") or {}).items():
-            row[f"arm.{key}"] = label
-        for key in RECORD_COLUMNS:
-            if key != "status":
-                row[key] = t.user_attrs.get(key)
-        if with_curves:
-            row["curves"] = t.user_attrs.get("curves")
-        row["env"] = t.user_attrs.get("env")
-        row["finished"] = t.datetime_complete.isoformat() if t.datetime_complete else None
-        row["config"] = t.user_attrs.get("config")
-        from bench.config import flatten
-
-        config = t.user_attrs.get("config", {})
-        for key, value in flatten(config).items():
-            row[f"config.{key}"] = value
-        # what governed the run's length: a token budget overrides `steps`, which then shows the steps it made
-        row["budget"] = "tokens" if config.get("tokens") is not None else "steps"
-        if row["budget"] == "tokens":
-            per_step = config["batch_size"] * config["grad_accum"] * config["model"]["block_size"]
-            row["config.steps"] = config["tokens"] // per_step
-        rows.append(row)
+    latest = codec.latest_per_run(study.get_trials(deepcopy=False))
+    rows = [codec.trial_row(run_hash, t, attempts, with_curves) for run_hash, (t, attempts) in latest.items()]
     if not rows:  # a study whose trials name no run yet (killed before its first claim was whole)
         return empty
     frame = pd.DataFrame(rows)
