@@ -65,6 +65,7 @@ BAD = [
     ({"class_path": "no_such_package.Opt"}, "optimizer.class_path", "cannot import 'no_such_package'"),
     ({"class_path": "torch.optim.NoSuchOpt"}, "optimizer.class_path", "has no 'NoSuchOpt'"),
     ({"class_path": "AdamW"}, "optimizer.class_path", "must be an import path"),
+    ({"class_path": ["torch.optim.SGD"]}, "optimizer.class_path", "must be an import path"),
     ({"class_path": "torch.optim.Optimizer"}, "optimizer.class_path", "takes no `lr`"),
 ]
 

@@ -30,9 +30,15 @@ def optimizer_entry(choice: Any) -> Entry:
     return OPTIMIZERS[choice.name]
 
 
-@functools.cache
 def class_path_entry(path: Any, key: str) -> Entry:
     """An Entry for the class at `path`: its parameters from the constructor's signature."""
+    if not isinstance(path, str) or "." not in path.strip("."):
+        raise ConfigError(f"{key}.{CLASS_PATH}", f"must be an import path 'package.module.Class', got {path!r}")
+    return _class_path_entry(path, key)
+
+
+@functools.cache  # a suite validates its base once per combination: import and inspect the class once
+def _class_path_entry(path: str, key: str) -> Entry:
     import torch
 
     where = f"{key}.{CLASS_PATH}"
@@ -63,9 +69,7 @@ def class_path_entry(path: Any, key: str) -> Entry:
     return Entry(CLASS_PATH, f"{path} ({params['version'].default})", params, build)
 
 
-def import_class(path: Any, where: str) -> Any:
-    if not isinstance(path, str) or "." not in path.strip("."):
-        raise ConfigError(where, f"must be an import path 'package.module.Class', got {path!r}")
+def import_class(path: str, where: str) -> Any:
     module_name, _, name = path.rpartition(".")
     try:
         module = importlib.import_module(module_name)
