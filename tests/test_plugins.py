@@ -151,3 +151,14 @@ def test_editing_a_plugin_changes_the_identity_of_its_runs_and_only_theirs(tmp_p
     stored = Suite.load(path).runs()[2].config.to_dict()  # a config read back from a store
     stored["schedule"]["plugin"] = "sha256:stale"
     assert RunConfig.from_dict(stored).hash == Suite.load(path).runs()[2].hash
+
+
+def test_a_run_files_plugins_load_before_its_base_is_read(tmp_path):
+    from bench.config import load_run_config
+
+    shutil.copy(EXAMPLE, tmp_path / "p.py")
+    path = tmp_path / "run.toml"
+    path.write_text('plugins = ["p.py"]\n[base]\nmodel = "tiny"\ninit = { name = "small_normal", std = 0.02 }\n')
+    cfg = load_run_config(str(path), ["clip=norm_half"])
+    assert cfg.init.name == "small_normal" and cfg.init["std"] == 0.02 and cfg.clip.name == "norm_half"
+    assert cfg.init["plugin"].startswith("sha256:")
