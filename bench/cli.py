@@ -289,12 +289,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     except ConfigError as e:
         raise e.with_source(args.suite) from None
     objectives = tuple(o.strip() for o in args.objectives.split(","))
-    for name, value, allowed in (
-        ("--sampler", args.sampler, search.SAMPLERS),
-        ("--pruner", args.pruner, search.PRUNERS),
-    ):
-        if value not in allowed:
-            raise ConfigError(name, f"unknown value '{value}'; allowed: {', '.join(allowed)}")
+    search.check_choice("--sampler", args.sampler, search.SAMPLERS)
+    search.check_choice("--pruner", args.pruner, search.PRUNERS)
     for o in objectives:
         if o not in search.OBJECTIVES:
             raise ConfigError("--objectives", f"unknown objective '{o}'; allowed: {', '.join(search.OBJECTIVES)}")
@@ -625,12 +621,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true", help="fix what is found: torn records, stale locks, orphans")
     p.add_argument("--reports", default="reports", help="reports folder to check for temporary files")
     p.set_defaults(func=cmd_doctor)
+    for command in sub.choices.values():  # every command: its entries must be known before files are read
+        command.add_argument("--plugin", action="append", metavar="FILE|MODULE",
+                             help="a plugin registering entries (repeatable; see README)")  # fmt: skip
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "plugin", None):
+            from bench import plugins
+
+            plugins.load_cli(args.plugin)
         return args.func(args)
     except ConfigError as e:
         print(f"optbench: error: {e.format()}", file=sys.stderr)

@@ -26,6 +26,7 @@ from typing import Any
 from bench.devices import check_available, resolve_auto
 from bench.registry import Choice, ConfigError, Param, Registry, closest
 from bench.techniques import CLIPPING, INITS, OPTIMIZERS, REGULARIZERS, SCHEDULES
+from bench.techniques.class_path import CLASS_PATH, class_path_entry
 
 # ---------------------------------------------------------------------------------------------------
 # Model presets and corpora are registries too, declared here because they carry no builder.
@@ -269,8 +270,8 @@ def apply_value(d: dict[str, Any], key: str, value: Any) -> None:
     if head in CHOICE_AXES:
         if len(path) == 1:
             d[head] = merge_choice(d.get(head), value, head)
-        elif len(path) == 2 and path[1] == "name":
-            d[head] = merge_choice(d.get(head), {"name": value}, head)
+        elif len(path) == 2 and path[1] in ("name", "class_path"):
+            d[head] = merge_choice(d.get(head), {path[1]: value}, head)
         elif len(path) == 2:
             current = merge_choice(d.get(head), {}, head)
             current[path[1]] = value
@@ -311,10 +312,13 @@ def merge_choice(current: Any, value: Any, key: str) -> dict[str, Any]:
     """The registry-choice rule: the same name updates its parameters, another name starts afresh."""
     current = as_choice_dict(current, key) if current is not None else {}
     new = as_choice_dict(value, key)
+    if key == "optimizer" and "class_path" in new:  # any torch optimizer by import path
+        new.setdefault("name", CLASS_PATH)
     name = new.get("name", current.get("name"))
     if name is None:
         raise ConfigError(f"{key}.name", "is missing")
-    base = current if name == current.get("name") else {}
+    same = name == current.get("name") and new.get("class_path", current.get("class_path")) == current.get("class_path")
+    base = current if same else {}
     return {**base, **new, "name": name}
 
 
@@ -332,7 +336,14 @@ def resolve_choice(registry: Registry, value: Any, key: str) -> Choice:
     d = as_choice_dict(value, key)
     if "name" not in d:
         raise ConfigError(f"{key}.name", f"is missing; allowed: {', '.join(registry.names())}")
-    entry = registry.get(d["name"], f"{key}.name" if isinstance(value, Mapping) else key)
+    if key == "optimizer" and "class_path" in d:
+        d.setdefault("name", CLASS_PATH)
+    if key == "optimizer" and d.get("name") == CLASS_PATH:
+        entry = class_path_entry(d.get("class_path"), key)
+        d.pop("version", None)  # recomputed: the identity is the code installed now
+    else:
+        entry = registry.get(d["name"], f"{key}.name" if isinstance(value, Mapping) else key)
+        d.pop("plugin", None)  # a plugin entry's provenance is recomputed from the code loaded now
     params = entry.resolve({k: v for k, v in d.items() if k != "name"}, key)
     return Choice.of(entry.name, params)
 
@@ -437,7 +448,10 @@ def load_run_config(path: str | None, sets: list[str] | None) -> RunConfig:
     values: dict[str, Any] = {}
     if path:
         doc = read_toml(path)
-        unknown_tables = [k for k in doc if k not in ("suite", "base", "axes", "search")]
+        from bench import plugins
+
+        plugins.load_declared(doc, path)
+        unknown_tables = [k for k in doc if k not in ("suite", "base", "axes", "search", "plugins")]
         if unknown_tables:
             k = unknown_tables[0]
             raise ConfigError(k, "unknown table; a run file holds [base] (and may be a suite file)", path)

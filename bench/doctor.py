@@ -112,6 +112,8 @@ def check_studies(store: Any, repair: bool) -> list[Finding]:
     import optuna
     from optuna.trial import TrialState
 
+    from bench import codec
+
     findings = []
     for summary in optuna.get_all_study_summaries(store.storage, include_best_trial=False):
         if summary.study_name.endswith(".search") or "search" in summary.user_attrs:
@@ -122,8 +124,7 @@ def check_studies(store: Any, repair: bool) -> list[Finding]:
             where = f"study '{summary.study_name}' trial {t.number}"
             if t.number in stale:
                 if repair:
-                    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                        store.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                    codec.write_stale(store.storage, codec.trial_id(store.storage, study, t))
                 findings.append(Finding(f"{where}: RUNNING, {stale[t.number]}; its run is claimable again", repair))
             elif "run_hash" not in t.user_attrs and t.state != TrialState.RUNNING:
                 findings.append(Finding(f"{where}: no run hash ({t.state.name}); results ignore it", harmless=True))

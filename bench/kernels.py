@@ -326,7 +326,8 @@ def optimizer_step(preset: str, name: str, impl: str, device: str) -> Kernel:
         model = _gpt(preset, device)
         for i, p in enumerate(model.parameters()):
             p.grad = _rand(*p.shape, dtype=p.dtype, device=device, seed=100 + i) * 1e-2
-        optimizers = entry.build(model, entry.resolve({"impl": chosen_impl}, "optimizer"), device)
+        chosen = {"impl": chosen_impl} if "impl" in entry.params else {}  # one implementation: nothing to pick
+        optimizers = entry.build(model, entry.resolve(chosen, "optimizer"), device)
         return model, optimizers
 
     model, optimizers = build(impl)
@@ -353,6 +354,8 @@ def optimizer_impls(name: str, device: str) -> list[str]:
     from bench.techniques.optimizers import fused_available
 
     entry = OPTIMIZERS[name]
+    if "impl" not in entry.params:  # a single implementation, timed as the for-loop reference
+        return ["forloop"]
     impls = [i for i in ("forloop", "foreach", "fused") if i in entry.params["impl"].choices]
     if not fused_available(getattr(entry.build, "torch_class", ""), device.split(":")[0]):
         impls = [i for i in impls if i != "fused"]

@@ -94,12 +94,12 @@ def bare_loop_seconds(cfg) -> float:
     from torch.nn import functional as F
 
     from bench.data import BatchStream, load_corpus
-    from bench.techniques import OPTIMIZERS
+    from bench.techniques.class_path import optimizer_entry
     from bench.train import build_model
 
     corpus = load_corpus(cfg.data)
     model = build_model(cfg, corpus, "cpu")
-    (opt,) = OPTIMIZERS[cfg.optimizer.name].build(model, cfg.optimizer.params, "cpu")
+    (opt,) = optimizer_entry(cfg.optimizer).build(model, cfg.optimizer.params, "cpu")
     batches = BatchStream(corpus.train, cfg.batch_size, cfg.model["block_size"], seed=cfg.batch_seed)
     model.train()
     start = time.perf_counter()

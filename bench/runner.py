@@ -24,17 +24,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import interrupts
+from bench.codec import FINISHED, claim_attrs, copied_trial, latest_per_run, trial_status, write_interrupted
 from bench.devices import CUDA_POISONED_EXIT, sharing
 from bench.env import set_threads
 from bench.registry import ConfigError
-from bench.store import Store, latest_per_run, this_worker, trial_status
+from bench.store import Store, this_worker
 from bench.suite import Run, Suite
 
 POLL_SECONDS = 1.0
 # Fresh processes started in one worker's place after its CUDA context broke, before that slot gives up.
 MAX_REPLACEMENTS = 10
 WAIT_NOTICE_SECONDS = 30.0  # between notices while waiting for other workers' claims
-FINISHED = ("complete", "diverged", "stopped_early")
 
 
 @dataclass
@@ -94,16 +94,7 @@ def settle_state(study: Any, runs: dict[str, Run], session: str) -> tuple[list[s
 def claim(store: Store, study: Any, run: Run, suite: Suite, session: str) -> int:
     """Create the run's RUNNING trial with its run hash, worker and parameters in one write, so that a
     kill can never leave a claim that nobody can identify (an orphan)."""
-    attrs = {
-        "run_hash": run.hash,
-        "seed": run.seed,
-        "arm": run.arm,
-        "arm_label": run.arm_label,
-        "config": run.config.to_dict(),
-        "suite": suite.name,
-        "session": session,
-        "worker": this_worker(),
-    }
+    attrs = claim_attrs(run, suite.name, session, this_worker())
     return store.create_running_trial(study, attrs, run.config.flat())
 
 
@@ -122,20 +113,7 @@ def import_finished_runs(store: Store, study: Any, runs: dict[str, Run]) -> int:
         other = optuna.load_study(study_name=summary.study_name, storage=store.storage)
         for run_hash, (t, _) in latest_per_run(other.get_trials(deepcopy=False)).items():
             if run_hash in wanted and trial_status(t) in FINISHED and len(t.values or []) == 1:
-                study.add_trial(
-                    optuna.trial.create_trial(
-                        params=t.params,
-                        distributions=t.distributions,
-                        value=t.value,
-                        intermediate_values=t.intermediate_values,
-                        user_attrs={
-                            **t.user_attrs,
-                            "arm": runs[run_hash].arm,
-                            "arm_label": runs[run_hash].arm_label,
-                            "copied_from": summary.study_name,
-                        },
-                    )
-                )
+                study.add_trial(copied_trial(t, runs[run_hash], summary.study_name))
                 wanted.discard(run_hash)
                 copied += 1
     return copied
@@ -231,11 +209,8 @@ def keep_weights_if_best(study: Any, run: Run, record: Any, model: Any, metric_f
 
 
 def mark_interrupted(store: Store, trial_id: int) -> None:
-    from optuna.trial import TrialState
-
     with interrupts.deferred():  # a second signal must not leave the mark half-written
-        store.storage.set_trial_user_attr(trial_id, "status", "interrupted")
-        store.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        write_interrupted(store.storage, trial_id)
 
 
 def _watch_parent(parent_pid: int) -> None:

@@ -27,8 +27,8 @@ from typing import Any
 
 from bench import interrupts
 from bench.config import CHOICE_AXES, RunConfig
-from bench.registry import ConfigError, Param
-from bench.suite import Suite, label
+from bench.registry import ConfigError, Param, closest
+from bench.suite import Suite
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
@@ -191,9 +191,16 @@ def trial_config(space: Space, base: RunConfig, values: Mapping[str, Any], seed:
 # -------------------------------------------------------------------------------------------------
 
 
-def make_sampler(name: str, seed: int, space: Space, multi: bool) -> Any:
+def check_choice(key: str, name: str, allowed: tuple[str, ...]) -> None:
+    """An unknown sampler or pruner is bad input, never a silent fallback to another one."""
+    if name not in allowed:
+        raise ConfigError(key, f"unknown value '{name}'{closest(name, list(allowed))}; allowed: {', '.join(allowed)}")
+
+
+def make_sampler(name: str, seed: int, space: Space) -> Any:
     import optuna
 
+    check_choice("--sampler", name, SAMPLERS)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=space.is_conditional())
     if name == "random":
@@ -217,6 +224,7 @@ def make_pruner(name: str, base: RunConfig, reduction_factor: int = REDUCTION_FA
     """Pruners fed by every evaluation; rungs run from the first evaluation to the full budget."""
     import optuna
 
+    check_choice("--pruner", name, PRUNERS)
     first = base.eval_interval
     if name == "none":
         return optuna.pruners.NopPruner()
@@ -278,7 +286,7 @@ class PruneOnReport:
 def objective_factory(plan: SearchPlan, suite: Suite, space: Space, fixed: dict[str, Any]):
     import optuna
 
-    from bench.store import record_attrs
+    from bench.codec import search_attrs
     from bench.train import train
 
     multi = len(plan.objectives) > 1
@@ -295,14 +303,8 @@ def objective_factory(plan: SearchPlan, suite: Suite, space: Space, fixed: dict[
             if record.status in ("pruned", "failed"):
                 break
         first = records[0]
-        trial.set_user_attr("run_hash", first.config_hash)
-        trial.set_user_attr("seed", suite.seeds[0])
-        trial.set_user_attr("config", first.config)
-        trial.set_user_attr("arm", {k: label(v) for k, v in values.items()})
-        trial.set_user_attr("arm_label", ", ".join(f"{k}={label(v)}" for k, v in values.items()))
-        trial.set_user_attr("seeds", [r.config["seed"] for r in records])
-        trial.set_user_attr("steps_trained", sum(r.steps for r in records))
-        for key, value in record_attrs(first).items():
+        attrs = search_attrs(values, records, list(suite.seeds), OBJECTIVES[plan.objectives[0]])
+        for key, value in attrs.items():  # Optuna's public trial API writes one attribute at a time
             trial.set_user_attr(key, value)
         if first.status == "pruned":
             raise optuna.TrialPruned()
@@ -313,7 +315,6 @@ def objective_factory(plan: SearchPlan, suite: Suite, space: Space, fixed: dict[
             per_seed = [getattr(r, OBJECTIVES[name]) for r in records]
             per_seed = [math.inf if v is None else float(v) for v in per_seed]
             results.append(sum(per_seed) / len(per_seed))
-        trial.set_user_attr("objective_per_seed", [getattr(r, OBJECTIVES[plan.objectives[0]]) for r in records])
         return tuple(results) if multi else results[0]
 
     return objective
@@ -385,7 +386,7 @@ def run_search_worker(
     study = optuna.create_study(
         study_name=study_name, storage=store.storage, load_if_exists=True,
         directions=["minimize"] * len(plan.objectives),
-        sampler=make_sampler(plan.sampler, plan.seed + index, space, multi),  # workers sample apart
+        sampler=make_sampler(plan.sampler, plan.seed + index, space),  # workers sample apart
         pruner=make_pruner("none" if multi else plan.pruner, suite.base, plan.reduction_factor),
     )  # fmt: skip
     study.set_user_attr("search", {"sampler": plan.sampler, "pruner": plan.pruner, "objectives": list(plan.objectives),
@@ -410,6 +411,8 @@ def run_search(plan: SearchPlan) -> list[tuple[str, Any]]:
     from bench.runner import run_workers
     from bench.store import Store
 
+    check_choice("--sampler", plan.sampler, SAMPLERS)  # before the store is opened: nothing written
+    check_choice("--pruner", plan.pruner, PRUNERS)
     suite = Suite.load(plan.suite_path, plan.overrides)
     space = parse_space(suite.search, suite.base)
     store = Store.open(plan.storage)

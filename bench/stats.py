@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from bench.codec import FINISHED, STATUSES  # the one status vocabulary (bench.codec.Status)
+
 CONFIDENCE = 0.95
 # Below this many seeds an arm gets no interval, no p-value and no effect size. Measured by simulation
 # (tests/test_stats.py, normal seed noise, 2000 draws): a 95% percentile-bootstrap interval of the mean
@@ -20,9 +22,6 @@ CONFIDENCE = 0.95
 # Student-t intervals, which cover 95% at any n; at 2 seeds that interval is +-12.7 sd wide and the paired
 # t-test detects a one-sd difference 8% of the time: nothing worth printing. From 3 seeds both behave.
 MIN_SEEDS_FOR_CI = 3
-FINISHED = ("complete", "diverged", "stopped_early")
-# The one status vocabulary, from the store to every report section (store.trial_status writes it).
-STATUSES = ("complete", "diverged", "stopped_early", "pruned", "failed", "interrupted")
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:

@@ -1,9 +1,7 @@
 """Results in an Optuna storage: every suite is a study, every run a trial.
 
-A trial's parameters are the run's config fields (numbers as single-point float/int distributions,
-names and switches as categorical over everything the registry allows, so suites and searches can
-share a study without distribution clashes); its value is the suite's metric; its intermediate
-values are the validation losses; its user attributes hold the rest of the RunRecord.
+How a run and its RunRecord map to a trial (parameters, value, intermediate values, user attributes,
+status) is bench.codec's alone.
 
 Storages:
 - default: `results/optbench.journal`, Optuna's JournalFileBackend. Several processes on one machine
@@ -36,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import codec
 from bench.registry import ConfigError
 
 DEFAULT_STORAGE_FILE = "optbench.journal"
-CURVE_POINTS = 500
 # Seconds between heartbeats of a running trial (RDB storages), and without one before it is stale.
 HEARTBEAT_INTERVAL = int(os.environ.get("OPTBENCH_HEARTBEAT_INTERVAL", "5"))
 GRACE_PERIOD = int(os.environ.get("OPTBENCH_GRACE_PERIOD", "20"))
@@ -48,15 +46,6 @@ GRACE_PERIOD = int(os.environ.get("OPTBENCH_GRACE_PERIOD", "20"))
 def default_storage_url() -> str:
     root = Path(os.environ.get("OPTBENCH_RESULTS_DIR", "results"))
     return str(root / DEFAULT_STORAGE_FILE)
-
-
-def downsample(values: list, points: int = CURVE_POINTS) -> tuple[list[int], list]:
-    """At most `points` (index, value) pairs, evenly spaced, the last one kept."""
-    n = len(values)
-    if n <= points:
-        return list(range(n)), list(values)
-    idx = sorted({round(i * (n - 1) / (points - 1)) for i in range(points)})
-    return idx, [values[i] for i in idx]
 
 
 def process_start_time(pid: int) -> str | None:
@@ -212,13 +201,11 @@ class Store:
         storages) by its heartbeat. A RUNNING trial that names no worker and has no heartbeat (an orphan
         left by an older optbench, or by a bare `study.ask()`) is failed once it is GRACE_PERIOD old."""
         import optuna
-        from optuna.trial import TrialState
 
         if self.uses_heartbeats:
             optuna.storages.fail_stale_trials(study)
         for t, _ in self.stale_claims(study):
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            codec.write_stale(self.storage, codec.trial_id(self.storage, study, t))
 
     def stale_claims(self, study: Any) -> list[tuple[Any, str]]:
         """(RUNNING trial, why it has no live owner) for the claims fail_stale fails."""
@@ -233,20 +220,21 @@ class Store:
                 continue
             # a worker on another host is judged by heartbeats alone (a file storage has none to judge by)
             judged = alive is None and (not worker or self.uses_heartbeats)
-            if judged and age_seconds(t.datetime_start) > GRACE_PERIOD and not self.has_heartbeat(t):
+            if judged and age_seconds(t.datetime_start) > GRACE_PERIOD and not self.has_heartbeat(study, t):
                 who = "names no worker" if not worker else f"its worker on {worker.get('host')} never sent a heartbeat"
                 stale.append((t, f"{who} and started {age_seconds(t.datetime_start):.0f} s ago"))
         return stale
 
-    def has_heartbeat(self, trial: Any) -> bool:
+    def has_heartbeat(self, study: Any, trial: Any) -> bool:
         """Whether a database storage holds a heartbeat for the trial (file storages have none)."""
         if not self.uses_heartbeats:
             return False
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
+        trial_id = codec.trial_id(self.storage, study, trial)
         with _create_scoped_session(self.storage.scoped_session) as session:
-            return models.TrialHeartbeatModel.where_trial_id(trial._trial_id, session) is not None
+            return models.TrialHeartbeatModel.where_trial_id(trial_id, session) is not None
 
     @contextlib.contextmanager
     def heartbeat(self, trial_id: int) -> Iterator[None]:
@@ -274,94 +262,12 @@ class Store:
     # -- writing results ---------------------------------------------------------------------------
 
     def create_running_trial(self, study: Any, user_attrs: dict[str, Any], flat: dict[str, Any]) -> int:
-        """A RUNNING trial with its attributes and parameters, written as one journal record (one
-        transaction in a database): a claim is whole or absent."""
-        import datetime
-
-        from optuna.trial import FrozenTrial, TrialState
-
-        dists = param_distributions(flat)
-        template = FrozenTrial(
-            number=0, state=TrialState.RUNNING, value=None,
-            datetime_start=datetime.datetime.now(), datetime_complete=None,
-            params={name: value for name, (value, _) in dists.items()},
-            distributions={name: dist for name, (_, dist) in dists.items()},
-            user_attrs=user_attrs, system_attrs={}, intermediate_values={}, trial_id=0,
-        )  # fmt: skip
-        return self.storage.create_new_trial(study._study_id, template_trial=template)
+        """A claim, whole or absent (bench.codec.create_running_trial)."""
+        return codec.create_running_trial(self.storage, study, user_attrs, flat)
 
     def finish(self, trial_id: int, record: Any, metric_field: str) -> None:
-        """Store a RunRecord in its claimed trial and close it: COMPLETE, or FAIL for a failed run."""
-        from optuna.trial import TrialState
-
-        for step, value in zip(record.curves.get("val_step", []), record.curves.get("val_loss", []), strict=False):
-            if value is not None and math.isfinite(value):
-                self.storage.set_trial_intermediate_value(trial_id, step, value)
-        for key, value in record_attrs(record).items():
-            self.storage.set_trial_user_attr(trial_id, key, value)
-        if record.status == "failed":
-            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
-            return
-        value = getattr(record, metric_field)
-        # a diverged run has no loss: it ranks last, as infinitely bad (Optuna rejects only NaN)
-        self.storage.set_trial_state_values(
-            trial_id, TrialState.COMPLETE, [float(value) if value is not None else math.inf]
-        )
-
-
-def record_attrs(record: Any) -> dict[str, Any]:
-    """The RunRecord as user attributes (config aside), curves downsampled to CURVE_POINTS points."""
-    d = record.to_dict()
-    curves = d.pop("curves")
-    del d["config"], d["config_hash"]  # stored once, by the claim
-    index: list[int] = []
-    sampled = {}
-    for name in ("train_loss", "grad_norm", "lr"):
-        index, sampled[name] = downsample(curves.get(name, []))
-    d["curves"] = {
-        "step": [i + 1 for i in index],
-        **sampled,
-        "val_step": curves.get("val_step", []),
-        "val_loss": curves.get("val_loss", []),
-    }
-    return d
-
-
-def param_distributions(flat: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """name -> (value, distribution) for the fields Optuna can hold as parameters."""
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    from bench.config import CHOICE_AXES, SCALARS
-    from bench.techniques import REGULARIZERS
-
-    out: dict[str, tuple[Any, Any]] = {}
-    for name, value in flat.items():
-        if value is None or name == "data.path":
-            continue
-        if isinstance(value, bool):
-            out[name] = (value, CategoricalDistribution((False, True)))
-        elif isinstance(value, int):
-            out[name] = (value, IntDistribution(value, value))
-        elif isinstance(value, float):
-            out[name] = (value, FloatDistribution(value, value))
-        elif isinstance(value, str):
-            choices = allowed_strings(name, CHOICE_AXES, SCALARS, REGULARIZERS)
-            if choices and value in choices:
-                out[name] = (value, CategoricalDistribution(tuple(choices)))
-    return out
-
-
-def allowed_strings(name: str, choice_axes: dict, scalars: dict, regularizers: Any) -> list[str] | None:
-    head, _, rest = name.partition(".")
-    if head in choice_axes:
-        registry = choice_axes[head]
-        if rest == "name":
-            return registry.names()
-        options = {tuple(e.params[rest].choices) for e in registry if rest in e.params and e.params[rest].choices}
-        return sorted({c for opts in options for c in opts}) if options else None
-    if head in scalars and scalars[head].choices:
-        return list(scalars[head].choices)
-    return None
+        """Store a RunRecord in its claimed trial and close it (bench.codec.write_record)."""
+        codec.write_record(self.storage, trial_id, record, metric_field)
 
 
 def wait_for_flock(f: Any, path: Path, quiet_seconds: float = 2.0) -> None:
@@ -437,42 +343,6 @@ def first_line(e: BaseException) -> str:
 # -------------------------------------------------------------------------------------------------
 # Reading results
 
-RECORD_COLUMNS = (
-    "status", "status_step", "final_val_loss", "best_val_loss", "loss_floor", "steps", "tokens", "wall_time",
-    "train_time", "tokens_per_second", "peak_memory_mb", "n_params", "target", "target_step", "target_tokens",
-    "target_time", "error",
-)  # fmt: skip
-
-
-def trial_status(trial: Any) -> str:
-    """complete | diverged | stopped_early | pruned | failed | interrupted (bench.stats.STATUSES), or
-    running for a claim still being trained."""
-    from optuna.trial import TrialState
-
-    if trial.state == TrialState.RUNNING:
-        return "running"
-    if trial.state == TrialState.PRUNED:
-        return "pruned"
-    status = trial.user_attrs.get("status")
-    if trial.state == TrialState.FAIL and status not in ("failed",):
-        return "interrupted"
-    return status or trial.state.name.lower()
-
-
-def latest_per_run(trials: list) -> dict[str, tuple[Any, int]]:
-    """run hash -> (the trial that speaks for the run, number of attempts). A finished trial wins."""
-    by_run: dict[str, list] = {}
-    for t in trials:
-        run_hash = t.user_attrs.get("run_hash")
-        if run_hash:
-            by_run.setdefault(run_hash, []).append(t)
-    out = {}
-    for run_hash, ts in by_run.items():
-        ts.sort(key=lambda t: t.number)
-        finished = [t for t in ts if trial_status(t) in ("complete", "diverged", "stopped_early")]
-        out[run_hash] = ((finished or ts)[-1], len(ts))
-    return out
-
 
 def search_study_names(suite_name: str, url: str | None = None) -> list[str]:
     """The search studies of a suite: `<suite>.search`, and `<suite>.search.<arm>` per arm (--per-arm)."""
@@ -490,43 +360,11 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
 
     store = Store.open(url)
     study = store.existing_study(study_name)
-    empty = pd.DataFrame(columns=["run_hash", "seed", "arm", "status", "value", *RECORD_COLUMNS[1:]])
+    empty = pd.DataFrame(columns=["run_hash", "seed", "arm", "status", "value", *codec.RECORD_COLUMNS[1:]])
     if study is None:
         return empty
-    rows = []
-    for run_hash, (t, attempts) in latest_per_run(study.get_trials(deepcopy=False)).items():
-        row: dict[str, Any] = {
-            "run_hash": run_hash,
-            "trial": t.number,
-            "seed": t.user_attrs.get("seed"),
-            "arm": t.user_attrs.get("arm_label", ""),
-            "status": trial_status(t),
-            # the first objective of a multi-objective search; none for a run that did not finish (Optuna keeps
-            # a pruned trial's last reported loss as its value: that loss is in best_val_loss, not ranked)
-            "value": t.values[0] if t.values and trial_status(t) in ("complete", "diverged", "stopped_early") else None,
-            "attempts": attempts,
-        }
-        for key, label in (t.user_attrs.get("arm") or {}).items():
-            row[f"arm.{key}"] = label
-        for key in RECORD_COLUMNS:
-            if key != "status":
-                row[key] = t.user_attrs.get(key)
-        if with_curves:
-            row["curves"] = t.user_attrs.get("curves")
-        row["env"] = t.user_attrs.get("env")
-        row["finished"] = t.datetime_complete.isoformat() if t.datetime_complete else None
-        row["config"] = t.user_attrs.get("config")
-        from bench.config import flatten
-
-        config = t.user_attrs.get("config", {})
-        for key, value in flatten(config).items():
-            row[f"config.{key}"] = value
-        # what governed the run's length: a token budget overrides `steps`, which then shows the steps it made
-        row["budget"] = "tokens" if config.get("tokens") is not None else "steps"
-        if row["budget"] == "tokens":
-            per_step = config["batch_size"] * config["grad_accum"] * config["model"]["block_size"]
-            row["config.steps"] = config["tokens"] // per_step
-        rows.append(row)
+    latest = codec.latest_per_run(study.get_trials(deepcopy=False))
+    rows = [codec.trial_row(run_hash, t, attempts, with_curves) for run_hash, (t, attempts) in latest.items()]
     if not rows:  # a study whose trials name no run yet (killed before its first claim was whole)
         return empty
     frame = pd.DataFrame(rows)

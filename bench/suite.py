@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import plugins
 from bench.config import RunConfig, read_toml
 from bench.registry import ConfigError, closest
 
@@ -71,6 +72,7 @@ class Suite:
     axes: dict[str, list[Any]]
     search: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
+    baseline: str | None = None  # the arm the report compares every other arm with (None: the first)
 
     # -- parsing -----------------------------------------------------------------------------------
 
@@ -80,7 +82,9 @@ class Suite:
         same content is parsed once per process (a command loads its suite in several places, and a
         large grid takes seconds to validate)."""
         doc = read_toml(path)
-        return _parsed(str(path), json.dumps(doc, default=str), json.dumps(dict(overrides or {}), default=str))
+        plugins.load_declared(doc, path)
+        overrides_json = json.dumps(dict(overrides or {}), default=str)
+        return _parsed(str(path), json.dumps(doc, default=str), overrides_json, plugins.loaded())
 
     @classmethod
     def parse(
@@ -96,7 +100,7 @@ class Suite:
         if not doc:
             raise ConfigError("", f"the suite is empty: nothing to run (it needs a {' or '.join(SECTIONS[:3])} table)")
         for key in doc:
-            if key not in SECTIONS:
+            if key not in SECTIONS and key != "plugins":  # plugins: loaded by Suite.load, before parsing
                 raise ConfigError(key, f"unknown section{closest(key, list(SECTIONS))}; allowed: {', '.join(SECTIONS)}")
         meta = table(doc, "suite")
         for key in meta:
@@ -186,8 +190,15 @@ class Suite:
             axes,
             dict(search),
             source,
+            meta.get("baseline"),
         )
         suite.runs()  # every combination must be valid too (e.g. warmup against a shorter budget)
+        if suite.baseline is not None:
+            arms = suite.arm_labels()
+            if not isinstance(suite.baseline, str) or suite.baseline not in arms:
+                shown = ", ".join(f"'{a}'" for a in arms[:8]) + (", ..." if len(arms) > 8 else "")
+                hint = closest(str(suite.baseline), arms)
+                raise ConfigError("suite.baseline", f"{suite.baseline!r} is no arm of the suite{hint}; arms: {shown}")
         return suite
 
     # -- runs --------------------------------------------------------------------------------------
@@ -270,6 +281,14 @@ class Suite:
             for s in self.seeds
         ]
 
+    def arm_label_of(self, run: Run) -> str:
+        """The arm a report ranks the run under: without its tuned settings when the suite tunes."""
+        return self.untuned_label(run) if self.tune else run.arm_label
+
+    def arm_labels(self) -> list[str]:
+        """The suite's arms, in the order of its runs."""
+        return list(dict.fromkeys(self.arm_label_of(r) for r in self.runs()))
+
     def untuned_label(self, run: Run) -> str:
         """The run's arm without the tuned settings: what a report ranks when each arm gets its best tune."""
         parts = []
@@ -318,7 +337,8 @@ class Suite:
 
 
 @functools.lru_cache(maxsize=8)
-def _parsed(source: str, doc_json: str, overrides_json: str) -> Suite:
+def _parsed(source: str, doc_json: str, overrides_json: str, loaded_plugins: str) -> Suite:
+    """(loaded_plugins only keys the cache: the same file means other runs once a plugin changed)"""
     return Suite.parse(json.loads(doc_json), source, json.loads(overrides_json))
 
 

@@ -27,7 +27,8 @@ from bench.devices import check_available, context_broken, precision, run_device
 from bench.env import environment, set_threads
 from bench.model import GPT, GPTConfig
 from bench.registry import ConfigError
-from bench.techniques import CLIPPING, INITS, OPTIMIZERS
+from bench.techniques import CLIPPING, INITS
+from bench.techniques.class_path import optimizer_entry
 from bench.techniques.schedules import multiplier
 
 # Steps between host reads of the loss buffer: divergence is noticed at most this late.
@@ -203,7 +204,7 @@ class Training:
         self.device = device = device or resolve_device(cfg.device)
         self.corpus = corpus = load_corpus(cfg.data)
         self.model = model = build_model(cfg, corpus, device)
-        self.optimizers = OPTIMIZERS[cfg.optimizer.name].build(model, cfg.optimizer.params, device)
+        self.optimizers = optimizer_entry(cfg.optimizer).build(model, cfg.optimizer.params, device)
         self.lr_factor = multiplier(cfg.schedule, cfg.total_steps)
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, self.lr_factor) for opt in self.optimizers]
         self.clip = CLIPPING[cfg.clip.name].build(cfg.clip.params)

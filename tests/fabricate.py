@@ -10,7 +10,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from bench.store import Store, record_attrs
+from bench.codec import record_attrs
+from bench.store import Store
 from bench.suite import Suite, label
 from bench.train import RunRecord
 
@@ -50,7 +51,7 @@ def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], see
     import optuna
     from optuna.trial import TrialState
 
-    from bench.store import param_distributions
+    from bench.codec import param_distributions
 
     rng = random.Random(seed)
     store = Store.open(storage)

@@ -11,8 +11,9 @@ from processes import logs, optbench, running_trials, wait_until_gone
 from suite_files import GRID_12, write_suite
 
 from bench import interrupts
+from bench.codec import latest_per_run, trial_status
 from bench.runner import Plan, default_split, run_suite, worker_loop
-from bench.store import Store, latest_per_run, load_results, this_worker, trial_status
+from bench.store import Store, load_results, this_worker
 from bench.suite import Suite
 
 

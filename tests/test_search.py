@@ -3,12 +3,17 @@ import signal
 
 import optuna
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from processes import children, logs, optbench, running_trials, wait_until_gone
 
 from bench.cli import main
 from bench.config import load_run_config
+from bench.registry import ConfigError
 from bench.search import (
+    PRUNERS,
     REDUCTION_FACTOR,
+    SAMPLERS,
     SearchPlan,
     make_pruner,
     make_sampler,
@@ -72,7 +77,7 @@ def test_each_sampler_is_wired(tmp_path, sampler):
     ((name, study),) = run_search(plan(path, storage, sampler=sampler, trials=3, pruner="none"))
     expected = {"tpe": "TPESampler", "random": "RandomSampler", "cmaes": "CmaEsSampler", "qmc": "QMCSampler"}[sampler]
     suite = Suite.load(path)
-    assert type(make_sampler(sampler, 0, parse_space(suite.search, suite.base), False)).__name__ == expected
+    assert type(make_sampler(sampler, 0, parse_space(suite.search, suite.base))).__name__ == expected
     assert study.user_attrs["search"]["sampler"] == sampler
     assert len([t for t in study.trials if t.state.is_finished()]) == 3
 
@@ -94,6 +99,30 @@ def test_each_pruner_is_wired(tmp_path, pruner, cls):
     ((_, study),) = run_search(plan(path, str(tmp_path / "p.journal"), pruner=pruner, trials=2, sampler="random"))
     assert type(make_pruner(pruner, Suite.load(path).base)).__name__ == cls
     assert study.user_attrs["search"]["pruner"] == pruner and len(study.trials) == 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(min_size=1, max_size=12).filter(lambda n: n not in SAMPLERS and n not in PRUNERS))
+def test_unknown_sampler_or_pruner_names_fail_instead_of_falling_through(name):
+    # before: make_sampler returned a GridSampler and make_pruner a HyperbandPruner for any other name
+    base = Suite.parse({"suite": {"name": "u"}, "base": {"model": "tiny", "steps": 100, "schedule": "constant"}}).base
+    space = parse_space({"batch_size": [4, 8]}, base)
+    for key, allowed, make in (("--sampler", SAMPLERS, lambda: make_sampler(name, 0, space)),
+                               ("--pruner", PRUNERS, lambda: make_pruner(name, base))):  # fmt: skip
+        with pytest.raises(ConfigError) as e:
+            make()
+        assert e.value.key == key and f"allowed: {', '.join(allowed)}" in e.value.message
+
+
+@pytest.mark.parametrize(("flag", "value"), [("sampler", "tpee"), ("pruner", "hyperbands")])
+def test_unknown_sampler_or_pruner_in_a_plan_exits_before_writing(tmp_path, capsys, flag, value):
+    storage = tmp_path / "u.journal"
+    with pytest.raises(ConfigError, match=f"--{flag}"):
+        run_search(plan(write(tmp_path, "u"), str(storage), **{flag: value}))
+    assert not storage.exists()
+    assert main(["search", str(write(tmp_path, "u2")), f"--{flag}", value, "--storage", str(storage)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--{flag}" in err[0] and "allowed:" in err[0] and not storage.exists()
 
 
 def test_reduction_factor_reaches_the_pruner_and_the_help_states_its_default(capsys):

@@ -3,7 +3,8 @@ import math
 import optuna
 import pytest
 
-from bench.store import Store, downsample, load_results, param_distributions, record_attrs
+from bench.codec import downsample, param_distributions, record_attrs
+from bench.store import Store, load_results
 from bench.suite import Suite
 from bench.train import RunRecord
 

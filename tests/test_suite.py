@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from suite_files import GRID_12, write_suite
 
 from bench.cli import main
@@ -191,3 +193,30 @@ def test_joint_axes_vary_several_fields_together_and_report_as_one_axis(tmp_path
     fabricate_runs(Suite.load(path), str(tmp_path / "j.journal"), status=lambda i: "complete")
     html = build_report(Suite.load(path), str(tmp_path / "j.journal"), tmp_path / "j.html").read_text()
     assert 'alt="main effect of batch"' in html and "interaction of batch and optimizer" in html
+
+
+BASELINE_DOC = {"suite": {"name": "bl", "seeds": [0]}, "base": {"model": "tiny", "steps": 20, "schedule": "constant"},
+                "axes": {"optimizer": ["adamw", "lion", "sgd"], "batch_size": [4, 8]}}  # fmt: skip
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 5), st.sampled_from(["grid", "ablation"]))
+def test_a_suites_baseline_is_the_reports_baseline(index, design):
+    # before: `baseline` was accepted and never read; the report always compared with the first arm
+    import pandas as pd
+
+    from bench.report import baseline_arm
+
+    doc = {**BASELINE_DOC, "suite": {**BASELINE_DOC["suite"], "design": design}}
+    arms = Suite.parse(doc).arm_labels()
+    chosen = arms[index % len(arms)]
+    suite = Suite.parse({**doc, "suite": {**doc["suite"], "baseline": chosen}})
+    assert baseline_arm(suite, pd.DataFrame({"arm": list(reversed(arms))})) == chosen
+
+
+@pytest.mark.parametrize("baseline", ["optimizer=adam", "adamw", 3, "optimizer=lion, batch_size=16"])
+def test_a_baseline_that_is_no_arm_is_refused_naming_the_arms(baseline):
+    with pytest.raises(ConfigError) as e:
+        Suite.parse({**BASELINE_DOC, "suite": {**BASELINE_DOC["suite"], "baseline": baseline}}, "bl.toml")
+    assert e.value.key == "suite.baseline" and "arms: 'optimizer=adamw, batch_size=4'" in e.value.message
+    assert "\n" not in e.value.format()

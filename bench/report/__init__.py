@@ -44,10 +44,11 @@ def default_report_path(suite: Suite) -> Path:
 def baseline_arm(suite: Suite, frame: pd.DataFrame) -> str:
     """The suite's `baseline` arm if it names one, else the first combination's (each axis's first value)."""
     arms = list(dict.fromkeys(frame["arm"]))
+    if suite.baseline in arms:
+        return suite.baseline
     if suite.design == "ablation":
         return "base" if "base" in arms else arms[0]
-    first = suite.runs()[0]
-    candidate = suite.untuned_label(first) if suite.tune else first.arm_label
+    candidate = suite.arm_label_of(suite.runs()[0])
     return candidate if candidate in arms else arms[0]
 
 

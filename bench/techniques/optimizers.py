@@ -1,7 +1,8 @@
 """Optimizers: name -> builder(model, params, device) -> list of torch optimizers.
 
 Every entry takes `lr`, `weight_decay`, `decay_all` (weight decay on every parameter instead of only
-those with 2 or more dimensions, as nanoGPT) and `impl` (for-loop, foreach or fused kernels).
+those with 2 or more dimensions, as nanoGPT) and, where it has several, `impl` (for-loop, foreach or fused
+kernels).
 Most entries are torch.optim; Lion and schedule-free AdamW come from their authors' packages.
 """
 
@@ -39,12 +40,13 @@ def fused_available(cls_name: str, device_type: str) -> bool:
     return True
 
 
-def _common(lr: float, weight_decay: float = 0.0, impls: tuple[str, ...] = IMPLS, **params: Param) -> dict:
+def _common(lr: float, weight_decay: float = 0.0, impls: tuple[str, ...] | None = IMPLS, **params: Param) -> dict:
+    """The parameters every optimizer takes; `impls=None` for one with a single implementation (no `impl`)."""
     return {
         "lr": Param(float, lr, "peak learning rate", positive=True, search=("log", lr / 30, lr * 30)),
         "weight_decay": Param(float, weight_decay, "weight decay", low=0.0, search=("float", 0.0, 0.3)),
         "decay_all": Param(bool, False, "decay every parameter, not only matrices"),
-        "impl": Param(str, "auto", "kernel implementation", choices=impls),
+        **({"impl": Param(str, "auto", "kernel implementation", choices=impls)} if impls else {}),
         **params,
     }
 
@@ -157,7 +159,7 @@ OPTIMIZERS.register(
     "Lion, sign of interpolated momentum (Chen et al. 2023; lion-pytorch)",
     **_common(
         1e-4,
-        impls=("auto", "forloop"),
+        impls=None,  # lion-pytorch has one implementation on the CPU (its triton kernel is CUDA-only)
         betas=Param(tuple, (0.9, 0.99), "(beta1, beta2)", length=2, low=0.0, high=1.0),
     ),
 )

@@ -1,0 +1,296 @@
+"""The one mapping between a run (its config and RunRecord) and an Optuna trial.
+
+A trial's parameters are the run's config fields (numbers as single-point float/int distributions, names
+and switches as categorical over everything the registry allows, so suites and searches can share a study
+without distribution clashes); its value is the suite's metric; its intermediate values are the validation
+losses; its user attributes hold the rest of the RunRecord, and its state with the `status` attribute
+gives the run's Status. The runner, the search, the store's readers and the doctor write and read trials
+only through this module.
+
+Optuna's public API is used wherever it has one. Two things it lacks are isolated here:
+- a trial's storage id: `FrozenTrial` keeps it private (`_trial_id`); the storage's public
+  `get_trial_id_from_study_id_trial_number` gives it from the study's name and the trial's number.
+- creating a trial whose id comes back: `Study.add_trial` returns nothing and `Study.ask` writes the trial
+  before its attributes (a kill between them leaves a claim nobody can identify), so a claim is created with
+  the storage's public `create_new_trial(study_id, template_trial)`, in one journal record / transaction.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import Any
+
+CURVE_POINTS = 500
+
+
+class Status(StrEnum):
+    """What became of a run: the one vocabulary from the store to every report section."""
+
+    COMPLETE = "complete"
+    DIVERGED = "diverged"
+    STOPPED_EARLY = "stopped_early"
+    PRUNED = "pruned"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    RUNNING = "running"  # a claim still being trained
+
+
+FINISHED = (Status.COMPLETE.value, Status.DIVERGED.value, Status.STOPPED_EARLY.value)  # a result, ranked
+STATUSES = tuple(s.value for s in Status if s is not Status.RUNNING)  # a settled run's statuses
+
+
+def downsample(values: list, points: int = CURVE_POINTS) -> tuple[list[int], list]:
+    """At most `points` (index, value) pairs, evenly spaced, the last one kept."""
+    n = len(values)
+    if n <= points:
+        return list(range(n)), list(values)
+    idx = sorted({round(i * (n - 1) / (points - 1)) for i in range(points)})
+    return idx, [values[i] for i in idx]
+
+
+# -- ids ------------------------------------------------------------------------------------------
+
+
+def study_id(storage: Any, study: Any) -> int:
+    return storage.get_study_id_from_name(study.study_name)
+
+
+def trial_id(storage: Any, study: Any, trial: Any) -> int:
+    """The storage's id of a trial of `study` (FrozenTrial keeps it private)."""
+    return storage.get_trial_id_from_study_id_trial_number(study_id(storage, study), trial.number)
+
+
+# -- writing --------------------------------------------------------------------------------------
+
+
+def claim_attrs(run: Any, suite_name: str, session: str, worker: dict[str, Any]) -> dict[str, Any]:
+    """A suite run's claim: what identifies the run and who trains it."""
+    return {
+        "run_hash": run.hash,
+        "seed": run.seed,
+        "arm": run.arm,
+        "arm_label": run.arm_label,
+        "config": run.config.to_dict(),
+        "suite": suite_name,
+        "session": session,
+        "worker": worker,
+    }
+
+
+def create_running_trial(storage: Any, study: Any, user_attrs: dict[str, Any], flat: dict[str, Any]) -> int:
+    """A RUNNING trial with its attributes and parameters, written as one journal record (one transaction
+    in a database): a claim is whole or absent. Returns its trial id."""
+    import datetime
+
+    from optuna.trial import FrozenTrial, TrialState
+
+    dists = param_distributions(flat)
+    template = FrozenTrial(
+        number=0, state=TrialState.RUNNING, value=None,
+        datetime_start=datetime.datetime.now(), datetime_complete=None,
+        params={name: value for name, (value, _) in dists.items()},
+        distributions={name: dist for name, (_, dist) in dists.items()},
+        user_attrs=user_attrs, system_attrs={}, intermediate_values={}, trial_id=0,
+    )  # fmt: skip
+    return storage.create_new_trial(study_id(storage, study), template_trial=template)
+
+
+def write_record(storage: Any, trial_id: int, record: Any, metric_field: str) -> None:
+    """Store a RunRecord in its claimed trial and close it: COMPLETE, or FAIL for a failed run."""
+    from optuna.trial import TrialState
+
+    for step, value in zip(record.curves.get("val_step", []), record.curves.get("val_loss", []), strict=False):
+        if value is not None and math.isfinite(value):
+            storage.set_trial_intermediate_value(trial_id, step, value)
+    for key, value in record_attrs(record).items():
+        storage.set_trial_user_attr(trial_id, key, value)
+    if record.status == Status.FAILED:
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        return
+    value = getattr(record, metric_field)
+    # a diverged run has no loss: it ranks last, as infinitely bad (Optuna rejects only NaN)
+    storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [float(value) if value is not None else math.inf])
+
+
+def write_interrupted(storage: Any, trial_id: int) -> None:
+    """A claim whose training was stopped: FAIL with status interrupted (claimable again)."""
+    from optuna.trial import TrialState
+
+    storage.set_trial_user_attr(trial_id, "status", Status.INTERRUPTED.value)
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+def write_stale(storage: Any, trial_id: int) -> None:
+    """A claim whose worker is gone: FAIL without a status, read as interrupted (claimable again)."""
+    import contextlib
+
+    import optuna
+    from optuna.trial import TrialState
+
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+def search_attrs(values: dict[str, Any], records: list, seeds: list[int], objective_field: str) -> dict[str, Any]:
+    """A search trial's attributes: its first seed's record and run hash, its arm, every seed it trained."""
+    from bench.suite import label
+
+    first = records[0]
+    return {
+        "run_hash": first.config_hash,
+        "seed": seeds[0],
+        "config": first.config,
+        "arm": {k: label(v) for k, v in values.items()},
+        "arm_label": ", ".join(f"{k}={label(v)}" for k, v in values.items()),
+        "seeds": [r.config["seed"] for r in records],
+        "steps_trained": sum(r.steps for r in records),
+        **record_attrs(first),
+        "objective_per_seed": [getattr(r, objective_field) for r in records],
+    }
+
+
+def copied_trial(trial: Any, run: Any, from_study: str) -> Any:
+    """A finished trial of another study, as a trial of this suite's study (its arm as this suite names it)."""
+    import optuna
+
+    return optuna.trial.create_trial(
+        params=trial.params,
+        distributions=trial.distributions,
+        value=trial.value,
+        intermediate_values=trial.intermediate_values,
+        user_attrs={**trial.user_attrs, "arm": run.arm, "arm_label": run.arm_label, "copied_from": from_study},
+    )
+
+
+def record_attrs(record: Any) -> dict[str, Any]:
+    """The RunRecord as user attributes (config aside), curves downsampled to CURVE_POINTS points."""
+    d = record.to_dict()
+    curves = d.pop("curves")
+    del d["config"], d["config_hash"]  # stored once, by the claim
+    index: list[int] = []
+    sampled = {}
+    for name in ("train_loss", "grad_norm", "lr"):
+        index, sampled[name] = downsample(curves.get(name, []))
+    d["curves"] = {
+        "step": [i + 1 for i in index],
+        **sampled,
+        "val_step": curves.get("val_step", []),
+        "val_loss": curves.get("val_loss", []),
+    }
+    return d
+
+
+def param_distributions(flat: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """name -> (value, distribution) for the fields Optuna can hold as parameters."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from bench.config import CHOICE_AXES, SCALARS
+
+    out: dict[str, tuple[Any, Any]] = {}
+    for name, value in flat.items():
+        if value is None or name == "data.path":
+            continue
+        if isinstance(value, bool):
+            out[name] = (value, CategoricalDistribution((False, True)))
+        elif isinstance(value, int):
+            out[name] = (value, IntDistribution(value, value))
+        elif isinstance(value, float):
+            out[name] = (value, FloatDistribution(value, value))
+        elif isinstance(value, str):
+            choices = allowed_strings(name, CHOICE_AXES, SCALARS)
+            if choices and value in choices:
+                out[name] = (value, CategoricalDistribution(tuple(choices)))
+    return out
+
+
+def allowed_strings(name: str, choice_axes: dict, scalars: dict) -> list[str] | None:
+    head, _, rest = name.partition(".")
+    if head in choice_axes:
+        registry = choice_axes[head]
+        if rest == "name":
+            return registry.names()
+        options = {tuple(e.params[rest].choices) for e in registry if rest in e.params and e.params[rest].choices}
+        return sorted({c for opts in options for c in opts}) if options else None
+    if head in scalars and scalars[head].choices:
+        return list(scalars[head].choices)
+    return None
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+def trial_status(trial: Any) -> Status:
+    """The run's Status from the trial's state and its `status` attribute."""
+    from optuna.trial import TrialState
+
+    if trial.state in (TrialState.RUNNING, TrialState.WAITING):
+        return Status.RUNNING
+    if trial.state == TrialState.PRUNED:
+        return Status.PRUNED
+    status = trial.user_attrs.get("status")
+    if trial.state == TrialState.FAIL and status != Status.FAILED:
+        return Status.INTERRUPTED
+    if not status:
+        return Status.COMPLETE
+    # a status this vocabulary lacks (a hand-edited store) is no result: the run is trained again
+    return Status(status) if status in STATUSES else Status.INTERRUPTED
+
+
+def latest_per_run(trials: list) -> dict[str, tuple[Any, int]]:
+    """run hash -> (the trial that speaks for the run, number of attempts). A finished trial wins."""
+    by_run: dict[str, list] = {}
+    for t in trials:
+        run_hash = t.user_attrs.get("run_hash")
+        if run_hash:
+            by_run.setdefault(run_hash, []).append(t)
+    out = {}
+    for run_hash, ts in by_run.items():
+        ts.sort(key=lambda t: t.number)
+        finished = [t for t in ts if trial_status(t) in FINISHED]
+        out[run_hash] = ((finished or ts)[-1], len(ts))
+    return out
+
+
+# the RunRecord's fields a results row holds, as columns
+RECORD_COLUMNS = (
+    "status", "status_step", "final_val_loss", "best_val_loss", "loss_floor", "steps", "tokens", "wall_time",
+    "train_time", "tokens_per_second", "peak_memory_mb", "n_params", "target", "target_step", "target_tokens",
+    "target_time", "error",
+)  # fmt: skip
+
+
+def trial_row(run_hash: str, t: Any, attempts: int, with_curves: bool = True) -> dict[str, Any]:
+    """One results row of a run from the trial that speaks for it: status, value, record columns, config.*."""
+    from bench.config import flatten
+
+    row: dict[str, Any] = {
+        "run_hash": run_hash,
+        "trial": t.number,
+        "seed": t.user_attrs.get("seed"),
+        "arm": t.user_attrs.get("arm_label", ""),
+        "status": trial_status(t).value,
+        # the first objective of a multi-objective search; none for a run that did not finish (Optuna keeps
+        # a pruned trial's last reported loss as its value: that loss is in best_val_loss, not ranked)
+        "value": t.values[0] if t.values and trial_status(t) in FINISHED else None,
+        "attempts": attempts,
+    }
+    for key, label in (t.user_attrs.get("arm") or {}).items():
+        row[f"arm.{key}"] = label
+    for key in RECORD_COLUMNS:
+        if key != "status":
+            row[key] = t.user_attrs.get(key)
+    if with_curves:
+        row["curves"] = t.user_attrs.get("curves")
+    row["env"] = t.user_attrs.get("env")
+    row["finished"] = t.datetime_complete.isoformat() if t.datetime_complete else None
+    row["config"] = t.user_attrs.get("config")
+    config = t.user_attrs.get("config", {})
+    for key, value in flatten(config).items():
+        row[f"config.{key}"] = value
+    # what governed the run's length: a token budget overrides `steps`, which then shows the steps it made
+    row["budget"] = "tokens" if config.get("tokens") is not None else "steps"
+    if row["budget"] == "tokens":
+        per_step = config["batch_size"] * config["grad_accum"] * config["model"]["block_size"]
+        row["config.steps"] = config["tokens"] // per_step
+    return row

@@ -1,0 +1,156 @@
+"""Plugins: Python files or importable modules that register entries on the technique axes.
+
+A plugin registers through the same registry API the built-ins use:
+
+    from bench.registry import Param
+    from bench.techniques import SCHEDULES
+
+    @SCHEDULES.register("halving", "halves the rate every `every` steps", every=Param(int, 100, "steps", low=1))
+    def halving(p, total_steps):
+        return lambda step: 0.5 ** (step // p["every"])
+
+Suite and run files name plugins in a top-level `plugins = ["my_plugin.py", "package.module"]` (files relative
+to the suite file); `--plugin` names more on the command line. Command-line plugins are passed to spawned
+workers in OPTBENCH_PLUGINS, and suite-file plugins load with the suite in each worker, so every worker
+knows the same entries. A plugin that cannot load is bad input (ConfigError: exit 2, one line) and leaves
+no entry behind. Regularizers cannot come from plugins yet: the training loop reads them by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.registry import ConfigError
+
+ENV = "OPTBENCH_PLUGINS"  # os.pathsep-separated plugins for spawned workers (absolute paths or modules)
+PLUGGABLE = ("optimizer", "schedule", "init", "clip")  # axes whose builders the training loop calls generically
+_loaded: dict[str, str] = {}  # plugin (absolute path or module) -> its provenance, once loaded
+
+
+def load(specs: Any, base_dir: Path | None, key: str) -> None:
+    """Load each plugin once; `specs` as written in a file (`key` names it in errors) or on the command line."""
+    if not isinstance(specs, list) or not all(isinstance(s, str) and s.strip() for s in specs):
+        raise ConfigError(key, f"must be a list of plugin files or module names, got {specs!r}")
+    for spec in specs:
+        load_one(spec, base_dir, key)
+
+
+def loaded() -> str:
+    """The plugins loaded in this process, with their provenance (a cache key for parsed suites)."""
+    return json.dumps(_loaded, sort_keys=True)
+
+
+def load_declared(doc: Any, path: str | Path) -> None:
+    """A suite or run file's `plugins` (relative to it), and the command line's (in a spawned worker)."""
+    load_from_env()
+    if "plugins" in doc:
+        try:
+            load(doc["plugins"], Path(path).parent, "plugins")
+        except ConfigError as e:
+            raise e.with_source(str(path)) from None
+
+
+def load_from_env() -> None:
+    """The command line's plugins, in a spawned worker."""
+    specs = [s for s in os.environ.get(ENV, "").split(os.pathsep) if s]
+    if specs:
+        load(specs, None, "--plugin")
+
+
+def load_cli(specs: list[str]) -> None:
+    """`--plugin` values: loaded here and handed to spawned workers through the environment."""
+    resolved = [str(Path(s).resolve()) if is_file_spec(s) else s for s in specs]
+    load(resolved, None, "--plugin")
+    known = [s for s in os.environ.get(ENV, "").split(os.pathsep) if s]
+    os.environ[ENV] = os.pathsep.join(dict.fromkeys([*known, *resolved]))
+
+
+def is_file_spec(spec: str) -> bool:
+    return spec.endswith(".py") or "/" in spec or os.sep in spec
+
+
+def load_one(spec: str, base_dir: Path | None, key: str) -> None:
+    from bench.techniques import AXES
+
+    if is_file_spec(spec):
+        path = Path(spec) if Path(spec).is_absolute() or base_dir is None else base_dir / spec
+        path = path.resolve()
+        ident = str(path)
+        if not path.is_file():
+            raise ConfigError(key, f"plugin file {path} does not exist")
+    else:
+        path, ident = None, spec
+    if ident in _loaded:
+        return
+    before = {axis: dict(registry.entries) for axis, registry in AXES.items()}
+    where = f"plugin {path or spec}"
+    try:
+        if path is not None:
+            name = "optbench_plugin_" + hashlib.sha256(ident.encode()).hexdigest()[:12]
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            module_spec.loader.exec_module(module)
+        else:
+            importlib.import_module(spec)
+        origin = provenance(path, spec)
+        for axis, registry in AXES.items():
+            for entry_name in set(registry.entries) - set(before[axis]):
+                check_entry(axis, registry.entries[entry_name])
+                registry.entries[entry_name] = stamped(registry.entries[entry_name], origin)
+    except Exception as e:  # noqa: BLE001 -- whatever a plugin raises, it is bad input: one line, nothing kept
+        for axis, registry in AXES.items():  # roll back what it registered
+            registry.entries.clear()
+            registry.entries.update(before[axis])
+        if path is not None:
+            sys.modules.pop(name, None)
+        raise ConfigError(key, f"{where}: {describe(e)}") from None
+    _loaded[ident] = origin
+
+
+def provenance(path: Path | None, spec: str) -> str:
+    """What defined a plugin's entries: a hash of its file, or its distribution's name and version."""
+    from importlib import metadata
+
+    if path is None:
+        for dist in metadata.packages_distributions().get(spec.split(".")[0], []):
+            return f"{dist} {metadata.version(dist)}"
+        path = Path(importlib.import_module(spec).__file__ or "")
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def stamped(entry: Any, origin: str) -> Any:
+    """The entry with a `plugin` parameter holding its provenance: resolved into every config that chooses it,
+    so the run hash changes when the plugin's code does (bench.config recomputes it, never reads it back)."""
+    import dataclasses
+
+    from bench.registry import Param
+
+    plugin = Param(str, origin, "the plugin that registered this entry: its file's hash or its package version")
+    return dataclasses.replace(entry, params={**entry.params, "plugin": plugin})
+
+
+def check_entry(axis: str, entry: Any) -> None:
+    if axis not in PLUGGABLE:
+        raise ValueError(f"{axis} entry '{entry.name}': plugins may register on {', '.join(PLUGGABLE)} only (the "
+                         f"training loop reads {axis} entries by name)")  # fmt: skip
+    if not callable(entry.build):
+        raise ValueError(f"{axis} entry '{entry.name}' has no builder (register it as a decorator on a function)")
+    if axis == "schedule" and "warmup" not in entry.params:  # every schedule composes with a warmup
+        raise ValueError(f"schedule entry '{entry.name}' must take `warmup` (an int Param >= 0)")
+
+
+def describe(e: BaseException) -> str:
+    if isinstance(e, SyntaxError):
+        return f"syntax error at line {e.lineno}: {e.msg}"
+    if isinstance(e, ConfigError):
+        return e.format()
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
