@@ -134,7 +134,8 @@ def kernels_used(cfg: Any, optimizers: list, n_params: int, device: str) -> dict
         if not type(opt).__module__.startswith("torch.optim") or "foreach" not in opt.defaults:
             continue  # Lion, schedule-free AdamW, Muon's own update: one implementation each
         impl = "fused" if opt.defaults.get("fused") else "foreach" if opt.defaults.get("foreach") else "forloop"
-        reason = impl_choice(cls_name, cfg.optimizer["impl"], device, n_params, torch.get_num_threads()).reason
+        requested = cfg.optimizer.get("impl", "set in the config")  # a class_path optimizer takes its own kwargs
+        reason = impl_choice(cls_name, requested, device, n_params, torch.get_num_threads()).reason
         used[cls_name] = {"impl": impl, "reason": reason}
     return used
 
@@ -164,10 +165,10 @@ def measure_impls(cfg: Any, rounds: int = 7, steps: int = 10) -> Choice:
     import torch
 
     from bench.data import load_corpus
-    from bench.techniques import OPTIMIZERS
+    from bench.techniques.class_path import optimizer_entry
     from bench.train import build_model
 
-    entry = OPTIMIZERS[cfg.optimizer.name]
+    entry = optimizer_entry(cfg.optimizer)
     cls_name = getattr(entry.build, "torch_class", None)
     if cls_name is None:
         raise ValueError(f"optimizer {cfg.optimizer.name!r} has no torch.optim kernels to choose between")
@@ -211,16 +212,16 @@ def calibrate_impls(cfgs: list[Any], threads: int, force: bool = False) -> list[
     """Measure (in a fresh process of `threads` threads, as a suite's worker runs) the kernels of every
     torch.optim class and model among `cfgs` that asks for `impl = "auto"` and has no verdict yet, or
     every one with `force`; returns one line per class and model saying what `auto` takes and why."""
-    from bench.techniques import OPTIMIZERS
+    from bench.techniques.class_path import optimizer_entry
 
     distinct: dict[str, Any] = {}
     for cfg in cfgs:
-        cls_name = getattr(OPTIMIZERS[cfg.optimizer.name].build, "torch_class", None)
-        if cls_name and cfg.optimizer["impl"] == "auto" and cfg.device == "cpu":
+        cls_name = getattr(optimizer_entry(cfg.optimizer).build, "torch_class", None)
+        if cls_name and cfg.optimizer.get("impl") == "auto" and cfg.device == "cpu":
             distinct.setdefault(json.dumps([cls_name, cfg.model.to_dict(), cfg.data.to_dict()]), cfg)
     lines = []
     for cfg in distinct.values():
-        cls_name = OPTIMIZERS[cfg.optimizer.name].build.torch_class
+        cls_name = optimizer_entry(cfg.optimizer).build.torch_class
         n_params = model_params(cfg)
         if cache_path() is not None and (force or impl_key(cls_name, n_params, threads) not in load().get("impl", {})):
             command = [sys.executable, "-m", "bench.calibrate", "--impls", json.dumps(cfg.to_dict())]
