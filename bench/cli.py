@@ -19,10 +19,9 @@ from bench.registry import ConfigError
 
 
 def registries() -> dict[str, Any]:
-    from bench.config import CORPORA, MODELS
-    from bench.techniques import AXES
+    from bench.axes import AXES
 
-    return {"model": MODELS, "data": CORPORA, **AXES}
+    return {name: axis.registry for name, axis in AXES.items()}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -388,6 +387,11 @@ def cmd_results(args: argparse.Namespace) -> int:
     listed = ", ".join(f"study '{f['study'].iloc[0]}': {len(f)} run(s)" for f in frames)
     print(listed or f"no results for suite '{suite.name}' yet", file=sys.stderr)
     frame = pd.concat(frames, ignore_index=True) if frames else suite.results(args.storage, with_curves=False)
+    from bench.plugins import describe_used
+    from bench.report import flat_configs
+
+    if used := describe_used(flat_configs(frame)):  # the code behind the plugin entries, by hash or version
+        print(used, file=sys.stderr)
     frame = frame.drop(columns=[c for c in ("env", "config") if c in frame.columns])
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)
@@ -630,9 +634,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if getattr(args, "plugin", None):
-            from bench import plugins
+        from bench import plugins
 
+        plugins.load_installed()
+        if getattr(args, "plugin", None):
             plugins.load_cli(args.plugin)
         return args.func(args)
     except ConfigError as e:

@@ -185,8 +185,6 @@ def param_distributions(flat: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """name -> (value, distribution) for the fields Optuna can hold as parameters."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    from bench.config import CHOICE_AXES, SCALARS
-
     out: dict[str, tuple[Any, Any]] = {}
     for name, value in flat.items():
         if value is None or name == "data.path":
@@ -198,23 +196,32 @@ def param_distributions(flat: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
         elif isinstance(value, float):
             out[name] = (value, FloatDistribution(value, value))
         elif isinstance(value, str):
-            choices = allowed_strings(name, CHOICE_AXES, SCALARS)
+            choices = allowed_strings(name)
             if choices and value in choices:
                 out[name] = (value, CategoricalDistribution(tuple(choices)))
     return out
 
 
-def allowed_strings(name: str, choice_axes: dict, scalars: dict) -> list[str] | None:
+def allowed_strings(name: str) -> list[str] | None:
+    """Every string a dotted config field may hold (for a categorical distribution), or None if any string."""
+    from bench.axes import AXES
+    from bench.config import SCALARS
+
     head, _, rest = name.partition(".")
-    if head in choice_axes:
-        registry = choice_axes[head]
-        if rest == "name":
-            return registry.names()
-        options = {tuple(e.params[rest].choices) for e in registry if rest in e.params and e.params[rest].choices}
-        return sorted({c for opts in options for c in opts}) if options else None
-    if head in scalars and scalars[head].choices:
-        return list(scalars[head].choices)
-    return None
+    if head in SCALARS:
+        return list(SCALARS[head].choices) if SCALARS[head].choices else None
+    if head not in AXES:
+        return None
+    axis = AXES[head]
+    if axis.combine:  # regularization.dropout.p: one entry's parameter
+        entry_name, _, rest = rest.partition(".")
+        entries = [axis.registry.entries[entry_name]] if entry_name in axis.registry.entries else []
+    elif rest == "name":
+        return axis.registry.names()
+    else:
+        entries = list(axis.registry)
+    options = {tuple(e.params[rest].choices) for e in entries if rest in e.params and e.params[rest].choices}
+    return sorted({c for opts in options for c in opts}) if options else None
 
 
 # -- reading --------------------------------------------------------------------------------------

@@ -15,77 +15,20 @@ chosen updates its parameters; a value naming another entry starts from that ent
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from bench.axes import AXES, CHOICE_AXES
 from bench.devices import check_available, resolve_auto
 from bench.registry import Choice, ConfigError, Param, Registry, closest
-from bench.techniques import CLIPPING, INITS, OPTIMIZERS, REGULARIZERS, SCHEDULES
 from bench.techniques.class_path import CLASS_PATH, class_path_entry
-
-# ---------------------------------------------------------------------------------------------------
-# Model presets and corpora are registries too, declared here because they carry no builder.
-
-MODELS = Registry("model", "the fixed GPT's size")
-
-
-def _model_params(n_layer: int, n_head: int, n_embd: int, block_size: int) -> dict[str, Param]:
-    return {
-        "n_layer": Param(int, n_layer, "transformer blocks", low=1),
-        "n_head": Param(int, n_head, "attention heads", low=1),
-        "n_embd": Param(int, n_embd, "width", low=1),
-        "block_size": Param(int, block_size, "context length", low=1),
-        "positions": Param(str, "learned", "position encoding", choices=("learned", "sinusoidal", "rotary")),
-        "bias": Param(bool, False, "biases in linear layers and LayerNorms"),
-    }
-
-
-MODELS.add("tiny", "2 layers, 2 heads, width 64, context 64 (tests, quick suites)", **_model_params(2, 2, 64, 64))
-MODELS.add("small", "nanoGPT's CPU model: 4 layers, 4 heads, width 128, context 64", **_model_params(4, 4, 128, 64))
-MODELS.add(
-    "base",
-    "nanoGPT's shakespeare_char GPU model: 6 layers, 6 heads, width 384, context 256",
-    **_model_params(6, 6, 384, 256),
-)
-
-CORPORA = Registry("corpus", "the text the model learns")
-TOKENIZER = Param(str, "char", "tokenizer", choices=("char", "byte", "bpe"))
-BPE_VOCAB = Param(int, 512, "vocabulary size of the BPE tokenizer", low=64)
-CORPORA.add(
-    "synthetic",
-    "a seeded Markov source whose entropy rate (the loss floor) is computed exactly",
-    order=Param(int, 2, "Markov order (tokens of context)", low=1, high=4),
-    alphabet=Param(int, 16, "distinct tokens", low=2, high=256),
-    concentration=Param(
-        float, 0.2, "Dirichlet concentration of each transition row (lower: more predictable)", positive=True
-    ),
-    length=Param(int, 1_000_000, "tokens generated", low=10_000),
-    seed=Param(int, 1234, "seed of the source itself"),
-)
-CORPORA.add("tinyshakespeare", "the 1.1 MB nanoGPT / char-rnn corpus", tokenizer=TOKENIZER, vocab_size=BPE_VOCAB)
-CORPORA.add(
-    "text",
-    "any local UTF-8 text file",
-    path=Param(str, "", "path of the file"),
-    tokenizer=TOKENIZER,
-    vocab_size=BPE_VOCAB,
-)
-
-# ---------------------------------------------------------------------------------------------------
-
-CHOICE_AXES: dict[str, Registry] = {
-    "model": MODELS,
-    "data": CORPORA,
-    "optimizer": OPTIMIZERS,
-    "schedule": SCHEDULES,
-    "init": INITS,
-    "clip": CLIPPING,
-}
+from bench.techniques.corpora import CORPORA
 
 SCALARS: dict[str, Param] = {
     "steps": Param(int, 1000, "optimizer steps (ignored when tokens is set)", low=1),
@@ -109,43 +52,15 @@ SCALARS: dict[str, Param] = {
 # only the rounding of a GPU run, as threads do on the CPU).
 NOT_HASHED = ("threads", "deterministic")
 
-DEFAULTS: dict[str, Any] = {
-    "model": "small",
-    "data": "synthetic",
-    "optimizer": {"name": "adamw", "lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.1},
-    "schedule": "warmup_cosine",
-    "init": "gpt2",
-    "clip": {"name": "norm", "max_norm": 1.0},
-    "regularization": {},
-}
+DEFAULTS: dict[str, Any] = {name: axis.default for name, axis in AXES.items()}
 
-TOP_KEYS = [*CHOICE_AXES, "regularization", *SCALARS]
+TOP_KEYS = [*AXES, *SCALARS]
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    model: Choice
-    data: Choice
-    optimizer: Choice
-    schedule: Choice
-    init: Choice
-    clip: Choice
-    regularization: tuple[Choice, ...]
-    steps: int
-    tokens: int | None
-    batch_size: int
-    grad_accum: int
-    eval_interval: int
-    eval_batches: int
-    eval_batch_size: int
-    seed: int
-    data_seed: int | None
-    target: float | None
-    divergence_factor: float
-    device: str
-    autocast: str
-    threads: int | None
-    deterministic: bool
+class RunConfigFields:
+    """RunConfig's behaviour. Its fields are made from the axis table and SCALARS (below): one Choice per
+    axis that chooses one entry (model, data, optimizer, ...), a tuple of Choices per axis that combines
+    several (regularization), then each scalar."""
 
     # -- construction ------------------------------------------------------------------------------
 
@@ -169,13 +84,15 @@ class RunConfig:
             if key not in TOP_KEYS:
                 raise ConfigError(key, f"unknown key{closest(key, TOP_KEYS)}; allowed: {', '.join(TOP_KEYS)}")
         values: dict[str, Any] = {}
-        for key, registry in CHOICE_AXES.items():
-            values[key] = resolve_choice(registry, raw.get(key, DEFAULTS[key]), key)
-        values["regularization"] = resolve_regularization(raw.get("regularization", {}))
+        for key, axis in AXES.items():
+            value = raw.get(key, axis.default)
+            values[key] = (
+                resolve_combination(axis, value) if axis.combine else resolve_choice(axis.registry, value, key)
+            )
         for key, param in SCALARS.items():
             values[key] = param.check(raw.get(key, param.default), key)
         values["device"] = resolve_auto(values["device"])  # before hashing: a CPU run and a GPU run differ
-        cfg = cls(**values)
+        cfg = RunConfig(**values)
         cfg._check_consistency()
         return cfg
 
@@ -185,8 +102,6 @@ class RunConfig:
             raise ConfigError("model.n_head", f"must divide n_embd ({m['n_embd']}), got {m['n_head']}")
         if m["positions"] == "rotary" and (m["n_embd"] // m["n_head"]) % 2:
             raise ConfigError("model.positions", "rotary needs an even head width (n_embd / n_head)")
-        if self.data.name == "text" and not self.data["path"]:
-            raise ConfigError("data.path", "the text corpus needs the path of a file")
         if self.tokens is not None and self.tokens < self.tokens_per_step:
             raise ConfigError(
                 "tokens", f"must cover at least one step ({self.tokens_per_step} tokens), got {self.tokens}"
@@ -201,6 +116,7 @@ class RunConfig:
             raise ConfigError("device", f"must be cpu, cuda, cuda:N or auto, got {self.device!r}")
 
     def override(self, values: Mapping[str, Any], source: str | None = None) -> RunConfig:
+        """A copy with `values` (nested or dotted keys) applied, validated."""
         return RunConfig.from_dict(apply_values(self.to_dict(), values, source), source)
 
     # -- derived -----------------------------------------------------------------------------------
@@ -217,8 +133,9 @@ class RunConfig:
     def batch_seed(self) -> int:
         return self.seed if self.data_seed is None else self.data_seed
 
-    def regularizer(self, name: str) -> Choice | None:
-        return next((r for r in self.regularization if r.name == name), None)
+    def enabled(self, axis: str, name: str) -> Choice | None:
+        """The entry `name` of a combining axis (e.g. a regularizer) with its parameters, if the run enables it."""
+        return next((c for c in getattr(self, axis) if c.name == name), None)
 
     # -- serialization -----------------------------------------------------------------------------
 
@@ -228,8 +145,8 @@ class RunConfig:
             value = getattr(self, f.name)
             if isinstance(value, Choice):
                 value = value.to_dict()
-            elif f.name == "regularization":
-                value = {r.name: {k: v for k, v in r.to_dict().items() if k != "name"} for r in value}
+            elif f.name in AXES:  # a combining axis: {name: parameters}
+                value = {c.name: {k: v for k, v in c.to_dict().items() if k != "name"} for c in value}
             out[f.name] = value
         return out
 
@@ -243,6 +160,17 @@ class RunConfig:
         d = {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
         text = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+RunConfig = dataclasses.make_dataclass(
+    "RunConfig",
+    [(name, tuple[Choice, ...] if axis.combine else Choice) for name, axis in AXES.items()]
+    + [(name, Any) for name in SCALARS],
+    bases=(RunConfigFields,),
+    frozen=True,
+)
+RunConfig.__module__ = __name__  # pickled by reference (spawned workers), documented as bench.config.RunConfig
+RunConfig.__doc__ = RunConfigFields.__doc__
 
 
 # -------------------------------------------------------------------------------------------------
@@ -267,7 +195,7 @@ def apply_values(base: dict[str, Any], values: Mapping[str, Any], source: str | 
 def apply_value(d: dict[str, Any], key: str, value: Any) -> None:
     path = key.split(".")
     head = path[0]
-    if head in CHOICE_AXES:
+    if head in CHOICE_AXES:  # one entry, chosen
         if len(path) == 1:
             d[head] = merge_choice(d.get(head), value, head)
         elif len(path) == 2 and path[1] in ("name", "class_path"):
@@ -279,10 +207,10 @@ def apply_value(d: dict[str, Any], key: str, value: Any) -> None:
         else:
             raise ConfigError(key, f"'{head}' parameters are one level deep: '{head}.PARAM'")
         return
-    if head == "regularization":
-        current = normalize_regularization(d.get(head, {}), head)
+    if head in AXES:  # a combining axis: several entries, each on or off with its parameters
+        current = normalize_combination(d.get(head, {}), head)
         if len(path) == 1:
-            d[head] = normalize_regularization(value, key)
+            d[head] = normalize_combination(value, key)
         elif len(path) == 2:
             if value is False:
                 current.pop(path[1], None)
@@ -290,14 +218,15 @@ def apply_value(d: dict[str, Any], key: str, value: Any) -> None:
                 current.setdefault(path[1], {})
             else:
                 if not isinstance(value, Mapping):
-                    raise ConfigError(key, "must be a table of the regularizer's parameters, true or false")
+                    kind = AXES[head].registry.kind
+                    raise ConfigError(key, f"must be a table of the {kind}'s parameters, true or false")
                 current[path[1]] = {**current.get(path[1], {}), **value}
             d[head] = current
         elif len(path) == 3:
             current.setdefault(path[1], {})[path[2]] = value
             d[head] = current
         else:
-            raise ConfigError(key, "use 'regularization.NAME' or 'regularization.NAME.PARAM'")
+            raise ConfigError(key, f"use '{head}.NAME' or '{head}.NAME.PARAM'")
         return
     if len(path) > 1:
         raise ConfigError(
@@ -348,8 +277,8 @@ def resolve_choice(registry: Registry, value: Any, key: str) -> Choice:
     return Choice.of(entry.name, params)
 
 
-def normalize_regularization(value: Any, key: str) -> dict[str, dict[str, Any]]:
-    """'ema', ['ema', 'dropout'], {ema = {decay = 0.9}} or 'none' -> {name: params}."""
+def normalize_combination(value: Any, key: str) -> dict[str, dict[str, Any]]:
+    """A combining axis's value: 'ema', ['ema', 'dropout'], {ema = {decay = 0.9}} or 'none' -> {name: params}."""
     if value in ("none", None):
         return {}
     if isinstance(value, str):
@@ -358,7 +287,7 @@ def normalize_regularization(value: Any, key: str) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for item in value:
             if not isinstance(item, str):
-                raise ConfigError(key, f"a list of regularizers holds names, got {item!r}")
+                raise ConfigError(key, f"a list of entries holds names, got {item!r}")
             out[item] = {}
         return out
     if isinstance(value, Mapping):
@@ -373,16 +302,18 @@ def normalize_regularization(value: Any, key: str) -> dict[str, dict[str, Any]]:
             else:
                 raise ConfigError(f"{key}.{name}", f"must be a table of parameters, true or false, got {params!r}")
         return out
-    raise ConfigError(key, f"must be a regularizer name, a list of names or a table, got {value!r}")
+    raise ConfigError(key, f"must be a name, a list of names or a table of name -> parameters, got {value!r}")
 
 
-def resolve_regularization(value: Any) -> tuple[Choice, ...]:
-    enabled = normalize_regularization(value, "regularization")
+def resolve_combination(axis: Any, value: Any) -> tuple[Choice, ...]:
+    """The enabled entries of a combining axis, in name order (the order their hooks run in)."""
+    enabled = normalize_combination(value, axis.name)
     choices = []
     for name in sorted(enabled):
-        key = f"regularization.{name}"
-        entry = REGULARIZERS.get(name, key)
-        choices.append(Choice.of(name, entry.resolve(enabled[name], key)))
+        key = f"{axis.name}.{name}"
+        entry = axis.registry.get(name, key)
+        params = {k: v for k, v in enabled[name].items() if k != "plugin"}  # recomputed from the code loaded now
+        choices.append(Choice.of(name, entry.resolve(params, key)))
     return tuple(choices)
 
 

@@ -242,42 +242,31 @@ def make_tokenizer(name: str, text: str, vocab_size: int):
 
 @functools.lru_cache(maxsize=8)
 def load_corpus(choice: Choice) -> Corpus:
-    """The corpus a config's `data` names, tokenized and split. Cached per process."""
-    p = choice.params
-    if choice.name == "synthetic":
-        source = MarkovSource(p["order"], p["alphabet"], p["concentration"], p["seed"])
-        tokens = torch.from_numpy(source.sample(p["length"], seed=p["seed"] + 1))
-        letters = synthetic_alphabet(p["alphabet"])
-        lookup = {c: i for i, c in enumerate(letters)}
-        return Corpus(
-            "synthetic",
-            *split(tokens),
-            vocab_size=p["alphabet"],
-            decode=lambda ids: "".join(letters[i] for i in ids),
-            encode=lambda text: [lookup[c] for c in text if c in lookup],
-            entropy_rate=source.entropy_rate(),
-        )
-    if choice.name == "tinyshakespeare":
-        path = find_tinyshakespeare()
-    else:
-        path = Path(p["path"]).expanduser()
-        if not path.is_file():
-            raise ConfigError("data.path", f"no such file: {path}")
+    """The corpus a config's `data` names, built by its entry (bench.techniques.corpora). Cached per process."""
+    from bench.techniques.corpora import CORPORA
+
+    return CORPORA[choice.name].build(choice.params)
+
+
+def read_text(path: Path, key: str = "data.path") -> str:
+    """A corpus file's text; a missing, non-UTF-8 or empty file is bad input naming `key`."""
+    if not path.is_file():
+        raise ConfigError(key, f"no such file: {path}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError("data.path", f"{path} is not UTF-8 text (byte {e.start})") from None
+        raise ConfigError(key, f"{path} is not UTF-8 text (byte {e.start})") from None
     if not text:
-        raise ConfigError("data.path", f"{path} is empty")
-    tokenizer = make_tokenizer(p["tokenizer"], text, p["vocab_size"])
+        raise ConfigError(key, f"{path} is empty")
+    return text
+
+
+def text_corpus(name: str, text: str, tokenizer_name: str, vocab_size: int) -> Corpus:
+    """Any text, tokenized (char, byte or BPE) and split 90/10."""
+    tokenizer = make_tokenizer(tokenizer_name, text, vocab_size)
     tokens = torch.from_numpy(tokenizer.encode_array(text))
-    return Corpus(
-        choice.name,
-        *split(tokens),
-        vocab_size=tokenizer.vocab_size,
-        decode=tokenizer.decode,
-        encode=tokenizer.encode,
-    )
+    return Corpus(name, *split(tokens), vocab_size=tokenizer.vocab_size, decode=tokenizer.decode,
+                  encode=tokenizer.encode)  # fmt: skip
 
 
 def split(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

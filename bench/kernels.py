@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from bench.config import MODELS
+from bench.techniques.models import MODELS
 
 BATCH = 12
 VOCAB = 65  # tinyshakespeare's characters
@@ -318,7 +318,7 @@ def model_forward_backward(preset: str, dtype: torch.dtype, device: str) -> Kern
 
 def optimizer_step(preset: str, name: str, impl: str, device: str) -> Kernel:
     """One step of a registered optimizer on the preset's parameters, with fixed gradients."""
-    from bench.techniques import OPTIMIZERS
+    from bench.techniques.optimizers import OPTIMIZERS
 
     entry = OPTIMIZERS[name]
 
@@ -350,8 +350,7 @@ def optimizer_step(preset: str, name: str, impl: str, device: str) -> Kernel:
 
 def optimizer_impls(name: str, device: str) -> list[str]:
     """The implementations of a registered optimizer that torch has on `device` (fused only where it runs)."""
-    from bench.techniques import OPTIMIZERS
-    from bench.techniques.optimizers import fused_available
+    from bench.techniques.optimizers import OPTIMIZERS, fused_available
 
     entry = OPTIMIZERS[name]
     if "impl" not in entry.params:  # a single implementation, timed as the for-loop reference

@@ -1,19 +1,22 @@
-"""Plugins: Python files or importable modules that register entries on the technique axes.
+"""Plugins: Python files or importable modules that register entries on any axis of bench.axes.
 
-A plugin registers through the same registry API the built-ins use:
+A plugin registers through the same API the built-ins use (bench.axes.register, or a registry's own
+`register`), and each entry must meet its axis's contract (bench.contracts):
 
+    from bench.axes import register
     from bench.registry import Param
-    from bench.techniques import SCHEDULES
 
-    @SCHEDULES.register("halving", "halves the rate every `every` steps", every=Param(int, 100, "steps", low=1))
-    def halving(p, total_steps):
-        return lambda step: 0.5 ** (step // p["every"])
+    @register("schedule", "halving", "halves the rate every `every` steps", warmup=Param(int, 0, "warmup", low=0),
+              every=Param(int, 100, "steps", low=1), promise=lambda p, n: {0: 1.0, p["every"]: 0.5})
+    def halving(p, t, n):
+        return 0.5 ** (t // p["every"])
 
 Suite and run files name plugins in a top-level `plugins = ["my_plugin.py", "package.module"]` (files relative
-to the suite file); `--plugin` names more on the command line. Command-line plugins are passed to spawned
-workers in OPTBENCH_PLUGINS, and suite-file plugins load with the suite in each worker, so every worker
-knows the same entries. A plugin that cannot load is bad input (ConfigError: exit 2, one line) and leaves
-no entry behind. Regularizers cannot come from plugins yet: the training loop reads them by name.
+to the suite file); `--plugin` names more on the command line; installed packages register modules in the
+`optbench.plugins` entry-point group, loaded by every optbench process. Command-line plugins are passed to
+spawned workers in OPTBENCH_PLUGINS, and suite-file plugins load with the suite in each worker, so every
+worker knows the same entries. A plugin that cannot load is bad input (ConfigError: exit 2, one line) and
+leaves no entry behind.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 from bench.registry import ConfigError
 
 ENV = "OPTBENCH_PLUGINS"  # os.pathsep-separated plugins for spawned workers (absolute paths or modules)
-PLUGGABLE = ("optimizer", "schedule", "init", "clip")  # axes whose builders the training loop calls generically
+ENTRY_POINT_GROUP = "optbench.plugins"  # installed packages: [project.entry-points."optbench.plugins"] x = "pkg.mod"
 _loaded: dict[str, str] = {}  # plugin (absolute path or module) -> its provenance, once loaded
 
 
@@ -58,10 +61,19 @@ def load_declared(doc: Any, path: str | Path) -> None:
 
 
 def load_from_env() -> None:
-    """The command line's plugins, in a spawned worker."""
+    """Installed packages' plugins, and the command line's in a spawned worker."""
+    load_installed()
     specs = [s for s in os.environ.get(ENV, "").split(os.pathsep) if s]
     if specs:
         load(specs, None, "--plugin")
+
+
+def load_installed() -> None:
+    """Every module registered in the `optbench.plugins` entry-point group (each loads once)."""
+    from importlib import metadata
+
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        load_one(ep.value.split(":")[0].strip(), None, f"entry point {ep.name}")
 
 
 def load_cli(specs: list[str]) -> None:
@@ -77,7 +89,7 @@ def is_file_spec(spec: str) -> bool:
 
 
 def load_one(spec: str, base_dir: Path | None, key: str) -> None:
-    from bench.techniques import AXES
+    from bench.axes import AXES
 
     if is_file_spec(spec):
         path = Path(spec) if Path(spec).is_absolute() or base_dir is None else base_dir / spec
@@ -89,7 +101,7 @@ def load_one(spec: str, base_dir: Path | None, key: str) -> None:
         path, ident = None, spec
     if ident in _loaded:
         return
-    before = {axis: dict(registry.entries) for axis, registry in AXES.items()}
+    before = {name: dict(axis.registry.entries) for name, axis in AXES.items()}
     where = f"plugin {path or spec}"
     try:
         if path is not None:
@@ -101,14 +113,15 @@ def load_one(spec: str, base_dir: Path | None, key: str) -> None:
         else:
             importlib.import_module(spec)
         origin = provenance(path, spec)
-        for axis, registry in AXES.items():
-            for entry_name in set(registry.entries) - set(before[axis]):
-                check_entry(axis, registry.entries[entry_name])
-                registry.entries[entry_name] = stamped(registry.entries[entry_name], origin)
+        for name, axis in AXES.items():
+            entries = axis.registry.entries
+            for entry_name in sorted(set(entries) - set(before[name])):
+                axis.check(entries[entry_name])
+                entries[entry_name] = stamped(entries[entry_name], origin)
     except Exception as e:  # noqa: BLE001 -- whatever a plugin raises, it is bad input: one line, nothing kept
-        for axis, registry in AXES.items():  # roll back what it registered
-            registry.entries.clear()
-            registry.entries.update(before[axis])
+        for name, axis in AXES.items():  # roll back what it registered
+            axis.registry.entries.clear()
+            axis.registry.entries.update(before[name])
         if path is not None:
             sys.modules.pop(name, None)
         raise ConfigError(key, f"{where}: {describe(e)}") from None
@@ -123,7 +136,28 @@ def provenance(path: Path | None, spec: str) -> str:
         for dist in metadata.packages_distributions().get(spec.split(".")[0], []):
             return f"{dist} {metadata.version(dist)}"
         path = Path(importlib.import_module(spec).__file__ or "")
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    # the file's name, never its folder: the same plugin hashes alike on every machine sharing a store
+    return f"{path.name} sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def used(flat_configs: Any) -> dict[str, list[str]]:
+    """Provenance -> the plugin entries ("axis entry") that runs chose, from flat configs (dotted keys,
+    `optimizer.plugin` beside `optimizer.name`; `regularization.NAME.plugin` on a combining axis)."""
+    out: dict[str, set[str]] = {}
+    for flat in flat_configs:
+        for key, origin in flat.items():
+            if not key.endswith(".plugin") or not isinstance(origin, str) or not origin:
+                continue
+            path = key.removesuffix(".plugin").split(".")
+            label = f"{path[0]} {flat.get(f'{path[0]}.name')}" if len(path) == 1 else " ".join(path)
+            out.setdefault(origin, set()).add(label)
+    return {origin: sorted(labels) for origin, labels in sorted(out.items())}
+
+
+def describe_used(flat_configs: Any) -> str:
+    """'plugins: my_techniques.py sha256:... (clip norm_half, optimizer sgd_nesterov_wd)', or ''."""
+    parts = [f"{origin} ({', '.join(labels)})" for origin, labels in used(flat_configs).items()]
+    return "plugins: " + "; ".join(parts) if parts else ""
 
 
 def stamped(entry: Any, origin: str) -> Any:
@@ -135,16 +169,6 @@ def stamped(entry: Any, origin: str) -> Any:
 
     plugin = Param(str, origin, "the plugin that registered this entry: its file's hash or its package version")
     return dataclasses.replace(entry, params={**entry.params, "plugin": plugin})
-
-
-def check_entry(axis: str, entry: Any) -> None:
-    if axis not in PLUGGABLE:
-        raise ValueError(f"{axis} entry '{entry.name}': plugins may register on {', '.join(PLUGGABLE)} only (the "
-                         f"training loop reads {axis} entries by name)")  # fmt: skip
-    if not callable(entry.build):
-        raise ValueError(f"{axis} entry '{entry.name}' has no builder (register it as a decorator on a function)")
-    if axis == "schedule" and "warmup" not in entry.params:  # every schedule composes with a warmup
-        raise ValueError(f"schedule entry '{entry.name}' must take `warmup` (an int Param >= 0)")
 
 
 def describe(e: BaseException) -> str:

@@ -77,6 +77,7 @@ class Param:
     choices: tuple[str, ...] | None = None
     length: int | None = None  # for tuples
     optional: bool = False  # None is allowed
+    required: bool = False  # a string that may not be empty (a corpus's file path)
     # A search range for Optuna: ("log", lo, hi), ("float", lo, hi), ("int", lo, hi), a tuple of choices, or
     # ("steps", lo, hi): whole steps from lo to hi as fractions of the run, so the range scales with its length.
     search: tuple | None = None
@@ -100,6 +101,8 @@ class Param:
                 raise ConfigError(key, f"must be {self.describe()}, got {value!r}")
             if self.choices and value not in self.choices:
                 raise ConfigError(key, unknown("value", value, list(self.choices)))
+            if self.required and not value:
+                raise ConfigError(key, f"is required: {self.help or 'a non-empty string'}")
             return value
         return self._number(value, self.kind, key)
 
@@ -155,12 +158,15 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Entry:
-    """A named technique (or preset, or corpus) with typed parameters and an optional builder."""
+    """A named technique (or preset, or corpus) with typed parameters, an optional builder (its axis's
+    contract, bench.axes) and, on axes that ask for one, a `promise`: what the entry says it does, which its
+    contract test checks (tests/test_contracts.py)."""
 
     name: str
     description: str
     params: Mapping[str, Param]
     build: Callable[..., Any] | None = None
+    promise: Callable[..., Any] | None = None
 
     def resolve(self, given: Mapping[str, Any], key: str) -> dict[str, Any]:
         """Defaults filled in, every value checked; unknown parameters are errors."""
@@ -182,16 +188,21 @@ class Registry:
     description: str
     entries: dict[str, Entry] = field(default_factory=dict)
 
-    def register(self, name: str, description: str, **params: Param) -> Callable:
+    def register(
+        self, name: str, description: str, *, promise: Callable[..., Any] | None = None, **params: Param
+    ) -> Callable:
+        """Decorator registering its function as the entry's builder (the axis's contract, bench.axes)."""
+
         def decorator(build: Callable | None) -> Callable | None:
             if name in self.entries:
                 raise ValueError(f"{self.kind} '{name}' registered twice")
-            self.entries[name] = Entry(name, description, params, build)
+            self.entries[name] = Entry(name, description, params, build, promise)
             return build
 
         return decorator
 
     def add(self, name: str, description: str, **params: Param) -> None:
+        """An entry with parameters and no builder (a model preset)."""
         self.register(name, description, **params)(None)
 
     def __getitem__(self, name: str) -> Entry:

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import interrupts
-from bench.config import CHOICE_AXES, RunConfig
+from bench.axes import CHOICE_AXES, SEARCHED_AXES
+from bench.config import RunConfig
 from bench.registry import ConfigError, Param, closest
 from bench.suite import Suite
 
@@ -34,7 +35,6 @@ SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
 PRUNERS = ("none", "median", "successive_halving", "hyperband")
 OBJECTIVES = {"val_loss": "final_val_loss", "best_val_loss": "best_val_loss", "train_time": "train_time",
               "tokens": "tokens"}  # fmt: skip
-SEARCHABLE_AXES = ("optimizer", "schedule", "init", "clip")
 
 
 @dataclass(frozen=True)
@@ -125,11 +125,11 @@ def flatten_search(search: Mapping[str, Any], prefix: str = "") -> dict[str, Any
 def parse_space(search: Mapping[str, Any], base: RunConfig) -> Space:
     """The [search] table -> a Space, every value checked against the config it would make."""
     search = flatten_search(search)
-    explicit = {k: v for k, v in search.items() if k not in SEARCHABLE_AXES or not isinstance(v, str | list)}
+    explicit = {k: v for k, v in search.items() if k not in SEARCHED_AXES or not isinstance(v, str | list)}
     dims: list[Dimension] = []
     for key, spec in search.items():
         where = f"search.{key}"
-        if key in SEARCHABLE_AXES and (
+        if key in SEARCHED_AXES and (
             spec == "auto" or (isinstance(spec, list) and all(isinstance(s, str) for s in spec))
         ):
             names = CHOICE_AXES[key].names() if spec == "auto" else spec

@@ -1,8 +1,9 @@
 """train(RunConfig) -> RunRecord: the one training loop.
 
-Technique names are resolved through the registries here, at the edge. Per-step values (train loss,
-gradient norm) stay on the device in preallocated buffers and reach the host every SYNC_EVERY steps
-and at evaluations, so the loop never waits on the device each step.
+It names no technique: entries are looked up through the axis table (bench.axes), and the techniques that
+act inside the loop (regularizers, early stopping) are hook objects it calls at fixed points. Per-step
+values (train loss, gradient norm) stay on the device in preallocated buffers and reach the host every
+SYNC_EVERY steps and at evaluations, so the loop never waits on the device each step.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 import torch
 from torch.nn import functional as F
 
+from bench.axes import AXES
 from bench.calibrate import kernels_used
 from bench.config import RunConfig
 from bench.data import BatchStream, Corpus, fixed_batches, load_corpus
@@ -27,8 +29,8 @@ from bench.devices import check_available, context_broken, precision, run_device
 from bench.env import environment, set_threads
 from bench.model import GPT, GPTConfig
 from bench.registry import ConfigError
-from bench.techniques import CLIPPING, INITS
 from bench.techniques.class_path import optimizer_entry
+from bench.techniques.regularization import Regularizer, overridden
 from bench.techniques.schedules import multiplier
 
 # Steps between host reads of the loss buffer: divergence is noticed at most this late.
@@ -120,41 +122,38 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         set_threads(before)
 
 
-def build_model(cfg: RunConfig, corpus: Corpus, device: str) -> GPT:
-    """The GPT of `cfg`, initialized by its init technique under its seed."""
-    dropout = cfg.regularizer("dropout")
-    m = cfg.model
-    gpt_config = GPTConfig(
-        vocab_size=corpus.vocab_size,
-        n_layer=m["n_layer"],
-        n_head=m["n_head"],
-        n_embd=m["n_embd"],
-        block_size=m["block_size"],
-        positions=m["positions"],
-        bias=m["bias"],
-        dropout=dropout["p"] if dropout else 0.0,
-    )
+def build_techniques(cfg: RunConfig) -> list[Regularizer]:
+    """The hook objects of every entry the run enables on a combining axis (regularizers), in name order."""
+    return [
+        axis.registry[choice.name].build(choice.params)
+        for axis in AXES.values()
+        if axis.combine
+        for choice in getattr(cfg, axis.name)
+    ]
+
+
+def build_model(cfg: RunConfig, corpus: Corpus, device: str, techniques: list[Regularizer] | None = None) -> GPT:
+    """The GPT of `cfg` (with the options its techniques set, e.g. dropout), initialized under its seed."""
+    options: dict[str, Any] = {"vocab_size": corpus.vocab_size, **cfg.model.params}
+    for hook in overridden(build_techniques(cfg) if techniques is None else techniques, "model_options"):
+        hook(options)
     torch.manual_seed(cfg.seed)
-    model = GPT(gpt_config)
-    INITS[cfg.init.name].build(model, cfg.init.params)
+    model = GPT(GPTConfig(**options))
+    AXES["init"].registry[cfg.init.name].build(model, cfg.init.params)
     return model.to(device)
 
 
-def loss_terms(
-    logits: torch.Tensor, targets: torch.Tensor, smoothing: float, z_loss: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(objective to minimize, plain cross-entropy). The two are one tensor without regularizers."""
+def loss_terms(logits: torch.Tensor, targets: torch.Tensor, hooks: list[Any] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """(objective to minimize, plain cross-entropy): one tensor unless a technique's `loss` hook changes it."""
     flat, y = logits.flatten(0, 1), targets.flatten()
-    if not smoothing and not z_loss:
+    if not hooks:
         ce = F.cross_entropy(flat, y)
         return ce, ce
     logp = F.log_softmax(flat.float(), dim=-1)
     ce = -logp.gather(1, y[:, None]).mean()
     objective = ce
-    if smoothing:  # the same mixture as F.cross_entropy(label_smoothing=eps)
-        objective = (1 - smoothing) * ce - smoothing * logp.mean()
-    if z_loss:
-        objective = objective + z_loss * flat.float().logsumexp(dim=-1).square().mean()
+    for hook in hooks:
+        objective = hook(objective, ce, flat, logp)
     return objective, ce
 
 
@@ -196,36 +195,36 @@ def run_training(
 
 class Training:
     """Everything one run needs, built from its config: the model, its optimizers, schedules, clipping,
-    batches and regularizers. `step()` is one optimizer step exactly as train() takes it (the kernel
-    suite times this same method)."""
+    batches and the hooks of its techniques (bench.techniques.regularization.Regularizer). `step()` is one
+    optimizer step exactly as train() takes it (the kernel suite times this same method)."""
 
     def __init__(self, cfg: RunConfig, device: str | None = None):
         self.cfg = cfg
         self.device = device = device or resolve_device(cfg.device)
         self.corpus = corpus = load_corpus(cfg.data)
-        self.model = model = build_model(cfg, corpus, device)
+        techniques = build_techniques(cfg)
+        self.model = model = build_model(cfg, corpus, device, techniques)
         self.optimizers = optimizer_entry(cfg.optimizer).build(model, cfg.optimizer.params, device)
         self.lr_factor = multiplier(cfg.schedule, cfg.total_steps)
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, self.lr_factor) for opt in self.optimizers]
-        self.clip = CLIPPING[cfg.clip.name].build(cfg.clip.params)
+        self.clip = AXES["clip"].registry[cfg.clip.name].build(cfg.clip.params)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.matrices = [p for p in self.params if p.dim() >= 2]
         block = cfg.model["block_size"]
         self.batches = BatchStream(corpus.train, cfg.batch_size, block, seed=cfg.batch_seed, device=device)
         self.val_batches = fixed_batches(corpus.val, cfg.eval_batches, cfg.eval_batch_size, block, device)
-        smoothing, z_loss, l2 = (cfg.regularizer(n) for n in ("label_smoothing", "z_loss", "l2"))
-        self.smoothing = smoothing["eps"] if smoothing else 0.0
-        self.z_loss = z_loss["coef"] if z_loss else 0.0
-        self.l2 = l2["coef"] if l2 else 0.0
-        self.ema = None
-        ema = cfg.regularizer("ema")
-        if ema:
-            self.ema = ExponentialMovingAverage(model, ema["decay"])
         self.autocast = torch.autocast(
             device_type="cuda" if device.startswith("cuda") else "cpu",
             dtype=torch.bfloat16,
             enabled=cfg.autocast == "bf16",
         )
+        # only the hooks a technique overrides: an unused point costs nothing per step
+        self.loss_hooks, self.after_backward, self.after_step, self.after_evaluation, self.evaluated_by = (
+            overridden(techniques, hook)
+            for hook in ("loss", "after_backward", "after_step", "after_evaluation", "evaluated_model")
+        )
+        for setup in overridden(techniques, "setup"):
+            setup(self)
         model.train()
 
     def step(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,11 +234,11 @@ class Training:
         for _ in range(cfg.grad_accum):
             x, y = self.batches.next()
             with self.autocast:
-                objective, ce = loss_terms(self.model(x), y, self.smoothing, self.z_loss)
+                objective, ce = loss_terms(self.model(x), y, self.loss_hooks)
             (objective / cfg.grad_accum if cfg.grad_accum > 1 else objective).backward()
             ce_sum = ce.detach() if ce_sum is None else ce_sum + ce.detach()
-        if self.l2:
-            torch._foreach_add_([p.grad for p in self.matrices], self.matrices, alpha=self.l2)
+        for hook in self.after_backward:
+            hook(self)
         norm = self.clip(self.params)
         for opt in self.optimizers:
             opt.step()
@@ -247,16 +246,23 @@ class Training:
             sched.step()
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
+        for hook in self.after_step:
+            hook(self)
         return (ce_sum / cfg.grad_accum if cfg.grad_accum > 1 else ce_sum), norm
+
+    def weights(self) -> torch.nn.Module:
+        """The module evaluated: the model, or what a technique evaluates instead (EMA's average)."""
+        net = self.model
+        for hook in self.evaluated_by:
+            net = hook(net)
+        return net
 
     def evaluate(self) -> float:
         """Mean validation cross-entropy over the fixed batches, at the weights a run reports."""
         for opt in self.optimizers:  # schedule-free: evaluate at the averaged weights x, not at y
             if hasattr(opt, "eval"):
                 opt.eval()
-        net = self.ema.module if self.ema is not None else self.model
+        net = self.weights()
         net.eval()
         with torch.inference_mode(), self.autocast:
             total_loss = torch.zeros((), device=self.device)
@@ -270,37 +276,91 @@ class Training:
         return value
 
     def evaluated_model(self) -> GPT:
-        """The weights evaluate() uses: the EMA's, or a schedule-free optimizer's average."""
-        if self.ema is not None:
-            return self.ema.module
-        for opt in self.optimizers:
-            if hasattr(opt, "eval"):
-                opt.eval()
-        return self.model
+        """The weights evaluate() uses, left in place: a technique's (EMA), or a schedule-free optimizer's average."""
+        net = self.weights()
+        if net is self.model:
+            for opt in self.optimizers:
+                if hasattr(opt, "eval"):
+                    opt.eval()
+        return net
 
 
-class ExponentialMovingAverage:
-    """The weights' exponential moving average, as torch.optim.swa_utils.AveragedModel with
-    get_ema_multi_avg_fn computes it (the same foreach lerp, so the same numbers), with the update count kept
-    in Python: AveragedModel keeps it in a CPU tensor and copies it to the device at every update, a blocking
-    host-to-device copy each step."""
+class Curves:
+    """Per-step train loss and gradient norm, kept in device buffers and copied to the host every SYNC_EVERY
+    steps and at evaluations (the loop never waits on the device each step); divergence is judged on copy."""
 
-    def __init__(self, model: torch.nn.Module, decay: float):
-        import copy
+    def __init__(self, total: int, device: str, divergence_factor: float):
+        self.losses = torch.zeros(total, device=device)
+        self.norms = torch.zeros(total, device=device)
+        self.host_losses: list[float] = []
+        self.host_norms: list[float] = []
+        self.val_steps: list[int] = []
+        self.val_losses: list[float] = []
+        self.factor, self.limit = divergence_factor, math.inf
 
-        self.module = copy.deepcopy(model)
-        self.decay = decay
-        self.updates = 0
-        self._averaged = [p.detach() for p in self.module.parameters()]
+    def sync(self, upto: int) -> int | None:
+        """Copy buffered values to the host; the first diverged step, if any."""
+        lo = len(self.host_losses)
+        chunk = self.losses[lo:upto].tolist()
+        self.host_losses.extend(chunk)
+        self.host_norms.extend(self.norms[lo:upto].tolist())
+        if lo == 0 and chunk:
+            self.limit = self.factor * abs(chunk[0]) if math.isfinite(chunk[0]) else -math.inf
+        for i, value in enumerate(chunk):
+            if not math.isfinite(value) or value > self.limit:
+                return lo + i
+        return None
 
-    @torch.no_grad()
-    def update_parameters(self, model: torch.nn.Module) -> None:
-        current = [p.detach() for p in model.parameters()]
-        if self.updates == 0:
-            torch._foreach_copy_(self._averaged, current)
-        else:
-            torch._foreach_lerp_(self._averaged, current, 1 - self.decay)
-        self.updates += 1
+
+class Clock:
+    """Training time alone (AlgoPerf's clock): paused for evaluations; the first `warmup` steps recorded apart."""
+
+    def __init__(self, device: str, warmup: int):
+        self.device, self.warmup, self.train_time = device, warmup, 0.0
+        self.tick = time.perf_counter()
+
+    def now(self) -> float:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize(torch.device(self.device))
+        return time.perf_counter()
+
+    def stepped(self, done: int, record: RunRecord) -> None:
+        if done == self.warmup:  # one synchronize, once
+            now = self.now()
+            record.warmup_steps, record.warmup_time = self.warmup, now - self.tick
+            self.tick = now
+
+    def pause(self) -> None:
+        self.train_time += self.now() - self.tick
+
+    def resume(self) -> None:
+        self.tick = time.perf_counter()
+
+
+class Target:
+    """Records when the run first reaches the config's target validation loss (AlgoPerf's time-to-target)."""
+
+    def __init__(self, cfg: RunConfig, record: RunRecord, clock: Clock):
+        self.cfg, self.record, self.clock = cfg, record, clock
+
+    def after_evaluation(self, step: int, val_loss: float) -> str | None:
+        r = self.record
+        if r.target_step is None and val_loss <= self.cfg.target:
+            r.target_step, r.target_tokens, r.target_time = step, step * self.cfg.tokens_per_step, self.clock.train_time
+        return None
+
+
+def evaluation_hooks(run: Training, record: RunRecord, clock: Clock, progress: Progress | None) -> list[Any]:
+    """What may stop a run after an evaluation, in order: the search's pruner, a non-finite loss, then the
+    target's record and the techniques' own hooks (early stopping)."""
+    total = run.cfg.total_steps
+    hooks: list[Any] = []
+    if progress:  # at the end there is nothing to save
+        hooks.append(lambda step, val: "pruned" if progress.evaluated(step, val) and step < total else None)
+    hooks.append(lambda step, val: None if math.isfinite(val) else "diverged")
+    if run.cfg.target is not None:
+        hooks.append(Target(run.cfg, record, clock).after_evaluation)
+    return hooks + run.after_evaluation
 
 
 def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None, device: str) -> GPT:
@@ -312,109 +372,62 @@ def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None, device:
         torch.cuda.reset_peak_memory_stats(torch.device(device))
     run = Training(cfg, device)
     record.env["optimizer_kernels"] = kernels_used(cfg, run.optimizers, run.model.num_params(), device)
-    record.loss_floor = run.corpus.entropy_rate
-    record.n_params = run.model.num_params()
+    record.loss_floor, record.n_params = run.corpus.entropy_rate, run.model.num_params()
     total = cfg.total_steps
-    early = cfg.regularizer("early_stopping")
-
-    losses = torch.zeros(total, device=device)
-    norms = torch.zeros(total, device=device)
-    host_losses: list[float] = []
-    host_norms: list[float] = []
-    val_steps: list[int] = []
-    val_losses: list[float] = []
-    limit = math.inf
-    best, stale = math.inf, 0
-    train_time = 0.0
-    tokens_per_step = cfg.tokens_per_step
-    warmup = min(TIMING_WARMUP_STEPS, total - 1)  # a 1-step run keeps its one step timed
-
-    def sync(upto: int) -> int | None:
-        """Copy buffered values to the host; the first diverged step, if any."""
-        nonlocal limit
-        lo = len(host_losses)
-        chunk = losses[lo:upto].tolist()
-        host_losses.extend(chunk)
-        host_norms.extend(norms[lo:upto].tolist())
-        if lo == 0 and chunk:
-            limit = cfg.divergence_factor * abs(chunk[0]) if math.isfinite(chunk[0]) else -math.inf
-        for i, value in enumerate(chunk):
-            if not math.isfinite(value) or value > limit:
-                return lo + i
-        return None
-
+    curves = Curves(total, device, cfg.divergence_factor)
+    clock = Clock(device, warmup=min(TIMING_WARMUP_STEPS, total - 1))  # a 1-step run keeps its one step timed
+    after_evaluation = evaluation_hooks(run, record, clock, progress)
     if progress:
         progress.start(cfg, total)
-    tick = time.perf_counter()
-    step = 0
+    clock.resume()
+    done = 0
     for step in range(total):
-        losses[step], norms[step] = run.step()
+        curves.losses[step], curves.norms[step] = run.step()
         done = step + 1
-        if done == warmup:  # one synchronize, once: the warm-up's time is recorded apart
-            if device.startswith("cuda"):
-                torch.cuda.synchronize(torch.device(device))
-            now = time.perf_counter()
-            record.warmup_steps, record.warmup_time = warmup, now - tick
-            tick = now
+        clock.stepped(done, record)
         is_eval = done % cfg.eval_interval == 0 or done == total
         if done % SYNC_EVERY == 0 or is_eval:
-            bad = sync(done)
+            bad = curves.sync(done)
             if progress:
-                progress.update(done, host_losses[-1])
+                progress.update(done, curves.host_losses[-1])
             if bad is not None:
                 record.status, record.status_step = "diverged", bad + 1
+                done = bad + 1
                 break
         if is_eval:
-            if device.startswith("cuda"):
-                torch.cuda.synchronize(torch.device(device))
-            train_time += time.perf_counter() - tick
+            clock.pause()
             val = run.evaluate()
-            tick = time.perf_counter()
-            val_steps.append(done)
-            val_losses.append(val)
-            if progress and progress.evaluated(done, val) and done < total:  # at the end there is nothing to save
-                record.status, record.status_step = "pruned", done
+            clock.resume()
+            curves.val_steps.append(done)
+            curves.val_losses.append(val)
+            stop = next((s for s in (hook(done, val) for hook in after_evaluation) if s), None)
+            if stop:
+                record.status, record.status_step = stop, done
                 break
-            if not math.isfinite(val):
-                record.status, record.status_step = "diverged", done
-                break
-            if cfg.target is not None and record.target_step is None and val <= cfg.target:
-                record.target_step, record.target_tokens, record.target_time = (
-                    done,
-                    done * tokens_per_step,
-                    train_time,
-                )
-            if early is not None:
-                if val < best - early["min_delta"]:
-                    best, stale = val, 0
-                else:
-                    stale += 1
-                    if stale >= early["patience"]:
-                        record.status, record.status_step = "stopped_early", done
-                        break
     else:
         record.status = "complete"
     if record.status == "diverged":
-        done = record.status_step
-        train_time += time.perf_counter() - tick
-    else:
-        done = step + 1
+        clock.pause()
+    finish_record(record, run, curves, clock.train_time, done)
+    return run.evaluated_model()
 
-    record.steps = done
-    record.tokens = done * tokens_per_step
-    record.train_time = train_time
-    timed_tokens = (done - record.warmup_steps) * tokens_per_step
+
+def finish_record(record: RunRecord, run: Training, curves: Curves, train_time: float, done: int) -> None:
+    """Steps, tokens, speed, memory, losses and curves of a run that took `done` steps."""
+    cfg = run.cfg
+    record.steps, record.tokens, record.train_time = done, done * cfg.tokens_per_step, train_time
+    timed_tokens = (done - record.warmup_steps) * cfg.tokens_per_step
     record.tokens_per_second = timed_tokens / train_time if train_time > 0 else 0.0
-    record.peak_memory_mb = peak_memory_mb(device)
-    finite = [v for v in val_losses if math.isfinite(v)]
-    record.final_val_loss = val_losses[-1] if val_losses and math.isfinite(val_losses[-1]) else None
+    record.peak_memory_mb = peak_memory_mb(run.device)
+    vals = curves.val_losses
+    finite = [v for v in vals if math.isfinite(v)]
+    record.final_val_loss = vals[-1] if vals and math.isfinite(vals[-1]) else None
     record.best_val_loss = min(finite) if finite else None
     base_lr = cfg.optimizer["lr"]
     record.curves = {
-        "train_loss": [v if math.isfinite(v) else None for v in host_losses[:done]],
-        "grad_norm": [v if math.isfinite(v) else None for v in host_norms[:done]],
+        "train_loss": [v if math.isfinite(v) else None for v in curves.host_losses[:done]],
+        "grad_norm": [v if math.isfinite(v) else None for v in curves.host_norms[:done]],
         "lr": [base_lr * run.lr_factor(t) for t in range(done)],
-        "val_step": val_steps,
-        "val_loss": [v if math.isfinite(v) else None for v in val_losses],
+        "val_step": curves.val_steps,
+        "val_loss": [v if math.isfinite(v) else None for v in vals],
     }
-    return run.evaluated_model()

@@ -106,7 +106,7 @@ BAD = [
     (["--set", "stepz=10"], "stepz", "did you mean 'steps'"),
     (["--set", "model.n_layers=3"], "model.n_layers", "did you mean 'n_layer'"),
     (["--set", "noequals"], "noequals", "KEY=VALUE"),
-    (["--set", "data.path=/no/such/file.txt", "--set", "data.name=text"], "data.path", "needs the path"),
+    (["--set", "data.path=/no/such/file.txt", "--set", "data.name=text"], "data.path", "is required: the path"),
 ]
 
 

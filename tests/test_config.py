@@ -43,9 +43,9 @@ def test_hash_depends_on_content_not_threads():
 def test_regularization_forms():
     cfg = RunConfig.build({"regularization": ["ema", "dropout"]})
     assert [r.name for r in cfg.regularization] == ["dropout", "ema"]
-    assert cfg.regularizer("dropout")["p"] == 0.1
+    assert cfg.enabled("regularization", "dropout")["p"] == 0.1
     cfg = cfg.override({"regularization.dropout.p": 0.2, "regularization.ema": False})
-    assert cfg.regularizer("dropout")["p"] == 0.2 and cfg.regularizer("ema") is None
+    assert cfg.enabled("regularization", "dropout")["p"] == 0.2 and cfg.enabled("regularization", "ema") is None
     assert RunConfig.build({"regularization": "none"}).regularization == ()
 
 
@@ -88,7 +88,7 @@ BAD = [
     ({"batch_size": True}, "batch_size", "must be an integer"),
     ({"model.n_head": 3}, "model.n_head", "must divide n_embd"),
     ({"model": "huge"}, "model.name", "unknown model 'huge'"),
-    ({"data": "text"}, "data.path", "needs the path"),
+    ({"data": "text"}, "data.path", "is required: the path"),
     ({"lr": 1e-3}, "lr", "unknown key"),
     ({"device": "tpu"}, "device", "cpu, cuda"),
     ({"autocast": "fp8"}, "autocast", "unknown value 'fp8'"),

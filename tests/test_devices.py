@@ -361,13 +361,16 @@ def test_rotating_kernel_cycles_through_distinct_inputs():
 @settings(max_examples=20, deadline=None)
 @given(decay=st.floats(0.5, 0.9999), updates=st.integers(1, 6), seed=st.integers(0, 1000))
 def test_ema_matches_averaged_model(decay, updates, seed):
+    from types import SimpleNamespace
+
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    from bench.train import ExponentialMovingAverage
+    from bench.techniques.regularization import ExponentialMovingAverage
 
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.LayerNorm(7), torch.nn.Linear(7, 3))
-    ours = ExponentialMovingAverage(model, decay)
+    ours = ExponentialMovingAverage({"decay": decay})
+    ours.setup(SimpleNamespace(model=model))
     theirs = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
     for _ in range(updates):
         with torch.no_grad():
@@ -390,7 +393,8 @@ def test_ema_update_makes_no_host_to_device_copy(tiny, monkeypatch):
         return to(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.Tensor, "to", counting)
-    run.ema.update_parameters(run.model)
+    for hook in run.after_step:  # the EMA's update
+        hook(run)
     assert copies == []
 
 

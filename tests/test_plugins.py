@@ -1,4 +1,4 @@
-"""Plugins: files or modules registering entries through the registries' public API, in every worker."""
+"""Plugins: files or modules registering entries on any axis through bench.axes.register, in every worker."""
 
 import shutil
 from pathlib import Path
@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 
 from bench import plugins
+from bench.axes import AXES
 from bench.cli import main
 from bench.config import RunConfig
 from bench.runner import Plan, run_suite
 from bench.store import load_results
 from bench.suite import Suite
-from bench.techniques import AXES
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "my_techniques.py"
 SUITE = """plugins = PLUGINS
@@ -32,20 +32,21 @@ schedule = "constant"
 AXES
 """
 PLUGIN_AXES = (
-    'optimizer = ["sgd_nesterov_wd"]\nschedule = ["cosine_restarts"]\ninit = ["small_normal"]\nclip = ["norm_half"]'
+    'optimizer = ["sgd_nesterov_wd"]\nschedule = ["cosine_restarts"]\ninit = ["small_normal"]\nclip = ["norm_half"]\n'
+    'regularization = ["grad_noise"]'
 )
 
 
 @pytest.fixture(autouse=True)
 def fresh_registries(monkeypatch):
     """Each test starts from the built-ins alone, as a new process would."""
-    before = {axis: dict(r.entries) for axis, r in AXES.items()}
+    before = {name: dict(axis.registry.entries) for name, axis in AXES.items()}
     monkeypatch.delenv(plugins.ENV, raising=False)
     monkeypatch.setattr(plugins, "_loaded", {})
     yield
-    for axis, registry in AXES.items():
-        registry.entries.clear()
-        registry.entries.update(before[axis])
+    for name, axis in AXES.items():
+        axis.registry.entries.clear()
+        axis.registry.entries.update(before[name])
 
 
 def write(folder, name, plugin_list='["my_techniques.py"]', axes=PLUGIN_AXES):
@@ -55,13 +56,23 @@ def write(folder, name, plugin_list='["my_techniques.py"]', axes=PLUGIN_AXES):
     return path
 
 
-def test_a_suites_plugins_reach_two_spawned_workers_and_every_entry_trains(tmp_path):
+def test_a_suites_plugins_reach_two_spawned_workers_and_every_entry_trains(tmp_path, capsys):
     path = write(tmp_path, "byot")
     storage = str(tmp_path / "s.journal")
     run_suite(Plan(str(path), {}, storage, 2, 1), show_progress=False)
     frame = load_results("byot", storage)
+    assert main(["results", str(path), "--storage", storage]) == 0
+    said = capsys.readouterr().err
+    assert "plugins: my_techniques.py sha256:" in said and "regularization grad_noise" in said, said
     assert sorted(frame["arm"]) == sorted(
-        ["base", "optimizer=sgd_nesterov_wd", "schedule=cosine_restarts", "init=small_normal", "clip=norm_half"]
+        [
+            "base",
+            "optimizer=sgd_nesterov_wd",
+            "schedule=cosine_restarts",
+            "init=small_normal",
+            "clip=norm_half",
+            "regularization=grad_noise",
+        ]  # fmt: skip
     )
     assert (frame["status"] == "complete").all() and frame["value"].notna().all()
 
@@ -84,24 +95,40 @@ BAD_PLUGINS = {
     "raises": ('["bad.py"]', "raise RuntimeError('plugin exploded')\n", "RuntimeError: plugin exploded"),
     "clash with a built-in": (
         '["bad.py"]',
-        "from bench.techniques import OPTIMIZERS\nOPTIMIZERS.add('adamw', 'mine')\n",
+        "register('optimizer', 'adamw', 'mine', lr=Param(float, 1e-3))(lambda m, p, d: [])\n",
         "registered twice",
-    ),  # fmt: skip
+    ),
     "entry without builder": (
         '["bad.py"]',
-        "from bench.techniques import CLIPPING\nCLIPPING.add('mine', 'no builder')\n",
+        "from bench.techniques.clipping import CLIPPING\nCLIPPING.add('mine', 'no builder')\n",
         "has no builder",
-    ),  # fmt: skip
-    "regularizer": (
+    ),
+    "builder of the wrong shape": (
         '["bad.py"]',
-        "from bench.techniques import REGULARIZERS\nREGULARIZERS.register('mine', 'x')(lambda p: None)\n",
-        "optimizer, schedule, init, clip only",
-    ),  # fmt: skip
+        "register('clip', 'mine', 'x', promise=lambda p: ('unbounded', 1))(lambda p, extra: None)\n",
+        "its builder must take (p)",
+    ),
+    "entry without its promise": (
+        '["bad.py"]',
+        "register('init', 'mine', 'x')(lambda model, p: None)\n",
+        "declares no promise",
+    ),
     "schedule without warmup": (
         '["bad.py"]',
-        "from bench.techniques import SCHEDULES\nSCHEDULES.register('mine', 'x')(lambda p, t, n: 1.0)\n",
-        "must take `warmup`",
-    ),  # fmt: skip
+        "register('schedule', 'mine', 'x', promise=lambda p, n: {0: 1.0})(lambda p, t, n: 1.0)\n",
+        "must take parameter(s) warmup",
+    ),
+    "regularizer that is no Regularizer": (
+        '["bad.py"]',
+        "register('regularization', 'mine', 'x')(lambda p: None)\n",
+        "must return a bench.techniques.regularization.Regularizer",
+    ),
+    "model preset missing a field": (
+        '["bad.py"]',
+        "register('model', 'mine', 'x', n_layer=Param(int, 1))(None)\n",
+        "must take parameter(s) n_head",
+    ),
+    "unknown axis": ('["bad.py"]', "register('optimiser', 'mine', 'x')(None)\n", "unknown axis 'optimiser'"),
     "unknown module": ('["no_such_module_for_optbench"]', None, "No module named"),
     "not a list": ('"my_techniques.py"', None, "must be a list"),
 }
@@ -112,18 +139,19 @@ def test_a_bad_plugin_exits_2_in_one_line_naming_the_file_and_leaves_nothing(tmp
     plugin_list, source, text = BAD_PLUGINS[case]
     path = write(tmp_path, "bad", plugin_list, axes='optimizer = ["adamw"]')
     if source is not None:
-        registers_first = (
-            "from bench.registry import Param\nfrom bench.techniques import SCHEDULES\n"
-            "SCHEDULES.register('half_done', 'x', warmup=Param(int, 0))(lambda p, t, n: 1.0)\n"
+        registers_first = (  # an entry registered before the failure: rolled back with the rest
+            "from bench.axes import register\nfrom bench.registry import Param\n"
+            "register('schedule', 'half_done', 'x', warmup=Param(int, 0), promise=lambda p, n: {0: 1.0})"
+            "(lambda p, t, n: 1.0)\n"
         )
         (tmp_path / "bad.py").write_text(registers_first + source)
-    before = {axis: set(r.entries) for axis, r in AXES.items()}
+    before = {name: set(axis.registry.entries) for name, axis in AXES.items()}
     monkeypatch.chdir(tmp_path)
     files = sorted(tmp_path.rglob("*"))
     assert main(["run", str(path), "--workers", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and str(path) in err and "plugins" in err and text in err, err
-    assert {axis: set(r.entries) for axis, r in AXES.items()} == before  # its other entries were rolled back
+    assert {name: set(axis.registry.entries) for name, axis in AXES.items()} == before  # all rolled back
     assert sorted(p for p in tmp_path.rglob("*") if "__pycache__" not in p.parts) == files
 
 
@@ -131,17 +159,17 @@ def test_a_plugin_loads_once_however_often_its_suite_is_read(tmp_path):
     path = write(tmp_path, "twice")
     Suite.load(path)
     Suite.load(path)  # registering twice would raise
-    assert "cosine_restarts" in AXES["schedule"]
+    assert "cosine_restarts" in AXES["schedule"].registry
 
 
 def test_editing_a_plugin_changes_the_identity_of_its_runs_and_only_theirs(tmp_path):
     path = write(tmp_path, "edited")
-    before = {axis: dict(r.entries) for axis, r in AXES.items()}
+    before = {name: dict(axis.registry.entries) for name, axis in AXES.items()}
     first = {r.arm_label: r.hash for r in Suite.load(path).runs()}
     assert Suite.load(path).base.optimizer.to_dict().get("plugin") is None  # a built-in carries none
-    for axis, registry in AXES.items():  # a new process, with the edited file
-        registry.entries.clear()
-        registry.entries.update(before[axis])
+    for name, axis in AXES.items():  # a new process, with the edited file
+        axis.registry.entries.clear()
+        axis.registry.entries.update(before[name])
     plugins._loaded.clear()
     plugin = tmp_path / "my_techniques.py"
     plugin.write_text(plugin.read_text() + "\n# edited\n")
@@ -161,4 +189,25 @@ def test_a_run_files_plugins_load_before_its_base_is_read(tmp_path):
     path.write_text('plugins = ["p.py"]\n[base]\nmodel = "tiny"\ninit = { name = "small_normal", std = 0.02 }\n')
     cfg = load_run_config(str(path), ["clip=norm_half"])
     assert cfg.init.name == "small_normal" and cfg.init["std"] == 0.02 and cfg.clip.name == "norm_half"
-    assert cfg.init["plugin"].startswith("sha256:")
+    assert cfg.init["plugin"].startswith("p.py sha256:")
+
+
+def test_an_installed_package_registers_through_the_entry_point_group(tmp_path, monkeypatch):
+    """A distribution listing a module under `optbench.plugins` is loaded by every optbench process, and its
+    entries carry the distribution's name and version."""
+    (tmp_path / "optbench_extra.py").write_text(
+        "from bench.axes import register\nfrom bench.registry import Param\n"
+        "register('clip', 'quarter', 'clip the global norm to 0.25', promise=lambda p: ('global_norm', 0.25))(\n"
+        "    lambda p: lambda params: __import__('torch').nn.utils.clip_grad_norm_(params, 0.25))\n"
+    )
+    info = tmp_path / "optbench_extra-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: optbench-extra\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text("[optbench.plugins]\nextra = optbench_extra\n")
+    (info / "top_level.txt").write_text("optbench_extra\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins.load_installed()
+    entry = AXES["clip"].registry["quarter"]
+    assert entry.params["plugin"].default == "optbench-extra 1.2.3"
+    plugins.load_installed()  # once per process
+    assert RunConfig.build({"clip": "quarter"}).clip["plugin"] == "optbench-extra 1.2.3"

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bench.techniques import CLIPPING
+from bench.techniques.clipping import CLIPPING
 
 
 def params_with_grads():

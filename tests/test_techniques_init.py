@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bench.model import GPT, GPTConfig
-from bench.techniques import INITS
+from bench.techniques.init import INITS
 
 
 def initialized(name, **params):

@@ -5,8 +5,7 @@ import torch
 
 from bench.model import GPT, GPTConfig
 from bench.registry import Choice
-from bench.techniques import OPTIMIZERS
-from bench.techniques.optimizers import param_groups
+from bench.techniques.optimizers import OPTIMIZERS, param_groups
 
 
 def tiny_model(seed=0):

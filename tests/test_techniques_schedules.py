@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from bench.registry import Choice
-from bench.techniques import SCHEDULES
-from bench.techniques.schedules import multiplier
+from bench.techniques.schedules import SCHEDULES, multiplier
 
 LR = 0.5
 

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from bench.techniques.regularization import LabelSmoothing, ZLoss
 from bench.train import Training, loss_terms, train
 
 
@@ -102,12 +103,12 @@ def test_regularizers_change_the_run(tiny, regularization):
 def test_label_smoothing_objective_is_torchs():
     torch.manual_seed(0)
     logits, y = torch.randn(2, 5, 7), torch.randint(0, 7, (2, 5))
-    objective, ce = loss_terms(logits, y, 0.1, 0.0)
+    objective, ce = loss_terms(logits, y, [LabelSmoothing({"eps": 0.1}).loss])
     assert torch.allclose(
         objective, torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), label_smoothing=0.1)
     )
     assert torch.allclose(ce, torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten()))
-    objective, _ = loss_terms(logits, y, 0.0, 0.5)
+    objective, _ = loss_terms(logits, y, [ZLoss({"coef": 0.5}).loss])
     z = logits.flatten(0, 1).logsumexp(-1).square().mean()
     assert torch.allclose(objective, ce + 0.5 * z)
 

@@ -236,6 +236,8 @@ def short_commit(commit: str | None) -> str:
 
 
 def header(frame: pd.DataFrame) -> dict[str, Any]:
+    from bench.plugins import describe_used
+
     envs = [e for e in frame.get("env", []) if isinstance(e, dict) and e]
     env = envs[0] if envs else {}
     finished = frame["finished"].dropna() if "finished" in frame else pd.Series(dtype=object)
@@ -251,7 +253,14 @@ def header(frame: pd.DataFrame) -> dict[str, Any]:
         "threads": env.get("threads", "?"),
         "runs": len(frame),
         "seeds": frame["seed"].nunique(),
+        "plugins": describe_used(flat_configs(frame)),
     }
+
+
+def flat_configs(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each run's config as dotted keys (the frame's config.* columns, prefix dropped)."""
+    columns = [c for c in frame.columns if c.startswith("config.")]
+    return [{c.removeprefix("config."): v for c, v in row.items()} for row in frame[columns].to_dict("records")]
 
 
 def _fmt(x: float, digits: int = 4) -> str:

@@ -19,13 +19,16 @@ def total_norm(parameters: list) -> Any:
     return torch.nn.utils.get_total_norm(grads, foreach=True)
 
 
-CLIPPING.register("none", "no clipping (the gradient norm is still recorded)")(lambda p: total_norm)
+CLIPPING.register(
+    "none", "no clipping (the gradient norm is still recorded)", promise=lambda p: ("unbounded", float("inf"))
+)(lambda p: total_norm)
 
 
 @CLIPPING.register(
     "norm",
     "rescale the whole gradient to a global L2 norm of at most max_norm (clip_grad_norm_)",
     max_norm=Param(float, 1.0, "largest global norm", positive=True, search=("log", 0.1, 10.0)),
+    promise=lambda p: ("global_norm", p["max_norm"]),
 )
 def build_norm(p: dict) -> Clipper:
     import torch
@@ -37,6 +40,7 @@ def build_norm(p: dict) -> Clipper:
     "value",
     "clamp every gradient element to [-clip_value, clip_value] (clip_grad_value_)",
     clip_value=Param(float, 1.0, "largest absolute element", positive=True),
+    promise=lambda p: ("max_abs", p["clip_value"]),
 )
 def build_value(p: dict) -> Clipper:
     import torch
@@ -54,6 +58,7 @@ def build_value(p: dict) -> Clipper:
     "unit-wise adaptive clipping (AGC, Brock et al. 2021): |g_i| <= clipping * max(|w_i|, eps) per row",
     clipping=Param(float, 0.01, "largest gradient/weight norm ratio", positive=True, search=("log", 1e-3, 0.1)),
     eps=Param(float, 1e-3, "floor on the weight norm", positive=True),
+    promise=lambda p: ("unit_ratio", p["clipping"]),
 )
 def build_adaptive(p: dict) -> Clipper:
     import torch

@@ -26,7 +26,12 @@ def _warmup(default: int = 0) -> Param:
 MIN_RATIO = Param(float, 0.0, "final learning rate / peak", low=0.0, high=1.0)
 
 
-SCHEDULES.register("constant", "the peak learning rate throughout", warmup=_warmup())(lambda p, t, n: 1.0)
+SCHEDULES.register(
+    "constant",
+    "the peak learning rate throughout",
+    warmup=_warmup(),
+    promise=lambda p, n: {0: 1.0, n // 2: 1.0, n: 1.0},
+)(lambda p, t, n: 1.0)
 
 
 @SCHEDULES.register(
@@ -35,6 +40,12 @@ SCHEDULES.register("constant", "the peak learning rate throughout", warmup=_warm
     warmup=_warmup(),
     every=Param(float, 1 / 3, "interval as a fraction of the run", positive=True, high=1.0),
     gamma=Param(float, 0.1, "factor per interval", positive=True, high=1.0),
+    promise=lambda p, n: {
+        0: 1.0,
+        step_size(p, n) - 1: 1.0,
+        step_size(p, n): p["gamma"],
+        2 * step_size(p, n): p["gamma"] ** 2,
+    },
 )
 def _step(p: dict, t: int, n: int) -> float:
     return p["gamma"] ** (t // step_size(p, n))
@@ -49,14 +60,26 @@ def step_size(p: dict, n: int) -> int:
     "geometric decay to final_ratio at the end (ExponentialLR)",
     warmup=_warmup(),
     final_ratio=Param(float, 0.01, "final learning rate / peak", positive=True, high=1.0),
+    promise=lambda p, n: {0: 1.0, n: p["final_ratio"], n / 2: math.sqrt(p["final_ratio"])},
 )
 def _exponential(p: dict, t: int, n: int) -> float:
     return p["final_ratio"] ** (t / n)
 
 
-@SCHEDULES.register("linear", "linear decay to min_lr_ratio (LinearLR)", warmup=_warmup(), min_lr_ratio=MIN_RATIO)
+@SCHEDULES.register(
+    "linear",
+    "linear decay to min_lr_ratio (LinearLR)",
+    warmup=_warmup(),
+    min_lr_ratio=MIN_RATIO,
+    promise=lambda p, n: {0: 1.0, n / 2: (1 + p["min_lr_ratio"]) / 2, n: p["min_lr_ratio"]},
+)
 def _linear(p: dict, t: int, n: int) -> float:
     return 1.0 - (1.0 - p["min_lr_ratio"]) * min(t, n) / n
+
+
+def _cosine_points(p: dict, n: int) -> dict[float, float]:
+    """A cosine's defining values: the peak, the midpoint between peak and floor, the floor."""
+    return {0: 1.0, n / 2: (1 + p["min_lr_ratio"]) / 2, n: p["min_lr_ratio"]}
 
 
 def _cosine_factor(min_ratio: float, t: int, n: int) -> float:
@@ -64,7 +87,11 @@ def _cosine_factor(min_ratio: float, t: int, n: int) -> float:
 
 
 SCHEDULES.register(
-    "cosine", "cosine decay to min_lr_ratio (CosineAnnealingLR)", warmup=_warmup(), min_lr_ratio=MIN_RATIO
+    "cosine",
+    "cosine decay to min_lr_ratio (CosineAnnealingLR)",
+    warmup=_warmup(),
+    min_lr_ratio=MIN_RATIO,
+    promise=lambda p, n: _cosine_points(p, n),
 )(lambda p, t, n: _cosine_factor(p["min_lr_ratio"], t, n))
 
 SCHEDULES.register(
@@ -72,6 +99,7 @@ SCHEDULES.register(
     "nanoGPT's: linear warmup, cosine to min_lr_ratio at the last step",
     warmup=_warmup(100),
     min_lr_ratio=Param(float, 0.1, "final learning rate / peak", low=0.0, high=1.0),
+    promise=lambda p, n: _cosine_points(p, n),
 )(lambda p, t, n: _cosine_factor(p["min_lr_ratio"], t, n))
 
 
@@ -81,6 +109,7 @@ SCHEDULES.register(
     warmup=_warmup(),
     decay=Param(float, 0.2, "decay phase as a fraction of the run", positive=True, high=1.0),
     min_lr_ratio=MIN_RATIO,
+    promise=lambda p, n: {0: 1.0, n - round(p["decay"] * n): 1.0, n: p["min_lr_ratio"]},
 )
 def _wsd(p: dict, t: int, n: int) -> float:
     d = max(1, round(p["decay"] * n))
@@ -97,6 +126,11 @@ def _wsd(p: dict, t: int, n: int) -> float:
     pct_start=Param(float, 0.3, "share of the run spent rising", positive=True, high=1.0),
     div_factor=Param(float, 25.0, "peak / initial", low=1.0),
     final_div_factor=Param(float, 1e4, "initial / final", low=1.0),
+    promise=lambda p, n: {  # from peak/div_factor up to the peak at pct_start*n - 1, down to initial/final_div_factor
+        0: 1 / p["div_factor"],
+        p["pct_start"] * n - 1: 1.0,
+        n - 1: 1 / p["div_factor"] / p["final_div_factor"],
+    },
 )
 def _onecycle(p: dict, t: int, n: int) -> float:
     initial = 1.0 / p["div_factor"]
@@ -117,6 +151,7 @@ def _cos_anneal(start: float, end: float, pct: float) -> float:
     "1/sqrt decay after warmup (Vaswani et al.): sqrt(timescale / (timescale + t))",
     warmup=_warmup(),
     timescale=Param(int, 100, "steps until the rate falls to 1/sqrt(2) of its peak", low=1),
+    promise=lambda p, n: {0: 1.0, p["timescale"]: math.sqrt(0.5), 3 * p["timescale"]: 0.5},
 )
 def _inverse_sqrt(p: dict, t: int, n: int) -> float:
     return math.sqrt(p["timescale"] / (p["timescale"] + t))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bench import kernels
-from bench.techniques import OPTIMIZERS
+from bench.techniques.optimizers import OPTIMIZERS
 
 DTYPES = [torch.float32, torch.bfloat16]
 PIECES = {
