@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 
 @dataclass(frozen=True)
 class MatMul:
@@ -71,7 +69,10 @@ def median_seconds(fn: Callable[[], Any], repeats: int = 30, warmup: int = 5) ->
     return statistics.median(times)
 
 
-def matmul_rate(shapes: list[MatMul], dtype: torch.dtype = torch.float32, repeats: int = 30) -> tuple[float, float]:
+def matmul_rate(shapes: list[MatMul], dtype: Any = None, repeats: int = 30) -> tuple[float, float]:
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
     """(seconds, FLOP/s) of one step's matrix multiplies on this machine, each timed alone (median).
     The operands take the layouts autograd uses: forward x @ W^T, grad input g @ W, grad weight g^T @ x."""
     g = torch.Generator().manual_seed(0)
@@ -138,7 +139,8 @@ def roofline(cfg: Any, blocks: int = 5, block: int = 20) -> Roofline:
 
 def kernel_roofline(benchmarks: list[dict[str, Any]]) -> list[str]:
     """From a kernel-suite JSON's benchmarks: per preset, dtype and device, the training step's achieved
-    GFLOP/s against the linear (matmul) kernel's, one line each (for `optbench kernels` and reports)."""
+    GFLOP/s against the linear (matmul) kernel's, one line each (for `optbench kernels` and reports).
+    Imports nothing heavy: reports call it."""
     rates: dict[tuple[str, str, str, str], float] = {}
     for b in benchmarks:
         extra = b.get("extra_info", {})
@@ -153,3 +155,38 @@ def kernel_roofline(benchmarks: list[dict[str, Any]]) -> list[str]:
             lines.append(f"roofline {preset} {dtype} {device}: training step {step:.0f} GFLOP/s = "
                          f"{step / matmul:.0%} of the linear kernel's {matmul:.0f} GFLOP/s")  # fmt: skip
     return lines
+
+
+def runs_roofline(frame: Any, benchmarks: list[dict[str, Any]] | None) -> str:
+    """One sentence for a report: the median achieved GFLOP/s of a suite's training steps (each run's
+    `env.step_flops` x its timed steps per second, from tokens_per_second) and, where the kernel timings hold
+    the float32 linear kernel for the suite's preset, the fraction of that rate."""
+    import statistics
+
+    rates, presets = [], set()
+    for _, run in frame.iterrows():
+        env = run.get("env") if isinstance(run.get("env"), dict) else {}
+        steps, tokens, speed = run.get("steps"), run.get("tokens"), run.get("tokens_per_second")
+        if env.get("step_flops") and steps and tokens and speed and speed == speed:
+            rates.append(env["step_flops"] * speed / (tokens / steps) / 1e9)  # FLOPs/step x steps/s
+            presets.add(run.get("config.model.name"))
+    if not rates:
+        return ""
+    text = f"This suite's training steps ran at a median of {statistics.median(rates):.1f} GFLOP/s"
+    text += f" (median over {len(rates)} runs of step FLOPs x steps per second of training time)"
+    matmul = {}
+    for b in benchmarks or []:
+        extra = b.get("extra_info", {})
+        if (
+            b.get("group") == "linear"
+            and extra.get("dtype") in ("float32", "torch.float32")
+            and extra.get("gflops_per_s")
+        ):
+            case = b["name"].split("[", 1)[-1].rstrip("]").split("-")
+            matmul[next((p for p in ("tiny", "small", "base") if p in case), "?")] = extra["gflops_per_s"]
+    (preset,) = presets if len(presets) == 1 else (None,)
+    if preset in matmul:
+        fraction = statistics.median(rates) / matmul[preset]
+        text += f": {fraction:.0%} of the float32 linear kernel's {matmul[preset]:.0f} GFLOP/s for the {preset} preset"
+        text += " in the kernel timings"
+    return text + "."

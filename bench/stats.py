@@ -58,9 +58,10 @@ def summarize(frame: pd.DataFrame, by: str = "arm", value: str = "value") -> pd.
         return table
     table = table.sort_values(["mean", by], kind="stable", na_position="last").reset_index(drop=True)
     table["rank"] = rank_with_ties(table)
-    best = table["mean"].iloc[0]
-    table["gap"] = table["mean"] - best
-    return table
+    table["gap"] = table["mean"] - table["mean"].min()
+    # listed by rank, then mean: a wide-interval arm may share a better rank than a narrower arm with a lower
+    # mean, and a table sorted by mean alone would show ranks going back and forth
+    return table.sort_values(["rank", "mean", by], kind="stable", na_position="last").reset_index(drop=True)
 
 
 def rank_with_ties(table: pd.DataFrame) -> list[int]:

@@ -394,6 +394,8 @@ def label(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, Mapping):
+        if not value:  # a combining axis with nothing enabled (regularization = {})
+            return "none"
         name = value.get("name")
         rest = ", ".join(f"{k}={label(v)}" for k, v in value.items() if k != "name")
         if name is None:

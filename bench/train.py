@@ -29,6 +29,7 @@ from bench.devices import check_available, context_broken, precision, run_device
 from bench.env import environment, set_threads
 from bench.model import GPT, GPTConfig
 from bench.registry import ConfigError
+from bench.roofline import step_flops
 from bench.techniques.class_path import optimizer_entry
 from bench.techniques.regularization import Regularizer, overridden
 from bench.techniques.schedules import multiplier
@@ -372,6 +373,7 @@ def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None, device:
         torch.cuda.reset_peak_memory_stats(torch.device(device))
     run = Training(cfg, device)
     record.env["optimizer_kernels"] = kernels_used(cfg, run.optimizers, run.model.num_params(), device)
+    record.env["step_flops"] = step_flops(cfg, run.corpus.vocab_size)  # for the report's roofline
     record.loss_floor, record.n_params = run.corpus.entropy_rate, run.model.num_params()
     total = cfg.total_steps
     curves = Curves(total, device, cfg.divergence_factor)

@@ -63,3 +63,36 @@ def test_kernel_roofline_pairs_the_training_step_with_its_linear():
     assert roofline.kernel_roofline(benchmarks) == [
         "roofline small float32 cpu: training step 100 GFLOP/s = 50% of the linear kernel's 200 GFLOP/s"
     ]
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(
+    flops=st.floats(1e6, 1e11),
+    steps=st.integers(1, 5000),
+    per_step=st.integers(1, 4096),
+    speed=st.floats(1.0, 1e7),
+    linear=st.floats(1.0, 1000.0),
+)
+def test_a_reports_roofline_is_step_flops_times_steps_per_second(flops, steps, per_step, speed, linear):
+    import pandas as pd
+
+    frame = pd.DataFrame([{"env": {"step_flops": flops}, "steps": steps, "tokens": steps * per_step,
+                           "tokens_per_second": speed, "config.model.name": "small"}])  # fmt: skip
+    achieved = flops * speed / per_step / 1e9
+    bench = [{"group": "linear", "name": "test_linear[small-float32-cpu]",
+              "extra_info": {"dtype": "float32", "gflops_per_s": linear}}]  # fmt: skip
+    text = roofline.runs_roofline(frame, bench)
+    assert f"median of {achieved:.1f} GFLOP/s" in text
+    assert f"{achieved / linear:.0%} of the float32 linear kernel's {linear:.0f} GFLOP/s for the small preset" in text
+    assert "linear kernel" not in roofline.runs_roofline(frame, None)
+    assert roofline.runs_roofline(frame.assign(env=[{}]), bench) == ""
+
+
+def test_a_run_records_its_step_flops(tiny):
+    from bench.train import train
+
+    cfg = tiny(steps=4, eval_interval=2)
+    record = train(cfg)
+    from bench.data import load_corpus
+
+    assert record.env["step_flops"] == pytest.approx(roofline.step_flops(cfg, load_corpus(cfg.data).vocab_size))

@@ -3,6 +3,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats as sps
 
 from bench.stats import (
@@ -101,3 +103,17 @@ def test_arms_without_finished_runs_rank_last_and_are_not_tied():
     frame = pd.concat([frame, pd.DataFrame([{"arm": "pruned", "seed": 0, "status": "pruned", "value": math.nan}])])
     table = summarize(frame).set_index("arm")
     assert table.loc["a", "rank"] == 1 and table.loc["b", "rank"] == 2 and table.loc["pruned", "rank"] == 3
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(arms=st.lists(st.lists(st.floats(0.5, 3.0, allow_nan=False), min_size=1, max_size=5), min_size=1, max_size=8))
+def test_the_leaderboard_lists_ranks_in_order_with_the_best_mean_first(arms):
+    rows = [
+        {"arm": f"arm{i}", "seed": s, "status": "complete", "value": v}
+        for i, values in enumerate(arms)
+        for s, v in enumerate(values)
+    ]
+    table = summarize(pd.DataFrame(rows))
+    assert list(table["rank"]) == sorted(table["rank"])
+    assert table["mean"].iloc[0] == table["mean"].min() and table["gap"].iloc[0] == 0
+    assert table["rank"].iloc[0] == 1

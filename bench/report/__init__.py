@@ -137,7 +137,7 @@ def render(
     }
     if suite.target is not None:
         context.update(target_context(ranked_frame))
-    context.update(kernels_context())
+    context.update(kernels_context(frame))
     no_sample = {"sample": None, "sample_note": "Sampling was turned off (--no-sample)."}
     context.update(sample_context(ranked_frame, table) if sample else no_sample)
     env = Environment(
@@ -428,14 +428,15 @@ def target_context(frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def kernels_context() -> dict[str, Any]:
+def kernels_context(frame: pd.DataFrame) -> dict[str, Any]:
     from markupsafe import Markup
 
     from bench.checkpoint import results_dir
+    from bench.roofline import kernel_roofline, runs_roofline
 
     path = results_dir() / "kernels" / "latest.json"
     if not path.is_file():
-        return {"kernels": None}
+        return {"kernels": None, "roofline": [runs_roofline(frame, None)]}
     data = json.loads(path.read_text())
     rows = []
     for b in sorted(data.get("benchmarks", []), key=lambda b: (b.get("group") or "", b["name"])):
@@ -454,7 +455,9 @@ def kernels_context() -> dict[str, Any]:
     )  # fmt: skip
     info = data.get("machine_info", {})
     machine = f"torch {info.get('torch')}, {info.get('torch_threads')} threads, {info.get('cpu_model')}"
-    return {"kernels": Markup(styler.to_html()), "kernels_source": str(path), "kernels_machine": machine}
+    roofline = [runs_roofline(frame, data.get("benchmarks")), *kernel_roofline(data.get("benchmarks", []))]
+    return {"kernels": Markup(styler.to_html()), "kernels_source": str(path), "kernels_machine": machine,
+            "roofline": roofline}  # fmt: skip
 
 
 def sample_context(frame: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any]:
