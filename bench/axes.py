@@ -74,6 +74,9 @@ class Axis:
     contract: type | None = None  # the Protocol its builders follow; None: entries are parameters only
     promise: bool = False  # each entry declares a promise its contract test checks
     required_params: tuple[str, ...] = ()  # parameters every entry must take
+    # False for an axis added after stores exist: a config at its default then hashes as before the axis
+    # existed, so adding it orphans no stored run (tests/test_run_hashes.py)
+    hashed_at_default: bool = True
 
     def check(self, entry: Entry) -> None:
         """ValueError when `entry` breaks this axis's contract (a plugin's entries are checked on load)."""

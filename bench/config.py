@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import tomllib
@@ -158,6 +159,9 @@ class RunConfigFields:
     def hash(self) -> str:
         """Content hash of everything that changes what the run computes, seed included."""
         d = {k: v for k, v in self.to_dict().items() if k not in NOT_HASHED}
+        for name, axis in AXES.items():
+            if not axis.hashed_at_default and d[name] == default_dicts()[name]:
+                del d[name]
         text = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -175,6 +179,12 @@ RunConfig.__doc__ = RunConfigFields.__doc__
 
 # -------------------------------------------------------------------------------------------------
 # Applying values
+
+
+@functools.cache
+def default_dicts() -> dict[str, Any]:
+    """Each field's default, resolved (do not mutate: shared)."""
+    return canonical_defaults()
 
 
 def canonical_defaults() -> dict[str, Any]:

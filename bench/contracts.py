@@ -13,6 +13,7 @@ import inspect
 import math
 from typing import Any
 
+from bench.axes import BuildClip, BuildCorpus, BuildInit, BuildOptimizer, BuildRegularizer, ScheduleFactor
 from bench.registry import Entry
 
 # What a clip's promise may bound: the global L2 norm of all gradients, each element's absolute value, each
@@ -39,7 +40,7 @@ def check_entry(axis: Any, entry: Entry) -> None:
         raise ValueError(f"{where}: its builder must take ({', '.join(wanted)})") from None
     except ValueError:  # a builtin without a signature: trusted
         pass
-    if axis.name == "regularization":  # cheap to build: its hooks object must be a Regularizer
+    if axis.contract is BuildRegularizer:  # cheap to build: its hooks object must be a Regularizer
         from bench.techniques.regularization import Regularizer
 
         built = entry.build({n: param.default for n, param in entry.params.items()})
@@ -54,7 +55,7 @@ def check_entry(axis: Any, entry: Entry) -> None:
 def verify(axis: Any, entry: Entry) -> None:
     """AssertionError when the entry, run at its default parameters, breaks its axis's contract."""
     p = {name: param.default for name, param in entry.params.items()}
-    globals()[f"_verify_{axis.name}"](entry, p)
+    VERIFY[axis.contract](entry, p)  # by contract, not name: a new axis of an existing kind is checked too
 
 
 # -- per axis -------------------------------------------------------------------------------------
@@ -80,7 +81,7 @@ def _verify_model(entry: Entry, p: dict[str, Any]) -> None:
     assert logits.shape == (2, small["block_size"], 16), f"{entry.name}: logits of shape {tuple(logits.shape)}"
 
 
-def _verify_data(entry: Entry, p: dict[str, Any], text_file: str | None = None) -> None:
+def _verify_corpus(entry: Entry, p: dict[str, Any], text_file: str | None = None) -> None:
     import torch
 
     if "path" in p and not p["path"]:
@@ -183,7 +184,7 @@ def _verify_clip(entry: Entry, p: dict[str, Any]) -> None:
         )
 
 
-def _verify_regularization(entry: Entry, p: dict[str, Any]) -> None:
+def _verify_regularizer(entry: Entry, p: dict[str, Any]) -> None:
     import torch
 
     from bench.techniques.regularization import HOOKS, Regularizer, overridden
@@ -256,3 +257,14 @@ class _TinyRun:
         torch.nn.functional.cross_entropy(self.model(x).flatten(0, 1), x.flatten()).backward()
         if step:
             self.optimizer.step()
+
+
+VERIFY = {
+    None: _verify_model,  # entries of parameters only: model presets
+    BuildCorpus: _verify_corpus,
+    BuildOptimizer: _verify_optimizer,
+    ScheduleFactor: _verify_schedule,
+    BuildInit: _verify_init,
+    BuildClip: _verify_clip,
+    BuildRegularizer: _verify_regularizer,
+}

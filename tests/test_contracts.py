@@ -8,7 +8,7 @@ import pytest
 
 from bench import plugins
 from bench.axes import AXES
-from bench.contracts import _verify_data, verify
+from bench.contracts import _verify_corpus, verify
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -74,7 +74,7 @@ def test_a_text_corpus_round_trips_a_users_file(tmp_path):
     entry = AXES["data"].registry["text"]
     for tokenizer in ("char", "byte", "bpe"):
         params = {n: p.default for n, p in entry.params.items()}
-        _verify_data(entry, {**params, "tokenizer": tokenizer}, str(path))
+        _verify_corpus(entry, {**params, "tokenizer": tokenizer}, str(path))
 
 
 BROKEN = {
