@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import plugins
 from bench.files import atomic_path
 from bench.techniques.optimizers import FUSED
 
@@ -225,7 +226,7 @@ def calibrate_impls(cfgs: list[Any], threads: int, force: bool = False) -> list[
         n_params = model_params(cfg)
         if cache_path() is not None and (force or impl_key(cls_name, n_params, threads) not in load().get("impl", {})):
             command = [sys.executable, "-m", "bench.calibrate", "--impls", json.dumps(cfg.to_dict())]
-            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+            env = plugins.child_env({"OMP_NUM_THREADS": str(threads)})
             measured = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if measured.returncode != 0:  # a failed measurement costs the suite nothing: torch's default stands
                 reason = (measured.stderr.strip().splitlines() or ["no output"])[-1]
@@ -272,7 +273,7 @@ def probe_steps_per_second(cfg: Any, seconds: float) -> float:
 
 def _probe(cfg: Any, workers: int, threads: int, seconds: float) -> float:
     """Steps per second of `workers` processes of `threads` threads training `cfg` at once, summed."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env = plugins.child_env({"OMP_NUM_THREADS": str(threads)})
     command = [sys.executable, "-m", "bench.calibrate", "--probe", json.dumps(cfg.to_dict()), "--seconds", str(seconds)]
     procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(workers)]
     outputs = [p.communicate()[0] for p in procs]
@@ -305,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.config import RunConfig
 
+    plugins.load_from_env()  # the parent's plugins: their entries may be in the config
     parser = argparse.ArgumentParser(prog="python -m bench.calibrate")
     parser.add_argument("--probe", metavar="CONFIG_JSON")
     parser.add_argument("--impls", metavar="CONFIG_JSON")

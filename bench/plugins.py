@@ -84,6 +84,14 @@ def load_cli(specs: list[str]) -> None:
     os.environ[ENV] = os.pathsep.join(dict.fromkeys([*known, *resolved]))
 
 
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """os.environ for a child optbench process, with every plugin this process loaded (suite-file ones too)
+    in OPTBENCH_PLUGINS, so configs naming their entries validate there."""
+    known = [s for s in os.environ.get(ENV, "").split(os.pathsep) if s]
+    specs = dict.fromkeys([*known, *_loaded])
+    return {**os.environ, **(extra or {}), **({ENV: os.pathsep.join(specs)} if specs else {})}
+
+
 def is_file_spec(spec: str) -> bool:
     return spec.endswith(".py") or "/" in spec or os.sep in spec
 

@@ -76,7 +76,7 @@ class PlainProgress:
         state = self.tasks[task]
         done, total = state["completed"], state["total"]
         elapsed = time.monotonic() - self.started
-        eta = f"{elapsed / done * (total - done):.0f} s" if done and total else "-"
+        eta = f"{elapsed / done * max(0, total - done):.0f} s" if done and total else "-"
         from types import SimpleNamespace
 
         shown = [f.format(task=SimpleNamespace(fields=state)) for f in self.fields]

@@ -392,11 +392,14 @@ def run_search_worker(
     study.set_user_attr("search", {"sampler": plan.sampler, "pruner": plan.pruner, "objectives": list(plan.objectives),
                                    "fixed": fixed, "trials": plan.trials})  # fmt: skip
     done_states = (TrialState.COMPLETE, TrialState.PRUNED)
+    held = len(study.get_trials(deepcopy=False, states=done_states))
+    if held >= plan.trials:  # a resumed search that is complete: Optuna would still start one trial per worker
+        return
     # a stop signal lands only in training (the objective lets it), never in Optuna's own trial writes
     with interrupts.deferred():
         study.optimize(
             objective_factory(plan, suite, space, fixed),
-            n_trials=plan.trials,
+            n_trials=plan.trials - held,
             timeout=plan.timeout,
             callbacks=[MaxTrialsCallback(plan.trials, states=done_states), *([progress.update] if progress else [])],
             catch=(RuntimeError,),

@@ -157,3 +157,24 @@ def test_every_optimizer_without_a_fused_kernel_calibrates(cache, tiny, name):
     choice = calibrate.measure_impls(cfg, rounds=1, steps=1)
     assert choice.value in ("fused", "foreach", "forloop") and choice.reason
     assert calibrate.calibrate_impls([cfg], 1)  # one line, no exception, even when measuring
+
+
+def test_calibration_probes_load_the_plugins_of_the_suite(cache, tiny, monkeypatch):
+    """A config naming a plugin corpus calibrates in fresh processes (they load this process's plugins)."""
+    from pathlib import Path
+
+    from bench import plugins
+    from bench.axes import AXES
+
+    before = dict(AXES["data"].registry.entries)
+    monkeypatch.setattr(plugins, "_loaded", {})
+    monkeypatch.delenv(plugins.ENV, raising=False)
+    try:
+        plugins.load_one(str(Path(__file__).parent.parent / "examples" / "my_corpus.py"), None, "plugins")
+        cfg = tiny(data={"name": "counting", "upto": 500}, **{"optimizer.impl": "auto"})
+        (said,) = calibrate.calibrate_impls([cfg], threads=1)
+        assert "calibration failed" not in said, said
+        assert calibrate.measure_split(cfg, (2, 1), cores=2, rounds=1, seconds=0.2).value in ((1, 2), (2, 1))
+    finally:
+        AXES["data"].registry.entries.clear()
+        AXES["data"].registry.entries.update(before)

@@ -267,3 +267,17 @@ def test_search_progress_reaches_a_stderr_that_is_not_a_terminal(tmp_path):
                        check=True, timeout=300)  # fmt: skip
     lines = log.read_text().splitlines()
     assert any(line.startswith("progress.search: 3/3, pruned 0, best ") for line in lines), lines
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_search_resumed_at_its_trial_count_runs_nothing_more(tmp_path, workers):
+    path = write(tmp_path, f"resumed{workers}")
+    storage = str(tmp_path / "r.journal")
+    ((_, study),) = run_search(plan(path, storage, trials=3, sampler="random", workers=workers))
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    first = len(study.get_trials(states=done))
+    assert first >= 3
+    ((_, again),) = run_search(plan(path, storage, trials=3, sampler="random", workers=workers))
+    assert len(again.get_trials()) == len(study.get_trials())  # not one trial more
+    ((_, more),) = run_search(plan(path, storage, trials=first + 2, sampler="random", workers=1))
+    assert len(more.get_trials(states=done)) == first + 2
