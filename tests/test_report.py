@@ -174,6 +174,20 @@ def test_header_names_every_commit_that_trained_the_runs():
     assert header(frame.iloc[:2])["commit"] == "a" * 12
 
 
+def test_header_says_what_precision_the_runs_computed_in():
+    import pandas as pd
+
+    from bench.report import header
+
+    fp32 = {"precision": {"autocast": "none"}}
+    bf16 = {"precision": {"autocast": "bf16"}}
+    assert header(pd.DataFrame({"env": [fp32, fp32], "seed": [0, 1]}))["precision"] == "float32"
+    assert header(pd.DataFrame({"env": [bf16], "seed": [0]}))["precision"] == "bf16 autocast"
+    mixed = header(pd.DataFrame({"env": [fp32, bf16, bf16], "seed": [0, 1, 2]}))["precision"]
+    assert mixed == "bf16 autocast: 2 runs, float32: 1 runs"
+    assert header(pd.DataFrame({"env": [{}], "seed": [0]}))["precision"] == "float32"  # older records
+
+
 ABLATION = """[suite]
 name = "abl"
 design = "ablation"

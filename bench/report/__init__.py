@@ -251,10 +251,24 @@ def header(frame: pd.DataFrame) -> dict[str, Any]:
         "torch": env.get("torch", "?"),
         "device": env.get("device_name") or env.get("device", "?"),
         "threads": env.get("threads", "?"),
+        "precision": precision_text(envs),
         "runs": len(frame),
         "seeds": frame["seed"].nunique(),
         "plugins": describe_used(flat_configs(frame)),
     }
+
+
+def precision_text(envs: list[dict[str, Any]]) -> str:
+    """'float32', 'bf16 autocast', or both with their run counts: what the runs computed in."""
+    counts = Counter(
+        "float32"
+        if e.get("precision", {}).get("autocast", "none") == "none"
+        else f"{e['precision']['autocast']} autocast"
+        for e in envs
+    )
+    if len(counts) <= 1:
+        return next(iter(counts), "float32")
+    return ", ".join(f"{kind}: {n} runs" for kind, n in sorted(counts.items()))
 
 
 def flat_configs(frame: pd.DataFrame) -> list[dict[str, Any]]:
