@@ -35,6 +35,7 @@ from bench.registry import ConfigError
 ENV = "OPTBENCH_PLUGINS"  # os.pathsep-separated plugins for spawned workers (absolute paths or modules)
 ENTRY_POINT_GROUP = "optbench.plugins"  # installed packages: [project.entry-points."optbench.plugins"] x = "pkg.mod"
 _loaded: dict[str, str] = {}  # plugin (absolute path or module) -> its provenance, once loaded
+_installed_scanned = False  # the entry-point group was read in this process
 
 
 def load(specs: Any, base_dir: Path | None, key: str) -> None:
@@ -72,6 +73,10 @@ def load_installed() -> None:
     """Every module registered in the `optbench.plugins` entry-point group (each loads once)."""
     from importlib import metadata
 
+    global _installed_scanned
+    if _installed_scanned:  # scanning the installed distributions costs milliseconds; every suite read calls this
+        return
+    _installed_scanned = True
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         load_one(ep.value.split(":")[0].strip(), None, f"entry point {ep.name}")
 
@@ -109,29 +114,28 @@ def load_one(spec: str, base_dir: Path | None, key: str) -> None:
         path, ident = None, spec
     if ident in _loaded:
         return
-    before = {name: dict(axis.registry.entries) for name, axis in AXES.items()}
+    before = {axis_name: dict(axis.registry.entries) for axis_name, axis in AXES.items()}
     where = f"plugin {path or spec}"
+    module_name = "optbench_plugin_" + hashlib.sha256(ident.encode()).hexdigest()[:12]
     try:
         if path is not None:
-            name = "optbench_plugin_" + hashlib.sha256(ident.encode()).hexdigest()[:12]
-            module_spec = importlib.util.spec_from_file_location(name, path)
+            module_spec = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(module_spec)
-            sys.modules[name] = module
+            sys.modules[module_name] = module
             module_spec.loader.exec_module(module)
         else:
             importlib.import_module(spec)
         origin = provenance(path, spec)
-        for name, axis in AXES.items():
+        for axis_name, axis in AXES.items():
             entries = axis.registry.entries
-            for entry_name in sorted(set(entries) - set(before[name])):
+            for entry_name in sorted(set(entries) - set(before[axis_name])):
                 axis.check(entries[entry_name])
                 entries[entry_name] = stamped(entries[entry_name], origin)
     except Exception as e:  # noqa: BLE001 -- whatever a plugin raises, it is bad input: one line, nothing kept
-        for name, axis in AXES.items():  # roll back what it registered
+        for axis_name, axis in AXES.items():  # roll back what it registered
             axis.registry.entries.clear()
-            axis.registry.entries.update(before[name])
-        if path is not None:
-            sys.modules.pop(name, None)
+            axis.registry.entries.update(before[axis_name])
+        sys.modules.pop(module_name, None)  # a file plugin's half-run module
         raise ConfigError(key, f"{where}: {describe(e)}") from None
     _loaded[ident] = origin
 

@@ -70,11 +70,11 @@ def median_seconds(fn: Callable[[], Any], repeats: int = 30, warmup: int = 5) ->
 
 
 def matmul_rate(shapes: list[MatMul], dtype: Any = None, repeats: int = 30) -> tuple[float, float]:
+    """(seconds, FLOP/s) of one step's matrix multiplies on this machine, each timed alone (median).
+    The operands take the layouts autograd uses: forward x @ W^T, grad input g @ W, grad weight g^T @ x."""
     import torch
 
     dtype = torch.float32 if dtype is None else dtype
-    """(seconds, FLOP/s) of one step's matrix multiplies on this machine, each timed alone (median).
-    The operands take the layouts autograd uses: forward x @ W^T, grad input g @ W, grad weight g^T @ x."""
     g = torch.Generator().manual_seed(0)
     total = 0.0
     for mm in shapes:
@@ -137,10 +137,8 @@ def roofline(cfg: Any, blocks: int = 5, block: int = 20) -> Roofline:
     return Roofline(seconds, step_flops(cfg, vocab), mm_seconds * cfg.grad_accum, rate)
 
 
-def kernel_roofline(benchmarks: list[dict[str, Any]]) -> list[str]:
-    """From a kernel-suite JSON's benchmarks: per preset, dtype and device, the training step's achieved
-    GFLOP/s against the linear (matmul) kernel's, one line each (for `optbench kernels` and reports).
-    Imports nothing heavy: reports call it."""
+def kernel_rates(benchmarks: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], float]:
+    """(group, preset, dtype, device) -> GFLOP/s of the train_step and linear kernels in a kernel-suite JSON."""
     rates: dict[tuple[str, str, str, str], float] = {}
     for b in benchmarks:
         extra = b.get("extra_info", {})
@@ -148,6 +146,14 @@ def kernel_roofline(benchmarks: list[dict[str, Any]]) -> list[str]:
             case = b["name"].split("[", 1)[-1].rstrip("]").split("-")
             preset = next((p for p in ("tiny", "small", "base") if p in case), "?")
             rates[(b["group"], preset, extra.get("dtype", "?"), extra.get("device", "?"))] = extra["gflops_per_s"]
+    return rates
+
+
+def kernel_roofline(benchmarks: list[dict[str, Any]]) -> list[str]:
+    """From a kernel-suite JSON's benchmarks: per preset, dtype and device, the training step's achieved
+    GFLOP/s against the linear (matmul) kernel's, one line each (for `optbench kernels` and reports).
+    Imports nothing heavy: reports call it."""
+    rates = kernel_rates(benchmarks)
     lines = []
     for (group, preset, dtype, device), step in sorted(rates.items()):
         matmul = rates.get(("linear", preset, dtype, device))
@@ -174,16 +180,11 @@ def runs_roofline(frame: Any, benchmarks: list[dict[str, Any]] | None) -> str:
         return ""
     text = f"This suite's training steps ran at a median of {statistics.median(rates):.1f} GFLOP/s"
     text += f" (median over {len(rates)} runs of step FLOPs x steps per second of training time)"
-    matmul = {}
-    for b in benchmarks or []:
-        extra = b.get("extra_info", {})
-        if (
-            b.get("group") == "linear"
-            and extra.get("dtype") in ("float32", "torch.float32")
-            and extra.get("gflops_per_s")
-        ):
-            case = b["name"].split("[", 1)[-1].rstrip("]").split("-")
-            matmul[next((p for p in ("tiny", "small", "base") if p in case), "?")] = extra["gflops_per_s"]
+    matmul = {
+        preset: rate
+        for (group, preset, dtype, _), rate in kernel_rates(benchmarks or []).items()
+        if group == "linear" and dtype in ("float32", "torch.float32")
+    }
     (preset,) = presets if len(presets) == 1 else (None,)
     if preset in matmul:
         fraction = statistics.median(rates) / matmul[preset]

@@ -43,6 +43,7 @@ def fresh_registries(monkeypatch):
     before = {name: dict(axis.registry.entries) for name, axis in AXES.items()}
     monkeypatch.delenv(plugins.ENV, raising=False)
     monkeypatch.setattr(plugins, "_loaded", {})
+    monkeypatch.setattr(plugins, "_installed_scanned", False)
     yield
     for name, axis in AXES.items():
         axis.registry.entries.clear()
