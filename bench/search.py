@@ -460,7 +460,8 @@ def best_config(study: Any) -> RunConfig:
 
 
 def to_toml(values: Mapping[str, Any]) -> str:
-    """A RunConfig dict as a `[base]` table: one line per field, registry choices as inline tables."""
+    """A RunConfig dict as a `[base]` table: one line per field, registry choices as inline tables; None
+    (TOML has no null) is left out, which reads back as the parameter's default of nothing."""
 
     def literal(v: Any) -> str:
         if isinstance(v, bool):
@@ -471,8 +472,9 @@ def to_toml(values: Mapping[str, Any]) -> str:
             return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if isinstance(v, list | tuple):
             return "[" + ", ".join(literal(x) for x in v) + "]"
-        if isinstance(v, Mapping):
-            return "{ " + ", ".join(f"{k} = {literal(x)}" for k, x in v.items()) + " }" if v else "{}"
+        if isinstance(v, Mapping):  # TOML has no null: a parameter left at nothing is left out, as at top level
+            items = [f"{k} = {literal(x)}" for k, x in v.items() if x is not None]
+            return "{ " + ", ".join(items) + " }" if items else "{}"
         raise TypeError(f"cannot write {v!r} as TOML")
 
     lines = ["[base]"] + [f"{k} = {literal(v)}" for k, v in values.items() if v is not None]

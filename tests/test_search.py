@@ -15,6 +15,7 @@ from bench.search import (
     REDUCTION_FACTOR,
     SAMPLERS,
     SearchPlan,
+    best_config,
     make_pruner,
     make_sampler,
     parse_space,
@@ -163,6 +164,20 @@ def test_export_round_trips_to_the_same_run(tmp_path, capsys):
     from bench.train import train
 
     assert train(cfg).final_val_loss == pytest.approx(best.value)  # the exported file trains the same run
+
+
+def test_export_of_a_class_path_optimizer_with_parameters_left_at_none_round_trips(tmp_path, capsys):
+    """pytorch_optimizer.AdaBelief's constructor has arguments defaulting to None, which TOML cannot write."""
+    path = write(tmp_path, "cp", '"optimizer.lr" = { low = 1e-4, high = 1e-2, log = true }')
+    path.write_text(path.read_text().replace('model = "tiny"', 'model = "tiny"\noptimizer = { class_path = '
+                                             '"pytorch_optimizer.AdaBelief", lr = 1e-3 }'))  # fmt: skip
+    out = tmp_path / "best.toml"
+    assert main(["search", str(path), "--trials", "2", "--pruner", "none", "--export", str(out), "--no-report",
+                 "--storage", str(tmp_path / "cp.journal")]) == 0  # fmt: skip
+    study = optuna.load_study(study_name="cp.search", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "cp.journal"))))  # fmt: skip
+    assert None in best_config(study).optimizer.params.values()  # the case this test is about
+    assert load_run_config(str(out), None).hash == study.best_trial.user_attrs["run_hash"]
 
 
 def test_per_arm_budgets_are_equal(tmp_path, capsys):
