@@ -345,7 +345,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(f"# best of {name}: {objectives[0]} {best.value:.4f} (trial {best.number})")
         if importances:
             print("# importances: " + ", ".join(f"{k} {v:.2f}" for k, v in importances.items()))
-        text = search.to_toml({k: v for k, v in search.best_config(study).to_dict().items() if k != "threads"})
+        text = search.recipe_toml(search.best_config(study))
         print(text)
         if exported is None or best.value < exported[0]:
             exported = (best.value, text)

@@ -459,9 +459,20 @@ def best_config(study: Any) -> RunConfig:
     return RunConfig.from_dict(study.best_trial.user_attrs["config"])
 
 
-def to_toml(values: Mapping[str, Any]) -> str:
+def recipe_toml(cfg: RunConfig) -> str:
+    """The `[base]` table that trains cfg again (same run hash). `steps` stays, since the hash covers it,
+    but says it is ignored where `tokens` sets the budget, so the file does not read as two budgets."""
+    values = {k: v for k, v in cfg.to_dict().items() if k != "threads"}
+    notes = {}
+    if cfg.tokens is not None:
+        notes["steps"] = f"ignored: tokens sets the budget ({cfg.total_steps} steps of {cfg.tokens_per_step} tokens)"
+    return to_toml(values, notes)
+
+
+def to_toml(values: Mapping[str, Any], notes: Mapping[str, str] | None = None) -> str:
     """A RunConfig dict as a `[base]` table: one line per field, registry choices as inline tables; None
-    (TOML has no null) is left out, which reads back as the parameter's default of nothing."""
+    (TOML has no null) is left out, which reads back as the parameter's default of nothing. `notes` adds a
+    trailing comment to a field's line."""
 
     def literal(v: Any) -> str:
         if isinstance(v, bool):
@@ -477,5 +488,8 @@ def to_toml(values: Mapping[str, Any]) -> str:
             return "{ " + ", ".join(items) + " }" if items else "{}"
         raise TypeError(f"cannot write {v!r} as TOML")
 
-    lines = ["[base]"] + [f"{k} = {literal(v)}" for k, v in values.items() if v is not None]
+    notes = notes or {}
+    lines = ["[base]"] + [
+        f"{k} = {literal(v)}" + (f"  # {notes[k]}" if k in notes else "") for k, v in values.items() if v is not None
+    ]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,8 @@
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.cli import main
 from bench.perf import fabricate_results
@@ -170,7 +172,7 @@ def test_header_names_every_commit_that_trained_the_runs():
 
     one = {"optbench": "0.1.0", "commit": "a" * 40, "torch": "2.13.0", "device": "cpu", "threads": 1}
     frame = pd.DataFrame({"env": [one, one, {**one, "commit": "b" * 40 + "+dirty"}], "seed": [0, 1, 0]})
-    assert header(frame)["commit"] == f"{'a' * 12}: 2 runs, {'b' * 12}+dirty: 1 runs"
+    assert header(frame)["commit"] == f"{'a' * 12}: 2 runs, {'b' * 12}+dirty: 1 run"
     assert header(frame.iloc[:2])["commit"] == "a" * 12
 
 
@@ -184,8 +186,45 @@ def test_header_says_what_precision_the_runs_computed_in():
     assert header(pd.DataFrame({"env": [fp32, fp32], "seed": [0, 1]}))["precision"] == "float32"
     assert header(pd.DataFrame({"env": [bf16], "seed": [0]}))["precision"] == "bf16 autocast"
     mixed = header(pd.DataFrame({"env": [fp32, bf16, bf16], "seed": [0, 1, 2]}))["precision"]
-    assert mixed == "bf16 autocast: 2 runs, float32: 1 runs"
+    assert mixed == "bf16 autocast: 2 runs, float32: 1 run"
     assert header(pd.DataFrame({"env": [{}], "seed": [0]}))["precision"] == "float32"  # older records
+
+
+ENVS = st.fixed_dictionaries(
+    {
+        "commit": st.sampled_from(["a" * 40, "b" * 40 + "+dirty", None]),
+        "device": st.sampled_from(["cpu", "cuda:0"]),
+        "threads": st.integers(1, 2),
+        "precision": st.sampled_from([{"autocast": "none"}, {"autocast": "bf16"}]),
+    },
+    optional={"gpu_workers": st.integers(1, 3), "device_name": st.sampled_from(["NVIDIA H200", "AMD EPYC"])},
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(envs=st.lists(ENVS, min_size=1, max_size=8))
+def test_header_counts_what_the_runs_do_not_share(envs):
+    """Runs from several machines, settings or commits in one store: the header names each value with its
+    run count, never just the first run's; workers sharing a GPU are said wherever any run had them."""
+    import pandas as pd
+
+    from bench.report import header
+
+    h = header(pd.DataFrame({"env": envs, "seed": range(len(envs))}))
+    for field, values in (
+        ("device", [e.get("device_name") or e["device"] for e in envs]),
+        ("threads", [f"{e['threads']} thread(s) per run" for e in envs]),
+        ("precision", ["float32" if e["precision"]["autocast"] == "none" else "bf16 autocast" for e in envs]),
+    ):
+        if len(set(values)) == 1:
+            assert h[field] == values[0]
+        else:
+            parts = dict(part.rsplit(": ", 1) for part in h[field].split(", "))
+            assert parts == {v: f"{values.count(v)} run{'s' * (values.count(v) != 1)}" for v in set(values)}
+    shared = [e["gpu_workers"] for e in envs if e.get("gpu_workers", 1) > 1]
+    assert bool(h["shared_gpu"]) == bool(shared)
+    for n in set(shared):
+        assert f"{n} workers per GPU, timings shared" in h["shared_gpu"]
 
 
 ABLATION = """[suite]

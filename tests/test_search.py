@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from processes import children, logs, optbench, running_trials, wait_until_gone
 
 from bench.cli import main
-from bench.config import load_run_config
+from bench.config import RunConfig, load_run_config
 from bench.registry import ConfigError
 from bench.search import (
     PRUNERS,
@@ -19,6 +19,7 @@ from bench.search import (
     make_pruner,
     make_sampler,
     parse_space,
+    recipe_toml,
     run_search,
     to_toml,
     trial_config,
@@ -197,6 +198,36 @@ def test_multi_objective_reports_a_pareto_front(tmp_path, capsys):
                  "--storage", str(tmp_path / "m.journal")]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "Pareto front (val_loss, train_time)" in out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    budget=st.sampled_from(["steps", "tokens", "both"]),
+    steps=st.integers(1, 5000),
+    batch_size=st.integers(1, 32),
+    grad_accum=st.integers(1, 4),
+    optimizer=st.sampled_from(["adamw", "lion", "muon", "sgd"]),
+    regularization=st.sampled_from([{}, {"dropout": {"p": 0.1}}, {"ema": {"decay": 0.9}, "z_loss": {}}]),
+)
+def test_recipe_reads_back_as_the_same_run(budget, steps, batch_size, grad_accum, optimizer, regularization):
+    """An exported recipe trains the same run (same hash), and never reads as two budgets."""
+    import tomllib
+
+    values = {"model": "tiny", "batch_size": batch_size, "grad_accum": grad_accum, "optimizer": optimizer,
+              "regularization": regularization, "schedule": {"name": "cosine", "warmup": 0}}  # fmt: skip
+    if budget in ("steps", "both"):
+        values["steps"] = steps
+    if budget in ("tokens", "both"):
+        values["tokens"] = steps * batch_size * grad_accum * 64 + 7  # not a whole number of steps
+    cfg = RunConfig.build(values)
+    text = recipe_toml(cfg)
+    assert RunConfig.build(tomllib.loads(text)["base"]).hash == cfg.hash
+    steps_line = next(line for line in text.splitlines() if line.startswith("steps = "))
+    if budget == "steps":
+        assert "#" not in steps_line
+    else:
+        assert f"ignored: tokens sets the budget ({cfg.total_steps} steps" in steps_line
+        assert cfg.total_steps == steps
 
 
 def test_to_toml_round_trip():

@@ -241,34 +241,39 @@ def header(frame: pd.DataFrame) -> dict[str, Any]:
     envs = [e for e in frame.get("env", []) if isinstance(e, dict) and e]
     env = envs[0] if envs else {}
     finished = frame["finished"].dropna() if "finished" in frame else pd.Series(dtype=object)
-    # runs reused from an earlier version of the code say so: every commit that trained them is listed
-    commits = Counter(short_commit(e.get("commit")) for e in envs)
-    commit_text = ", ".join(f"{c}: {n} runs" for c, n in sorted(commits.items(), key=lambda cn: (-cn[1], cn[0])))
     return {
         "date": max(finished)[:10] if len(finished) else "unknown",
         "optbench": env.get("optbench", "?"),
-        "commit": next(iter(commits)) if len(commits) == 1 else commit_text or "unknown commit",
+        # runs reused from an earlier version of the code say so: every commit that trained them is listed
+        "commit": counted_text([short_commit(e.get("commit")) for e in envs], "unknown commit"),
         "torch": env.get("torch", "?"),
-        "device": env.get("device_name") or env.get("device", "?"),
-        "threads": env.get("threads", "?"),
-        "precision": precision_text(envs),
+        "device": counted_text([e.get("device_name") or e.get("device", "?") for e in envs], "?"),
+        "threads": counted_text([f"{e.get('threads', '?')} thread(s) per run" for e in envs], "? thread(s) per run"),
+        "precision": counted_text([precision_of(e) for e in envs], "float32"),
+        # workers sharing one GPU (--workers-per-gpu) time each other's kernels: said where any run did
+        "shared_gpu": counted_text(
+            [f"{e['gpu_workers']} workers per GPU, timings shared" for e in envs if e.get("gpu_workers", 1) > 1], ""
+        ),
         "runs": len(frame),
         "seeds": frame["seed"].nunique(),
         "plugins": describe_used(flat_configs(frame)),
     }
 
 
-def precision_text(envs: list[dict[str, Any]]) -> str:
-    """'float32', 'bf16 autocast', or both with their run counts: what the runs computed in."""
-    counts = Counter(
-        "float32"
-        if e.get("precision", {}).get("autocast", "none") == "none"
-        else f"{e['precision']['autocast']} autocast"
-        for e in envs
-    )
+def precision_of(env: dict[str, Any]) -> str:
+    """What a run computed in: 'float32' or 'bf16 autocast'."""
+    autocast = env.get("precision", {}).get("autocast", "none")
+    return "float32" if autocast == "none" else f"{autocast} autocast"
+
+
+def counted_text(values: list[str], default: str) -> str:
+    """The one value all runs share, or each value with its run count (runs from several machines or
+    settings in one store must not read as one); `default` when there are none."""
+    counts = Counter(values)
     if len(counts) <= 1:
-        return next(iter(counts), "float32")
-    return ", ".join(f"{kind}: {n} runs" for kind, n in sorted(counts.items()))
+        return next(iter(counts), default)
+    most_first = sorted(counts.items(), key=lambda vn: (-vn[1], vn[0]))
+    return ", ".join(f"{value}: {n} run{'s' * (n != 1)}" for value, n in most_first)
 
 
 def flat_configs(frame: pd.DataFrame) -> list[dict[str, Any]]:
