@@ -2,8 +2,8 @@
 
 Checks, in the order they can block each other: the journal file (a torn or garbage tail, corrupt
 records in the middle), its lock (left by a killed writer), then every suite study (RUNNING trials
-whose worker is gone or that name none, trials without a run hash), then temporary files of killed
-writers beside the store and in the reports folder. `repair` fixes each finding; nothing that a
+whose worker is gone or that name none, trials without a run hash), then the temporary files killed
+writers left of optbench's own files (the journal's repair copy, reports, checkpoints), in those folders only. `repair` fixes each finding; nothing that a
 finished run wrote is ever dropped: a corrupt line is moved to `<journal>.torn`, and a record glued
 onto a torn one is kept.
 """
@@ -131,11 +131,12 @@ def check_studies(store: Any, repair: bool) -> list[Finding]:
     return findings
 
 
-def check_parts(folders: list[Path], repair: bool) -> list[Finding]:
-    """Temporary files (`.NAME.PID.part`) whose writer is gone."""
+def check_parts(patterns: list[tuple[Path, str]], repair: bool) -> list[Finding]:
+    """Temporary files (`.NAME.PID.part`) whose writer is gone: only those optbench writes, in the folders
+    it writes them to (`(folder, glob of NAME)`), never below them: other files are not ours to delete."""
     findings = []
-    for folder in folders:
-        for part in folder.rglob(".*.part") if folder.is_dir() else []:
+    for folder, name in patterns:
+        for part in folder.glob(f".{name}.*.part") if folder.is_dir() else []:
             pid = part.name.removesuffix(".part").rpartition(".")[2]
             if pid.isdigit() and not pid_alive(int(pid)):
                 if repair:
@@ -159,8 +160,12 @@ def diagnose(url: str | None, repair: bool, reports: Path) -> list[Finding]:
             return findings  # a corrupt middle: Optuna cannot read the studies until it is repaired
     store = Store.open(url)
     findings += check_studies(store, repair)
-    folders = [reports] + ([path.parent] if path is not None else [])
-    findings += check_parts(folders, repair)
+    from bench.checkpoint import results_dir
+
+    patterns = [(reports, "*.html"), (results_dir() / "checkpoints", "*.pt")]
+    if path is not None:
+        patterns.append((path.parent, path.name))  # the journal's own repair copy
+    findings += check_parts(patterns, repair)
     return findings
 
 

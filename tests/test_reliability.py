@@ -356,6 +356,12 @@ def test_doctor_finds_and_repairs_what_crashes_leave(tmp_path):
     os.utime(f"{path}.lock", (0, 0), follow_symlinks=False)
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / ".fab.html.999999999.part").write_text("half")
+    # temporary files that are not optbench's, beside and below the store: never touched
+    not_ours = [tmp_path / "results" / ".thesis.tex.999999999.part", tmp_path / "reports" / "deep" / ".x.html.999999999.part",
+                tmp_path / "results" / "notes" / ".optbench.journal.999999999.part"]  # fmt: skip
+    for other in not_ours:
+        other.parent.mkdir(exist_ok=True)
+        other.write_text("precious")
     env = {"OPTBENCH_GRACE_PERIOD": "0"}
     found = optbench("doctor", "--storage", str(path), "--reports", str(tmp_path / "reports"), env=env)
     assert found.returncode == 1 and "glued onto 20 bytes" in found.stdout and "journal lock" in found.stdout
@@ -364,6 +370,8 @@ def test_doctor_finds_and_repairs_what_crashes_leave(tmp_path):
     for what in ("glued", "journal lock", "names no worker", ".part"):
         assert any(line.startswith("repaired: ") and what in line for line in repaired.stdout.splitlines())
     assert optbench("doctor", "--storage", str(path), "--reports", str(tmp_path / "reports")).returncode == 0
+    assert all(other.read_text() == "precious" for other in not_ours)
+    assert not any(str(other) in repaired.stdout for other in not_ours)
     study = Store.open(str(path)).existing_study("fab")
     assert [t.user_attrs.get("run_hash") for t in study.get_trials()].count("h2") == 2  # the glued record kept
     assert not any(t.state.name == "RUNNING" for t in study.get_trials())
