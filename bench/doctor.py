@@ -3,9 +3,9 @@
 Checks, in the order they can block each other: the journal file (a torn or garbage tail, corrupt
 records in the middle), its lock (left by a killed writer), then every suite study (RUNNING trials
 whose worker is gone or that name none, trials without a run hash), then the temporary files killed
-writers left of optbench's own files (the journal's repair copy, reports, checkpoints), in those folders only. `repair` fixes each finding; nothing that a
-finished run wrote is ever dropped: a corrupt line is moved to `<journal>.torn`, and a record glued
-onto a torn one is kept.
+writers left of optbench's own files (the journal's repair copy, reports, checkpoints), in those
+folders only. `repair` fixes each finding; nothing that a finished run wrote is ever dropped: a
+corrupt line is moved to `<journal>.torn`, and a record glued onto a torn one is kept.
 """
 
 from __future__ import annotations

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import interrupts
+from bench import codec, interrupts
 from bench.axes import CHOICE_AXES, SEARCHED_AXES
 from bench.config import RunConfig
 from bench.registry import ConfigError, Param, closest
@@ -211,7 +213,15 @@ def make_sampler(name: str, seed: int, space: Space) -> Any:
                                             warn_independent_sampling=False)  # fmt: skip
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-    return optuna.samplers.GridSampler(space.grid(), seed=seed)
+
+    class BudgetedGridSampler(optuna.samplers.GridSampler):
+        """Without the grid's study.stop() (which only Optuna's own loop allows): the search stops at the
+        grid's size itself (run_search_worker)."""
+
+        def after_trial(self, *_: Any) -> None:
+            pass
+
+    return BudgetedGridSampler(space.grid(), seed=seed)
 
 
 # Successive halving and Hyperband keep 1 / REDUCTION_FACTOR of the trials per rung. Optuna's Hyperband
@@ -309,7 +319,7 @@ def objective_factory(plan: SearchPlan, suite: Suite, space: Space, fixed: dict[
         if first.status == "pruned":
             raise optuna.TrialPruned()
         if first.status == "failed":
-            raise RuntimeError(f"trial {trial.number} failed:\n{first.error}")
+            raise TrialFailed(((first.error or "").strip().splitlines() or ["unknown error"])[-1])
         results = []
         for name in plan.objectives:
             per_seed = [getattr(r, OBJECTIVES[name]) for r in records]
@@ -366,10 +376,10 @@ class SearchProgress:
 def run_search_worker(
     plan: SearchPlan, study_name: str, fixed: dict[str, Any], index: int = 0, progress: SearchProgress | None = None
 ) -> None:
-    """One worker: optimize until the study holds plan.trials finished or pruned trials (or the timeout)."""
+    """One worker: take trials until the study holds plan.trials finished, pruned or running ones (or the
+    timeout passes). A trial is asked under the store's claim lock, so workers together run exactly the
+    budget (Optuna's own loop lets each of them start one past it)."""
     import optuna
-    from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
 
     from bench.env import set_threads
     from bench.store import Store
@@ -386,25 +396,80 @@ def run_search_worker(
     study = optuna.create_study(
         study_name=study_name, storage=store.storage, load_if_exists=True,
         directions=["minimize"] * len(plan.objectives),
-        sampler=make_sampler(plan.sampler, plan.seed + index, space),  # workers sample apart
         pruner=make_pruner("none" if multi else plan.pruner, suite.base, plan.reduction_factor),
     )  # fmt: skip
+    # workers sample apart, and a resumed search afresh: the same seed would replay its first trials' points.
+    # Not the grid: its seed orders the grid points, which every worker and every resumption must share
+    offset = 0 if plan.sampler == "grid" else index + 1000 * len(study.trials)
+    study.sampler = make_sampler(plan.sampler, plan.seed + offset, space)
     study.set_user_attr("search", {"sampler": plan.sampler, "pruner": plan.pruner, "objectives": list(plan.objectives),
                                    "fixed": fixed, "trials": plan.trials})  # fmt: skip
-    done_states = (TrialState.COMPLETE, TrialState.PRUNED)
-    held = len(study.get_trials(deepcopy=False, states=done_states))
-    if held >= plan.trials:  # a resumed search that is complete: Optuna would still start one trial per worker
-        return
-    # a stop signal lands only in training (the objective lets it), never in Optuna's own trial writes
-    with interrupts.deferred():
-        study.optimize(
-            objective_factory(plan, suite, space, fixed),
-            n_trials=plan.trials - held,
-            timeout=plan.timeout,
-            callbacks=[MaxTrialsCallback(plan.trials, states=done_states), *([progress.update] if progress else [])],
-            catch=(RuntimeError,),
-            gc_after_trial=False,
-        )
+    objective = objective_factory(plan, suite, space, fixed)
+    budget = plan.trials
+    if plan.sampler == "grid":  # each point once: the arm's grid, its fixed dimensions pinned
+        budget = min(budget, math.prod(1 if name in fixed else len(c) for name, c in space.grid().items()))
+    deadline = math.inf if plan.timeout is None else time.monotonic() + plan.timeout
+    while time.monotonic() < deadline:
+        trial = take_trial(store, study, budget)
+        if trial is None:
+            return
+        with store.heartbeat(codec.trial_id(store.storage, study, trial)):
+            run_trial(study, trial, objective)
+        if progress:
+            progress.update(study)
+
+
+def take_trial(store: Any, study: Any, budget: int) -> Any:
+    """A new trial, or None once the study holds `budget` finished, pruned or running trials. Trials whose
+    worker is gone are failed first (they no longer count), so a killed search resumes to its budget."""
+    from optuna.trial import TrialState
+
+    from bench.store import this_worker
+
+    trial = None
+    try:
+        # a stop signal waits for the trial to be written whole (a RUNNING trial naming its worker) ...
+        with interrupts.deferred(), store.claim_lock(f"optbench-search:{study.study_name}"):
+            store.fail_stale(study)
+            states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+            if len(study.get_trials(deepcopy=False, states=states)) >= budget:
+                return None
+            trial = study.ask()
+            trial.set_user_attr("worker", this_worker())
+    except KeyboardInterrupt:  # ... and then stops it as it would a training one
+        if trial is not None:
+            with interrupts.deferred():
+                study.tell(trial, state=TrialState.FAIL)
+        raise
+    return trial
+
+
+def run_trial(study: Any, trial: Any, objective: Any) -> None:
+    """Train one trial and tell the study how it ended; a failed trial is one line on stderr, a stopped one
+    is stored as interrupted (FAIL without a 'failed' status) before the stop goes on."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        values = objective(trial)
+    except optuna.TrialPruned:
+        with interrupts.deferred():
+            study.tell(trial, state=TrialState.PRUNED)
+    except TrialFailed as e:
+        print(f"optbench: trial {trial.number} failed: {e}", file=sys.stderr)
+        with interrupts.deferred():
+            study.tell(trial, state=TrialState.FAIL)
+    except BaseException:
+        with interrupts.deferred():
+            study.tell(trial, state=TrialState.FAIL)
+        raise
+    else:
+        with interrupts.deferred():
+            study.tell(trial, values)
+
+
+class TrialFailed(Exception):
+    """A trial whose first seed's run failed; the message is the error's last line (the traceback is stored)."""
 
 
 def run_search(plan: SearchPlan) -> list[tuple[str, Any]]:

@@ -357,7 +357,8 @@ def test_doctor_finds_and_repairs_what_crashes_leave(tmp_path):
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / ".fab.html.999999999.part").write_text("half")
     # temporary files that are not optbench's, beside and below the store: never touched
-    not_ours = [tmp_path / "results" / ".thesis.tex.999999999.part", tmp_path / "reports" / "deep" / ".x.html.999999999.part",
+    not_ours = [tmp_path / "results" / ".thesis.tex.999999999.part",
+                tmp_path / "reports" / "deep" / ".x.html.999999999.part",
                 tmp_path / "results" / "notes" / ".optbench.journal.999999999.part"]  # fmt: skip
     for other in not_ours:
         other.parent.mkdir(exist_ok=True)

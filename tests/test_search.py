@@ -273,7 +273,10 @@ def test_search_writes_a_report_with_optunas_plots(tmp_path, capsys):
     assert "Best: " in html  # the trials are the report's runs
 
 
-def test_sigterm_stops_a_search_and_its_workers(tmp_path):
+@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c"])
+def test_a_stop_ends_a_search_and_its_workers_in_one_line(tmp_path, stop):
+    """Ctrl-C reaches the whole process group (a terminal's), SIGTERM only the search: either way the
+    running trials are stored as stopped and the user reads one line, not Optuna's tracebacks."""
     path = tmp_path / "term.toml"
     path.write_text(SUITE.replace("NAME", "term").replace("steps = 60", "steps = 3000").replace("SEARCH", SPACE))
     storage = str(tmp_path / "t.journal")
@@ -282,12 +285,17 @@ def test_sigterm_stops_a_search_and_its_workers(tmp_path):
     running_trials(storage, "term.search", 2)
     workers = children(proc.pid)
     assert len(workers) >= 2
-    os.kill(proc.pid, signal.SIGTERM)
+    if stop == "sigterm":
+        os.kill(proc.pid, signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=60) == 130, logs(tmp_path)
     assert wait_until_gone(workers) == []
     study = optuna.load_study(study_name="term.search", storage=Store.open(storage).storage)
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert optuna.trial.TrialState.RUNNING not in states and states.count(optuna.trial.TrialState.FAIL) == 2
+    said = [line for line in (tmp_path / "search.log").read_text().splitlines() if not line.startswith("term")]
+    assert said == ["optbench: interrupted; finished runs are kept, the same command resumes"], said
 
 
 @pytest.mark.parametrize("steps", [12, 40, 500, 4000])
@@ -322,8 +330,23 @@ def test_a_search_resumed_at_its_trial_count_runs_nothing_more(tmp_path, workers
     ((_, study),) = run_search(plan(path, storage, trials=3, sampler="random", workers=workers))
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     first = len(study.get_trials(states=done))
-    assert first >= 3
+    assert first == 3 == len(study.get_trials())  # exactly the budget, however many workers race for it
     ((_, again),) = run_search(plan(path, storage, trials=3, sampler="random", workers=workers))
     assert len(again.get_trials()) == len(study.get_trials())  # not one trial more
     ((_, more),) = run_search(plan(path, storage, trials=first + 2, sampler="random", workers=1))
     assert len(more.get_trials(states=done)) == first + 2
+    hashes = [t.user_attrs["run_hash"] for t in more.get_trials(states=done)]
+    assert len(set(hashes)) == len(hashes)  # resumed, the seeded sampler samples afresh, not its first points again
+
+
+@pytest.mark.parametrize(("trials", "sampler"), [(5, "random"), (4, "tpe"), (7, "grid")])
+def test_workers_together_run_exactly_the_budget(tmp_path, trials, sampler):
+    """Two workers racing for the last trial: Optuna's own loop let each start one past --trials."""
+    space = "optimizer.lr = [1e-3, 3e-3, 1e-2]\nbatch_size = [4, 8]" if sampler == "grid" else SPACE
+    path = write(tmp_path, f"exact{sampler}", space)
+    storage = str(tmp_path / "x.journal")
+    ((_, study),) = run_search(plan(path, storage, trials=trials, sampler=sampler, workers=2, pruner="none"))
+    assert len(study.get_trials()) == (min(trials, 6) if sampler == "grid" else trials)  # a grid: each point once
+    if sampler == "grid":
+        assert len({tuple(sorted(t.params.items())) for t in study.get_trials()}) == 6
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials())
