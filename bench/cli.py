@@ -343,9 +343,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         best = study.best_trial
         rows.append((name, best.value, best.user_attrs.get("arm_label", "")))
         print(f"# best of {name}: {objectives[0]} {best.value:.4f} (trial {best.number})")
+        if len(best.user_attrs.get("seeds") or []) > 1:
+            print(f"# {search.seeds_text(best)}")
         if importances:
             print("# importances: " + ", ".join(f"{k} {v:.2f}" for k, v in importances.items()))
-        text = search.recipe_toml(search.best_config(study))
+        text = search.recipe_toml(search.best_config(study), best)
         print(text)
         if exported is None or best.value < exported[0]:
             exported = (best.value, text)

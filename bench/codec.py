@@ -147,6 +147,8 @@ def search_attrs(values: dict[str, Any], records: list, seeds: list[int], object
         "steps_trained": sum(r.steps for r in records),
         **record_attrs(first),
         "objective_per_seed": [getattr(r, objective_field) for r in records],
+        # every later seed's own record: results and the report show a row per seed, as for a suite's runs
+        "other_seeds": [{"run_hash": r.config_hash, "seed": r.config["seed"], **record_attrs(r)} for r in records[1:]],
     }
 
 
@@ -265,6 +267,36 @@ RECORD_COLUMNS = (
     "train_time", "tokens_per_second", "peak_memory_mb", "n_params", "target", "target_step", "target_tokens",
     "target_time", "error",
 )  # fmt: skip
+
+
+def trial_rows(run_hash: str, t: Any, attempts: int, with_curves: bool = True) -> list[dict[str, Any]]:
+    """The results rows of the trial that speaks for a run: one, or for a search trial that trained several
+    seeds, one per seed, each with its own record and objective (`value`) beside the trial's mean over its
+    seeds (`trial_value`, what the sampler saw)."""
+    row = trial_row(run_hash, t, attempts, with_curves)
+    others = t.user_attrs.get("other_seeds") or []
+    if not others:
+        return [row]
+    per_seed = t.user_attrs.get("objective_per_seed") or []
+    row["trial_value"] = row["value"]
+    rows = [row]
+    for i, other in enumerate(others, start=1):
+        seed_row = {**row, "run_hash": other["run_hash"], "seed": other["seed"], "status": other.get("status")}
+        for key in RECORD_COLUMNS:
+            if key != "status":
+                seed_row[key] = other.get(key)
+        if with_curves:
+            seed_row["curves"] = other.get("curves")
+        seed_row["env"] = other.get("env")
+        seed_row["config.seed"] = other["seed"]
+        if row.get("config"):
+            seed_row["config"] = {**row["config"], "seed": other["seed"]}
+        if row["value"] is not None and i < len(per_seed):
+            seed_row["value"] = per_seed[i]
+        rows.append(seed_row)
+    if row["value"] is not None and per_seed:
+        row["value"] = per_seed[0]
+    return rows
 
 
 def trial_row(run_hash: str, t: Any, attempts: int, with_curves: bool = True) -> dict[str, Any]:

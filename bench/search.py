@@ -524,14 +524,26 @@ def best_config(study: Any) -> RunConfig:
     return RunConfig.from_dict(study.best_trial.user_attrs["config"])
 
 
-def recipe_toml(cfg: RunConfig) -> str:
+def recipe_toml(cfg: RunConfig, trial: Any = None) -> str:
     """The `[base]` table that trains cfg again (same run hash). `steps` stays, since the hash covers it,
-    but says it is ignored where `tokens` sets the budget, so the file does not read as two budgets."""
+    but says it is ignored where `tokens` sets the budget, so the file does not read as two budgets. For a
+    trial that trained several seeds, a first comment says its value is their mean and what seed trains."""
     values = {k: v for k, v in cfg.to_dict().items() if k != "threads"}
     notes = {}
     if cfg.tokens is not None:
         notes["steps"] = f"ignored: tokens sets the budget ({cfg.total_steps} steps of {cfg.tokens_per_step} tokens)"
-    return to_toml(values, notes)
+    text = to_toml(values, notes)
+    if trial is not None and len(trial.user_attrs.get("seeds") or []) > 1:
+        text = f"# {seeds_text(trial)}; this table trains seed {cfg.seed} alone\n" + text
+    return text
+
+
+def seeds_text(trial: Any) -> str:
+    """'the mean over seeds 0, 1, 2 (2.8660, 2.4832, 2.4871)' for a trial that trained several seeds."""
+    seeds = trial.user_attrs.get("seeds") or []
+    per_seed = trial.user_attrs.get("objective_per_seed") or []
+    values = ", ".join("–" if v is None else f"{v:.4f}" for v in per_seed)
+    return f"trial {trial.number}'s value is the mean over seeds {', '.join(map(str, seeds))} ({values})"
 
 
 def to_toml(values: Mapping[str, Any], notes: Mapping[str, str] | None = None) -> str:

@@ -364,7 +364,11 @@ def load_results(study_name: str, url: str | None = None, with_curves: bool = Tr
     if study is None:
         return empty
     latest = codec.latest_per_run(study.get_trials(deepcopy=False))
-    rows = [codec.trial_row(run_hash, t, attempts, with_curves) for run_hash, (t, attempts) in latest.items()]
+    rows = [
+        row
+        for run_hash, (t, attempts) in latest.items()
+        for row in codec.trial_rows(run_hash, t, attempts, with_curves)
+    ]
     if not rows:  # a study whose trials name no run yet (killed before its first claim was whole)
         return empty
     frame = pd.DataFrame(rows)

@@ -350,3 +350,33 @@ def test_workers_together_run_exactly_the_budget(tmp_path, trials, sampler):
     if sampler == "grid":
         assert len({tuple(sorted(t.params.items())) for t in study.get_trials()}) == 6
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials())
+
+
+def test_a_trial_of_several_seeds_reads_as_a_row_per_seed(tmp_path, capsys):
+    """A new user's search with seeds = [0, 1, 2] read as one seed-0 run: its value a mean beside seed 0's
+    losses, '1 seed(s)' in the report, and an export that trained to another number than the one printed."""
+    import tomllib
+
+    from bench.report import header
+    from bench.store import load_results
+
+    path = write(tmp_path, "seeded", '"optimizer.lr" = { low = 1e-4, high = 1e-2, log = true }')
+    path.write_text(path.read_text().replace("seeds = [0]", "seeds = [0, 1, 2]"))
+    storage, out = str(tmp_path / "s.journal"), tmp_path / "best.toml"
+    assert main(["search", str(path), "--trials", "2", "--pruner", "none", "--export", str(out), "--no-report",
+                 "--storage", storage]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    frame = load_results("seeded.search", storage)
+    assert len(frame) == 6 and sorted(frame["seed"]) == [0, 0, 1, 1, 2, 2]
+    assert frame["run_hash"].nunique() == 6
+    for _, row in frame.iterrows():
+        assert RunConfig.from_dict(row["config"]).hash == row["run_hash"]  # each row is that seed's own run
+        assert row["value"] == pytest.approx(row["final_val_loss"])  # the objective of that seed
+    for _, trial in frame.groupby("trial"):
+        assert trial["value"].mean() == pytest.approx(trial["trial_value"].iloc[0])  # what the sampler saw
+    assert header(frame)["seeds"] == 3
+    best = frame.loc[frame["trial_value"].idxmin()]
+    assert "mean over seeds 0, 1, 2" in printed and "mean over seeds 0, 1, 2" in out.read_text().splitlines()[0]
+    exported = RunConfig.from_dict(tomllib.loads(out.read_text())["base"])
+    seed0 = frame[(frame["trial"] == best["trial"]) & (frame["seed"] == 0)].iloc[0]
+    assert exported.hash == seed0["run_hash"]
