@@ -27,9 +27,11 @@ from typing import Any
 
 from bench.axes import AXES, CHOICE_AXES
 from bench.devices import check_available, resolve_auto
-from bench.registry import Choice, ConfigError, Param, Registry, closest
+from bench.registry import Choice, ConfigError, Param, Registry, closest, unknown_key
 from bench.techniques.class_path import CLASS_PATH, class_path_entry
 from bench.techniques.corpora import CORPORA
+
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
 
 SCALARS: dict[str, Param] = {
     "steps": Param(int, 1000, "optimizer steps (ignored when tokens is set)", low=1),
@@ -39,8 +41,8 @@ SCALARS: dict[str, Param] = {
     "eval_interval": Param(int, 250, "steps between validation evaluations", low=1),
     "eval_batches": Param(int, 20, "fixed validation batches per evaluation", low=1),
     "eval_batch_size": Param(int, 12, "sequences per validation batch (the same whatever batch_size)", low=1),
-    "seed": Param(int, 0, "seed of the weights and dropout", low=0),
-    "data_seed": Param(int, None, "seed of the batch order (default: seed)", low=0, optional=True),
+    "seed": Param(int, 0, "seed of the weights and dropout", low=0, high=MAX_SEED),
+    "data_seed": Param(int, None, "seed of the batch order (default: seed)", low=0, high=MAX_SEED, optional=True),
     "target": Param(float, None, "validation loss whose time and tokens to reach are recorded", optional=True),
     "divergence_factor": Param(float, 3.0, "a train loss above this times the first one is divergence", low=1.0),
     "device": Param(str, "cpu", "cpu, cuda, cuda:N or auto"),
@@ -83,7 +85,7 @@ class RunConfigFields:
     def _validate(cls, raw: Mapping[str, Any]) -> RunConfig:
         for key in raw:
             if key not in TOP_KEYS:
-                raise ConfigError(key, f"unknown key{closest(key, TOP_KEYS)}; allowed: {', '.join(TOP_KEYS)}")
+                raise ConfigError(key, unknown_key(key, TOP_KEYS))
         values: dict[str, Any] = {}
         for key, axis in AXES.items():
             value = raw.get(key, axis.default)

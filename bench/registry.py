@@ -10,7 +10,7 @@ This module imports nothing heavy, so `optbench list` and `--help` stay fast.
 from __future__ import annotations
 
 import difflib
-import math
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +61,20 @@ def unknown(kind: str, name: str, allowed: list[str]) -> str:
     return f"unknown {kind} '{name}'{closest(str(name), allowed)}; allowed: {', '.join(allowed)}"
 
 
+def unknown_key(key: str, allowed: list[str], kind: str = "key") -> str:
+    """'unknown key (did you mean ...); allowed: ...'; an empty key ("" = 1 is valid TOML) is named in the
+    message, as ConfigError shows no empty key."""
+    named = " ''" if key == "" else ""
+    return f"unknown {kind}{named}{closest(key, allowed)}; allowed: {', '.join(allowed)}"
+
+
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+def is_finite(value: Any) -> bool:
+    """A number a float holds: no bool, nan or inf, and no integer beyond float's range (10**400 is valid
+    TOML, and float() of it raises OverflowError)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
 
 
 @dataclass(frozen=True)
@@ -112,9 +125,9 @@ class Param:
             ok = False
         if not ok:
             raise ConfigError(key, f"must be {self.describe()}, got {value!r}")
-        value = kind(value)
-        if kind is float and not math.isfinite(value):
+        if kind is float and not is_finite(value):
             raise ConfigError(key, f"must be a finite number, got {value!r}")
+        value = kind(value)
         if self.positive and value <= 0:
             raise ConfigError(key, f"must be > 0, got {value!r}")
         if self.low is not None and value < self.low:
@@ -134,9 +147,9 @@ class Param:
         if self.positive:
             bounds.append("> 0")
         if self.low is not None:
-            bounds.append(f">= {self.low:g}")
+            bounds.append(f">= {_number_text(self.low)}")
         if self.high is not None:
-            bounds.append(f"<= {self.high:g}")
+            bounds.append(f"<= {_number_text(self.high)}")
         if bounds:
             text += " " + " and ".join(bounds)
         return text + (" or nothing" if self.optional else "")
@@ -148,6 +161,10 @@ class Param:
         if self.search is not None:
             out["search"] = _jsonable(self.search)
         return out
+
+
+def _number_text(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"  # an integer bound exactly (a seed's 2**63 - 1)
 
 
 def _jsonable(value: Any) -> Any:
@@ -167,6 +184,9 @@ class Entry:
     params: Mapping[str, Param]
     build: Callable[..., Any] | None = None
     promise: Callable[..., Any] | None = None
+    # a check of the parameters together, where each is within its bounds but their combination cannot
+    # run: check(params, key) raises ConfigError
+    check: Callable[[dict[str, Any], str], None] | None = None
 
     def resolve(self, given: Mapping[str, Any], key: str) -> dict[str, Any]:
         """Defaults filled in, every value checked; unknown parameters are errors."""
@@ -177,7 +197,10 @@ class Entry:
                     msg = f"unknown parameter '{name}' for '{self.name}'{closest(name, allowed)}; allowed: "
                     raise ConfigError(f"{key}.{name}", msg + ", ".join(allowed))
                 raise ConfigError(f"{key}.{name}", f"'{self.name}' takes no parameters")
-        return {n: p.check(given.get(n, p.default), f"{key}.{n}") for n, p in self.params.items()}
+        params = {n: p.check(given.get(n, p.default), f"{key}.{n}") for n, p in self.params.items()}
+        if self.check is not None:
+            self.check(params, key)
+        return params
 
 
 @dataclass
@@ -189,14 +212,20 @@ class Registry:
     entries: dict[str, Entry] = field(default_factory=dict)
 
     def register(
-        self, name: str, description: str, *, promise: Callable[..., Any] | None = None, **params: Param
+        self,
+        name: str,
+        description: str,
+        *,
+        promise: Callable[..., Any] | None = None,
+        check: Callable[[dict[str, Any], str], None] | None = None,
+        **params: Param,
     ) -> Callable:
         """Decorator registering its function as the entry's builder (the axis's contract, bench.axes)."""
 
         def decorator(build: Callable | None) -> Callable | None:
             if name in self.entries:
                 raise ValueError(f"{self.kind} '{name}' registered twice")
-            self.entries[name] = Entry(name, description, params, build, promise)
+            self.entries[name] = Entry(name, description, params, build, promise, check)
             return build
 
         return decorator

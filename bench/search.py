@@ -30,7 +30,7 @@ from typing import Any
 from bench import codec, interrupts
 from bench.axes import CHOICE_AXES, SEARCHED_AXES
 from bench.config import RunConfig
-from bench.registry import ConfigError, Param, closest
+from bench.registry import ConfigError, Param, closest, is_finite
 from bench.suite import Suite
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
@@ -148,13 +148,19 @@ def parse_space(search: Mapping[str, Any], base: RunConfig) -> Space:
                 raise ConfigError(f"{where}.{sorted(unknown)[0]}", "allowed: low, high, log, type")
             low, high = spec.get("low"), spec.get("high")
             kind = spec.get("type", "float")
-            if kind not in ("float", "int"):
-                raise ConfigError(f"{where}.type", f"must be float or int, got {kind!r}")
-            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)) or low >= high:
-                raise ConfigError(where, f"needs numbers low < high, got low={low!r} high={high!r}")
-            if spec.get("log") and low <= 0:
+            if not isinstance(kind, str) or kind not in ("float", "int"):
+                raise ConfigError(f"{where}.type", f'must be "float" or "int", got {kind!r}')
+            log = spec.get("log", False)
+            if not isinstance(log, bool):  # a string such as "no" would read as true
+                raise ConfigError(f"{where}.log", f"must be true or false, got {log!r}")
+            if not (is_finite(low) and is_finite(high)) or low >= high:
+                raise ConfigError(where, f"needs finite numbers low < high, got low={low!r} high={high!r}")
+            if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
+                # (suggest_int truncates: low = 0.5, high = 0.9 would search the single value 0)
+                raise ConfigError(where, f"needs whole numbers low and high for type int, got {low!r}, {high!r}")
+            if log and low <= 0:
                 raise ConfigError(f"{where}.low", "must be > 0 on a log scale")
-            dims.append(Dimension(key, kind, low=low, high=high, log=bool(spec.get("log", False))))
+            dims.append(Dimension(key, kind, low=low, high=high, log=log))
         else:
             raise ConfigError(where, "must be a list of values, a table {low, high, log, type}, or 'auto'")
     for dim in dims:  # each value must make a valid run: check the ends of ranges and every choice

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import plugins
-from bench.config import RunConfig, read_toml
-from bench.registry import ConfigError, closest
+from bench.config import MAX_SEED, RunConfig, read_toml
+from bench.registry import ConfigError, closest, is_finite, unknown_key
 
 DESIGNS = ("grid", "ablation")
 METRICS = {"val_loss": "final_val_loss", "best_val_loss": "best_val_loss"}
@@ -35,6 +35,10 @@ SECTIONS = ("suite", "base", "axes", "search")
 SAFE_NAME = re.compile(r"\w[\w .+=,()-]{0,127}")
 # Configurations a suite may expand to; larger grids must be sampled with suite.max_runs.
 GRID_LIMIT = int(os.environ.get("OPTBENCH_GRID_LIMIT", "100000"))
+# A file name holds 255 bytes; the longest one a suite's name makes is the report's temporary file,
+# `.NAME.html.PID.part` (bench.files.atomic_path), with a pid of up to 7 digits (Linux's pid_max 2**22).
+NAME_BYTES = 255 - len("..html.1234567.part")
+LABEL_DIGITS = 4  # significant digits of a float in an axis label, more only where two values need them
 
 
 @dataclass(frozen=True)
@@ -101,14 +105,11 @@ class Suite:
             raise ConfigError("", f"the suite is empty: nothing to run (it needs a {' or '.join(SECTIONS[:3])} table)")
         for key in doc:
             if key not in SECTIONS and key != "plugins":  # plugins: loaded by Suite.load, before parsing
-                raise ConfigError(key, f"unknown section{closest(key, list(SECTIONS))}; allowed: {', '.join(SECTIONS)}")
+                raise ConfigError(key, unknown_key(key, list(SECTIONS), "section"))
         meta = table(doc, "suite")
         for key in meta:
             if key not in SUITE_KEYS:
-                raise ConfigError(
-                    f"suite.{key}",
-                    f"unknown key{closest(key, list(SUITE_KEYS))}; allowed: {', '.join(SUITE_KEYS)}",
-                )
+                raise ConfigError(f"suite.{key}", unknown_key(key, list(SUITE_KEYS)))
         default_name = Path(source).stem if source else None
         name = meta.get("name", default_name)
         if not isinstance(name, str) or not name.strip():
@@ -119,23 +120,35 @@ class Suite:
                 f"{name!r} cannot name a file: use letters, digits, spaces and _ . - + = , ( ) "
                 "(no / or \\, not starting with . or -, at most 128 characters)",
             )
+        if len(name.encode()) > NAME_BYTES:  # 128 characters of CJK text are 384 bytes
+            raise ConfigError(
+                "suite.name",
+                f"is {len(name.encode())} bytes in UTF-8, over the {NAME_BYTES} that fit a file name "
+                "(reports/<name>.html and its temporary file)",
+            )
+        if name.endswith(".search") or ".search." in name:
+            raise ConfigError(
+                "suite.name",
+                f"{name!r} may not end in '.search' or contain '.search.': those name the search studies of "
+                "other suites in a shared store (<suite>.search, <suite>.search.<arm>)",
+            )
         description = meta.get("description", "")
         if not isinstance(description, str):
             raise ConfigError("suite.description", "must be a string")
         design = meta.get("design", "grid")
-        if design not in DESIGNS:
+        if not isinstance(design, str) or design not in DESIGNS:
             raise ConfigError("suite.design", f"must be one of {', '.join(DESIGNS)}, got {design!r}")
         seeds = meta.get("seeds", [0])
-        if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
-            raise ConfigError("suite.seeds", f"must be a non-empty list of integers >= 0, got {seeds!r}")
+        if not isinstance(seeds, list) or not seeds or not all(type(s) is int and 0 <= s <= MAX_SEED for s in seeds):
+            raise ConfigError("suite.seeds", f"must be a non-empty list of integers from 0 to 2**63 - 1, got {seeds!r}")
         if len(set(seeds)) != len(seeds):
             raise ConfigError("suite.seeds", f"lists a seed twice: {seeds!r}")
         metric = meta.get("metric", "val_loss")
-        if metric not in METRICS:
+        if not isinstance(metric, str) or metric not in METRICS:
             raise ConfigError("suite.metric", f"must be one of {', '.join(METRICS)}, got {metric!r}")
         target = meta.get("target")
-        if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)):
-            raise ConfigError("suite.target", f"must be a number, got {target!r}")
+        if target is not None and not is_finite(target):
+            raise ConfigError("suite.target", f"must be a finite number, got {target!r}")
         max_runs = meta.get("max_runs")
         if max_runs is not None and (type(max_runs) is not int or max_runs < 1):
             raise ConfigError("suite.max_runs", f"must be an integer >= 1, got {max_runs!r}")
@@ -151,9 +164,10 @@ class Suite:
         for key, values in axes.items():
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"axes.{key}", "must be a non-empty list of values")
-            labels = [label(v) for v in values]
-            if len(set(labels)) != len(labels):
+            # the values themselves, not their labels: 0.001 and 0.0010001 differ, though both read 0.001 at 4 digits
+            if any(v in values[:i] for i, v in enumerate(values)):
                 raise ConfigError(f"axes.{key}", f"lists a value twice: {values!r}")
+            label_digits(f"axes.{key}", values)  # (refuses values no precision tells apart)
             if is_joint(key, values):
                 for v in values:
                     if not v:
@@ -269,17 +283,25 @@ class Suite:
             try:
                 cfg = self.base.override(expand(combo))
             except ConfigError as e:
-                where = ", ".join(f"{k}={label(v)}" for k, v in combo.items())
+                where = ", ".join(f"{k}={self.axis_label(k, v)}" for k, v in combo.items())
                 raise ConfigError(f"axes.{e.key}", f"{e.message} (in the combination {where})") from None
             key = cfg.hash
             if key not in seen:
                 seen.add(key)
                 configs.append((cfg, combo))
         return [
-            Run(cfg.override({"seed": s}), {k: label(v) for k, v in combo.items()}, combo)
+            Run(cfg.override({"seed": s}), {k: self.axis_label(k, v) for k, v in combo.items()}, combo)
             for cfg, combo in configs
             for s in self.seeds
         ]
+
+    @functools.cached_property
+    def _label_digits(self) -> dict[str, int]:
+        return {key: label_digits(f"axes.{key}", values) for key, values in self.axes.items()}
+
+    def axis_label(self, key: str, value: Any) -> str:
+        """The label of one of the axis's values, at the precision that tells the axis's values apart."""
+        return label(value, self._label_digits.get(key, LABEL_DIGITS))
 
     def arm_label_of(self, run: Run) -> str:
         """The arm a report ranks the run under: without its tuned settings when the suite tunes."""
@@ -299,7 +321,7 @@ class Suite:
             inner = [t.split(".", 1)[1] for t in self.tune if t.startswith(key + ".") and t not in self.axes]
             if inner and isinstance(value, Mapping):
                 value = {k: v for k, v in value.items() if k not in inner}
-            parts.append(f"{key}={label(value)}")
+            parts.append(f"{key}={self.axis_label(key, value)}")
         return ", ".join(parts) or "all"
 
     def results(self, storage: str | None = None, with_curves: bool = True) -> Any:
@@ -331,7 +353,7 @@ class Suite:
             "metric": self.metric,
             "target": self.target,
             "tune": list(self.tune),
-            "axes": {k: [label(v) for v in vs] for k, vs in self.axes.items()},
+            "axes": {k: [self.axis_label(k, v) for v in vs] for k, vs in self.axes.items()},
             "base": self.base.to_dict(),
         }
 
@@ -389,22 +411,32 @@ def ordered_axes(axes: Mapping[str, Any]) -> list[str]:
     return sorted(axes, key=lambda k: k.count("."))
 
 
-def label(value: Any) -> str:
-    """A short, stable text for an axis value: 'lion', 'lion(lr=0.0001)', '0.001', '[0.9, 0.95]'."""
+def label_digits(key: str, values: list[Any]) -> int:
+    """The fewest significant digits (LABEL_DIGITS or more) at which the distinct values get distinct labels."""
+    for digits in range(LABEL_DIGITS, 18):  # 17 digits write any float exactly
+        labels = [label(v, digits) for v in values]
+        if len(set(labels)) == len(labels):
+            return digits
+    raise ConfigError(key, f"two values read the same: {values!r}")
+
+
+def label(value: Any, digits: int = LABEL_DIGITS) -> str:
+    """A short, stable text for an axis value: 'lion', 'lion(lr=0.0001)', '0.001', '[0.9, 0.95]'. Floats get
+    `digits` significant digits."""
     if isinstance(value, str):
         return value
     if isinstance(value, Mapping):
         if not value:  # a combining axis with nothing enabled (regularization = {})
             return "none"
         name = value.get("name")
-        rest = ", ".join(f"{k}={label(v)}" for k, v in value.items() if k != "name")
+        rest = ", ".join(f"{k}={label(v, digits)}" for k, v in value.items() if k != "name")
         if name is None:
             return "{" + rest + "}"
         return f"{name}({rest})" if rest else str(name)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.{digits}g}"
     if isinstance(value, list | tuple):
         return json.dumps(list(value))
     return str(value)

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.config import RunConfig, load_run_config, parse_set
 from bench.registry import ConfigError
@@ -92,6 +94,15 @@ BAD = [
     ({"lr": 1e-3}, "lr", "unknown key"),
     ({"device": "tpu"}, "device", "cpu, cuda"),
     ({"autocast": "fp8"}, "autocast", "unknown value 'fp8'"),
+    # found by a fuzzer: each passed validation, then crashed the run
+    ({"seed": 2**63}, "seed", "<= 9223372036854775807"),
+    ({"data_seed": 2**64}, "data_seed", "<= 9223372036854775807"),
+    ({"data": {"name": "synthetic", "seed": -1}}, "data.seed", ">= 0"),
+    ({"data": {"name": "synthetic", "alphabet": 256, "order": 2}}, "data.order", "at most 4,096 contexts"),
+    ({"data": {"name": "synthetic", "alphabet": 16, "order": 4}}, "data.order", "at most 4,096 contexts"),
+    ({"optimizer.lr": 10**400}, "optimizer.lr", "finite number"),
+    ({"optimizer": {"name": "nesterov", "momentum": 0.0}}, "optimizer.momentum", "> 0"),
+    ({"schedule": {"name": "onecycle", "pct_start": 0.0}}, "schedule.pct_start", "> 0"),
 ]
 
 
@@ -146,3 +157,24 @@ def test_set_data_to_an_existing_file_is_a_text_corpus(tmp_path):
     with pytest.raises(ConfigError) as e:  # a name that is neither a corpus nor a file stays an error
         load_run_config(None, [f"data={tmp_path / 'missing.txt'}"])
     assert "unknown" in e.value.message and "text" in e.value.message
+
+
+def test_an_empty_key_is_named_in_the_message():
+    # before: "unknown key; allowed: ..." (ConfigError shows no empty key)
+    with pytest.raises(ConfigError) as e:
+        RunConfig.build({"": 1}, "run.toml")
+    assert e.value.format().startswith("run.toml: unknown key ''; allowed: model, ")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4), st.integers(2, 256))
+def test_a_synthetic_source_is_refused_where_its_transition_matrix_is_too_large(order, alphabet):
+    from bench.techniques.corpora import MAX_CONTEXTS
+
+    values = {"data": {"name": "synthetic", "order": order, "alphabet": alphabet}}
+    if alphabet**order <= MAX_CONTEXTS:
+        assert RunConfig.build(values).data["order"] == order
+    else:
+        with pytest.raises(ConfigError) as e:
+            RunConfig.build(values)
+        assert e.value.key == "data.order" and f"{alphabet}**{order}" in e.value.message

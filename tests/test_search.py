@@ -250,6 +250,11 @@ def test_to_toml_round_trip():
         ([], '"optimizer.lr" = { low = 0, high = 1e-3, log = true }', "> 0 on a log scale"),
         ([], 'optimizer = ["adamw", "adamz"]', "unknown optimizer 'adamz'"),
         ([], '"optimizer.lr" = [-1.0]', "must be > 0"),
+        ([], 'batch_size = { low = 1, high = inf, type = "int" }', "finite numbers low < high"),
+        ([], 'batch_size = { low = nan, high = 4, type = "int" }', "finite numbers low < high"),
+        ([], 'batch_size = { low = 0.5, high = 4.5, type = "int" }', "whole numbers"),
+        ([], '"optimizer.lr" = { low = 1e-4, high = 1e-2, log = "no" }', "'search.optimizer.lr.log'"),
+        ([], '"optimizer.lr" = { low = 1e-4, high = 1e-2, type = 1 }', "'search.optimizer.lr.type'"),
         (["--per-arm", "init"], SPACE, "--per-arm"),
         (["--reduction-factor", "1"], SPACE, "--reduction-factor"),
     ],
@@ -380,3 +385,26 @@ def test_a_trial_of_several_seeds_reads_as_a_row_per_seed(tmp_path, capsys):
     exported = RunConfig.from_dict(tomllib.loads(out.read_text())["base"])
     seed0 = frame[(frame["trial"] == best["trial"]) & (frame["seed"] == 0)].iloc[0]
     assert exported.hash == seed0["run_hash"]
+
+
+ANY_VALUE = st.one_of(
+    st.text(max_size=4), st.integers(), st.floats(), st.booleans(), st.lists(st.booleans(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["log", "type", "low"]), ANY_VALUE)
+def test_a_range_refuses_values_of_the_wrong_type_or_out_of_range(field, value):
+    # before: log = "no" searched on a log scale, and type = [] or low = inf crashed
+    right = {"log": bool, "type": str, "low": int | float}[field]
+    spec = {"low": 1e-4, "high": 1e-2, field: value}
+    base = RunConfig.build({"model": "tiny", "steps": 20, "schedule": "constant"})
+    ok = isinstance(value, right) and (field == "log" or not isinstance(value, bool)) and value == value
+    ok = ok and (field != "type" or value == "float") and (field != "low" or 0 < value < 1e-2)
+    if ok:
+        assert parse_space({"optimizer.lr": spec}, base).dimensions
+    else:
+        with pytest.raises(ConfigError) as e:
+            parse_space({"optimizer.lr": spec}, base)
+        assert e.value.key.startswith("search.optimizer.lr")

@@ -5,7 +5,7 @@ from suite_files import GRID_12, write_suite
 
 from bench.cli import main
 from bench.registry import ConfigError
-from bench.suite import Suite, flatten_axes, label
+from bench.suite import NAME_BYTES, SUITE_KEYS, Suite, flatten_axes, label
 
 
 def test_grid_is_every_combination_times_seeds(tmp_path):
@@ -119,6 +119,26 @@ BAD_SUITES = [
         "is not an axis",
     ),
     ("base_not_table", f'[suite]\nname = "x"\nbase = 3\n[axes]\n{GOOD_AXES}', "suite.base"),
+    # found by a fuzzer: each crashed after validation, or wrote files first
+    ("name_too_long_in_bytes", f'[suite]\nname = "{"日" * 128}"\n[axes]\n{GOOD_AXES}', "bytes in UTF-8"),
+    ("seed_over_int64", f'[suite]\nname = "x"\nseeds = [18446744073709551621]\n[axes]\n{GOOD_AXES}', "suite.seeds"),
+    ("base_seed_over_int64", f'[suite]\nname = "x"\n[base]\nseed = {2**63}\n[axes]\n{GOOD_AXES}', "'seed'"),
+    ("data_seed_over_int64", f'[suite]\nname = "x"\n[base]\ndata_seed = {2**64}\n[axes]\n{GOOD_AXES}', "data_seed"),
+    (
+        "synthetic_seed_negative",
+        f'[suite]\nname = "x"\n[base]\ndata = {{name = "synthetic", seed = -1}}\n[axes]\n{GOOD_AXES}',
+        "'data.seed': must be >= 0",
+    ),
+    (
+        "synthetic_table_too_large",
+        f'[suite]\nname = "x"\n[base]\ndata = {{name = "synthetic", alphabet = 256, order = 2}}\n[axes]\n{GOOD_AXES}',
+        "'data.order': alphabet**order must be at most 4,096",
+    ),
+    ("metric_list", f'[suite]\nname = "x"\nmetric = []\n[axes]\n{GOOD_AXES}', "suite.metric"),
+    ("metric_table", f'[suite]\nname = "x"\nmetric = {{a = 1}}\n[axes]\n{GOOD_AXES}', "suite.metric"),
+    ("target_nan", f'[suite]\nname = "x"\ntarget = nan\n[axes]\n{GOOD_AXES}', "'suite.target'"),
+    ("name_of_a_search_study", f'[suite]\nname = "fz.search"\n[axes]\n{GOOD_AXES}', "search studies"),
+    ("empty_base_key", f'[suite]\nname = "x"\n[base]\n"" = 1\n[axes]\n{GOOD_AXES}', "unknown key ''"),
     (
         "bad_combination",
         '[suite]\nname = "x"\n[base]\nschedule = { name = "cosine", warmup = 50 }\n[axes]\nsteps = [100, 40]',
@@ -220,3 +240,101 @@ def test_a_baseline_that_is_no_arm_is_refused_naming_the_arms(baseline):
         Suite.parse({**BASELINE_DOC, "suite": {**BASELINE_DOC["suite"], "baseline": baseline}}, "bl.toml")
     assert e.value.key == "suite.baseline" and "arms: 'optimizer=adamw, batch_size=4'" in e.value.message
     assert "\n" not in e.value.format()
+
+
+SMALL = {"suite": {"name": "t"}, "base": {"model": "tiny", "steps": 20, "schedule": "constant"},
+         "axes": {"optimizer": ["adamw", "lion"]}}  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(st.sampled_from("a日é-"), min_size=1, max_size=128).filter(lambda n: n[0] not in "-"))
+def test_a_suite_name_fits_a_file_name_in_bytes(tmp_path_factory, name):
+    # before: 128 CJK characters (384 bytes) passed, and writing the report failed after training
+    doc = {**SMALL, "suite": {"name": name}}
+    if len(name.encode()) > NAME_BYTES:
+        with pytest.raises(ConfigError) as e:
+            Suite.parse(doc)
+        assert e.value.key == "suite.name" and "bytes" in e.value.message
+    else:  # its longest file, the report's temporary one with a 7-digit pid, can be made
+        Suite.parse(doc)
+        (tmp_path_factory.mktemp("n") / f".{name}.html.4194304.part").write_text("")
+
+
+@pytest.mark.parametrize("name", ["fz.search", "a.search.b", "x.search.search"])
+def test_a_suite_name_that_a_search_study_has_is_refused(name):
+    with pytest.raises(ConfigError) as e:
+        Suite.parse({**SMALL, "suite": {"name": name}})
+    assert e.value.key == "suite.name" and "<suite>.search" in e.value.message
+
+
+@pytest.mark.parametrize("name", ["fz.searching", "search", "research", "fz.search_2"])
+def test_names_near_a_search_study_name_are_allowed(name):
+    assert Suite.parse({**SMALL, "suite": {"name": name}}).name == name
+
+
+@pytest.mark.parametrize(
+    ("where", "field", "key"),
+    [("suite", "seeds", "suite.seeds"), ("base", "seed", "seed"), ("base", "data_seed", "data_seed")],
+)
+@pytest.mark.parametrize("over", [2**63, 2**64 + 5])
+def test_seeds_are_at_most_int64(where, field, key, over):
+    # before: they passed, then torch.manual_seed raised RuntimeError in every run
+    def parse(seed):
+        return Suite.parse({**SMALL, where: {**SMALL.get(where, {}), field: [seed] if field == "seeds" else seed}})
+
+    with pytest.raises(ConfigError) as e:
+        parse(over)
+    assert e.value.key == key and "\n" not in e.value.format()
+    assert parse(2**63 - 1).runs()  # the largest allowed
+
+
+# the type each [suite] key takes (what a value of any other type is refused as)
+SUITE_KEY_TYPES = {"name": str, "description": str, "design": str, "seeds": list, "metric": str,
+                   "target": (int, float), "tune": list, "max_runs": int, "baseline": str}  # fmt: skip
+TOML_VALUES = st.one_of(
+    st.booleans(), st.integers(), st.floats(), st.text(max_size=5), st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.datetimes(),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(SUITE_KEYS), TOML_VALUES)
+def test_every_suite_key_refuses_a_value_of_the_wrong_type_naming_it(key, value):
+    # before: metric = [] or {a = 1} crashed with TypeError (unhashable) in a membership test
+    wanted = SUITE_KEY_TYPES[key]
+    if isinstance(value, wanted) and not (isinstance(value, bool) and wanted is not str):
+        return  # the right type; its values are tested elsewhere
+    with pytest.raises(ConfigError) as e:
+        Suite.parse({**SMALL, "suite": {"name": "t", key: value}}, "t.toml")
+    assert e.value.key == f"suite.{key}" and "\n" not in e.value.format()
+
+
+@pytest.mark.parametrize("target", [float("nan"), float("inf"), -float("inf"), 10**400])
+def test_a_target_that_is_no_finite_number_is_refused_as_suite_target(target):
+    with pytest.raises(ConfigError) as e:
+        Suite.parse({**SMALL, "suite": {"name": "t", "target": target}})
+    assert e.value.key == "suite.target"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(1e-6, 1.0), min_size=2, max_size=4))
+def test_distinct_axis_values_are_distinct_arms_and_equal_ones_are_refused(lrs):
+    # before: 0.001 and 0.0010001 were refused as the same value (their 4-digit labels were compared)
+    doc = {**SMALL, "suite": {"name": "t"}, "axes": {"optimizer.lr": lrs}}
+    if len(set(lrs)) < len(lrs):
+        with pytest.raises(ConfigError, match="lists a value twice"):
+            Suite.parse(doc)
+        return
+    suite = Suite.parse(doc)
+    labels = [r.arm["optimizer.lr"] for r in suite.runs()]
+    assert len(set(labels)) == len(lrs)
+    assert all(float(text) == lr for text, lr in zip(labels, lrs, strict=True) if text != f"{lr:.4g}")
+
+
+def test_an_axis_widens_its_labels_only_as_far_as_its_values_need():
+    def labels(lrs):
+        suite = Suite.parse({**SMALL, "suite": {"name": "t"}, "axes": {"optimizer.lr": lrs}})
+        return [r.arm["optimizer.lr"] for r in suite.runs()]
+
+    assert labels([1e-3, 3.14159e-3]) == ["0.001", "0.003142"]
+    assert labels([1e-3, 1.0001e-3, 3.14159e-3]) == ["0.001", "0.0010001", "0.0031416"]

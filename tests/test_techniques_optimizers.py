@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.model import GPT, GPTConfig
 from bench.registry import Choice
@@ -128,3 +130,24 @@ def test_every_optimizer_declares_lr_and_weight_decay():
 def test_choice_round_trip():
     c = Choice.of("adamw", resolved("adamw"))
     assert c.to_dict()["name"] == "adamw" and c["lr"] == 1e-3
+
+
+def _edges(param):
+    """The values at the edges of a number parameter's allowed range (positive ones: just above 0)."""
+    if param.kind not in (int, float):
+        return [param.default]
+    low = param.low if param.low is not None else (1e-9 if param.positive else None)
+    return [param.kind(v) for v in (low, param.high) if v is not None] or [param.default]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(OPTIMIZERS.names()), st.data())
+def test_every_optimizer_steps_at_the_edges_of_its_parameters(name, data):
+    # before: nesterov accepted momentum = 0 and adafactor d < 1, which torch refuses when the run starts
+    entry = OPTIMIZERS[name]
+    params = {n: data.draw(st.sampled_from(_edges(p)), label=n) for n, p in entry.params.items() if n != "impl"}
+    model = tiny_model()
+    x = torch.randint(0, 16, (2, 16), generator=torch.Generator().manual_seed(0))
+    torch.nn.functional.cross_entropy(model(x).flatten(0, 1), x.flatten()).backward()
+    for opt in entry.build(model, entry.resolve(params, "optimizer"), "cpu"):
+        opt.step()

@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.registry import Choice
 from bench.techniques.schedules import SCHEDULES, multiplier
@@ -110,3 +112,22 @@ def test_decaying_schedules_reach_their_floor(name, floor):
     f = multiplier(choice, total)
     assert f(total) == pytest.approx(floor)  # at the end of the run
     assert f(total - 1) == pytest.approx(floor, abs=0.01)
+
+
+def _edges(param):
+    """The values at the edges of a parameter's allowed range (positive ones: just above 0)."""
+    low = param.low if param.low is not None else (1e-9 if param.positive else None)
+    high = param.high if param.high is not None else (None if low is None else param.kind(low * 10**6))
+    return [v for v in (low, high) if v is not None] or [param.default]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(SCHEDULES.names()), st.integers(1, 40), st.data())
+def test_every_schedule_runs_at_the_edges_of_its_parameters(name, total, data):
+    # before: onecycle accepted pct_start = 1.0, then LambdaLR's step after the last one divided by zero
+    entry = SCHEDULES[name]
+    params = {n: data.draw(st.sampled_from(_edges(p)), label=n) for n, p in entry.params.items() if n != "warmup"}
+    params["warmup"] = data.draw(st.sampled_from([0, total - 1]), label="warmup")
+    f = multiplier(Choice.of(name, entry.resolve(params, "schedule")), total)
+    # every step LambdaLR asks for, the one after the last included
+    assert all(math.isfinite(f(t)) and f(t) >= 0 for t in range(total + 1))

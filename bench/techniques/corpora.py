@@ -8,11 +8,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.registry import Param, Registry
+from bench.registry import ConfigError, Param, Registry
 
 CORPORA = Registry("corpus", "the text the model learns")
 TOKENIZER = Param(str, "char", "tokenizer", choices=("char", "byte", "bpe"))
 BPE_VOCAB = Param(int, 512, "vocabulary size of the BPE tokenizer", low=64)
+
+
+# MarkovSource solves for its stationary distribution with a dense (contexts x contexts) float64 matrix,
+# contexts = alphabet**order: 4,096 contexts make 2**24 entries (128 MiB, and a copy), solved in seconds.
+MAX_CONTEXTS = 2**12
+
+
+def check_synthetic(p: dict[str, Any], key: str) -> None:
+    contexts = p["alphabet"] ** p["order"]
+    if contexts > MAX_CONTEXTS:
+        raise ConfigError(
+            f"{key}.order",
+            f"alphabet**order must be at most {MAX_CONTEXTS:,} contexts (its transition matrix is contexts x "
+            f"contexts), got {p['alphabet']}**{p['order']} = {contexts:,}; lower the order or the alphabet",
+        )
 
 
 @CORPORA.register(
@@ -24,7 +39,8 @@ BPE_VOCAB = Param(int, 512, "vocabulary size of the BPE tokenizer", low=64)
         float, 0.2, "Dirichlet concentration of each transition row (lower: more predictable)", positive=True
     ),
     length=Param(int, 1_000_000, "tokens generated", low=10_000),
-    seed=Param(int, 1234, "seed of the source itself"),
+    seed=Param(int, 1234, "seed of the source itself", low=0),  # numpy refuses negative seeds
+    check=check_synthetic,
 )
 def build_synthetic(p: dict[str, Any]) -> Any:
     import torch

@@ -105,7 +105,8 @@ OPTIMIZERS.register(
 OPTIMIZERS.register(
     "nesterov",
     "SGD with Nesterov momentum (torch.optim.SGD)",
-    **_common(0.05, momentum=Param(float, 0.9, "momentum", low=0.0, high=1.0, search=("float", 0.8, 0.99))),
+    # > 0: torch refuses Nesterov without momentum
+    **_common(0.05, momentum=Param(float, 0.9, "momentum", positive=True, high=1.0, search=("float", 0.8, 0.99))),
 )(_torch("SGD", nesterov=True))
 OPTIMIZERS.register(
     "adam", "Adam, L2 coupled into the gradient (torch.optim.Adam)", **_common(1e-3, betas=BETAS, eps=EPS)
@@ -149,7 +150,7 @@ OPTIMIZERS.register(
         1e-2,
         impls=("auto", "forloop", "foreach"),
         beta2_decay=Param(float, -0.8, "decay exponent of beta2", high=0.0),
-        d=Param(float, 1.0, "update clipping threshold", positive=True),
+        d=Param(float, 1.0, "update clipping threshold", low=1.0),  # torch refuses d < 1
     ),
 )(_torch("Adafactor"))
 

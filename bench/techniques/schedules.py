@@ -138,8 +138,11 @@ def _onecycle(p: dict, t: int, n: int) -> float:
     # OneCycleLR's two phases, with its step bookkeeping (phase ends at pct_start*n - 1 and n - 1)
     up_end = p["pct_start"] * n - 1
     if t <= up_end:
-        return _cos_anneal(initial, 1.0, t / up_end)
-    return _cos_anneal(1.0, final, (t - up_end) / (n - 1 - up_end))
+        return _cos_anneal(initial, 1.0, t / up_end) if up_end > 0 else 1.0
+    # an empty phase has no length to divide by (pct_start = 1 ends the rise at the last step; LambdaLR
+    # still asks for the step after it): it holds its end value
+    down = n - 1 - up_end
+    return _cos_anneal(1.0, final, (t - up_end) / down) if down > 0 else final
 
 
 def _cos_anneal(start: float, end: float, pct: float) -> float:
