@@ -131,6 +131,30 @@ def test_run_saves_the_best_weights_and_the_report_samples_them(tmp_path, monkey
     assert '<pre class="sample">' in sample and "temperature 0.8" in sample
 
 
+def test_the_sample_comes_from_the_best_run_whose_weights_were_kept(tmp_path):
+    """The runner keeps the best single run's weights; the best arm by mean may be another arm (a new
+    user's report said 'no weights were saved' right after `optbench run`)."""
+    from suite_files import write_suite
+
+    from bench.checkpoint import checkpoint_path
+
+    path = write_suite(tmp_path, "kept", 'optimizer = ["adamw", "lion"]', seeds="[0, 1]", steps=10)
+    assert main(["run", str(path), "--workers", "1", "--quiet", "--no-report"]) == 0
+    frame = load_results("kept", str(tmp_path / "results" / "optbench.journal")).sort_values("value")
+    best_arm = frame.groupby("arm")["value"].mean().idxmin()
+    saved = [checkpoint_path(h) for h in frame["run_hash"] if checkpoint_path(h).is_file()]
+    assert saved
+    weights = saved[0].read_bytes()
+    for p in saved:
+        p.unlink()
+    other = frame[frame["arm"] != best_arm].iloc[-1]  # the other arm's worst run keeps the only weights
+    checkpoint_path(other["run_hash"]).write_bytes(weights)
+    assert main(["report", str(path)]) == 0
+    sample = section((tmp_path / "reports" / "kept.html").read_text(), "sample")
+    assert '<pre class="sample">' in sample
+    assert f"{other['arm']}, seed {other['seed']}" in sample and "the best single run whose weights were kept" in sample
+
+
 def test_runs_the_edited_suite_file_no_longer_implies_are_left_out(tmp_path, capsys):
     suite, storage = make(tmp_path, seeds="[0, 1]")  # 3 optimizers x 2 rates x 2 seeds
     path = tmp_path / "rep.toml"

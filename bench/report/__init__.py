@@ -487,14 +487,18 @@ def sample_context(frame: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any]:
     from bench.checkpoint import CheckpointError, load_checkpoint
     from bench.config import RunConfig
     from bench.data import load_corpus
+    from bench.env import set_threads
 
-    runs = frame[(frame["arm"] == table["arm"].iloc[0]) & frame["status"].isin(("complete", "stopped_early"))]
+    finished = frame[frame["status"].isin(("complete", "stopped_early"))]
+    best_arm = table["arm"].iloc[0]
+    runs = finished[finished["arm"] == best_arm]
     if runs.empty:
         return {"sample": None, "sample_note": "The best arm has no finished run to sample from."}
-    candidates = runs.sort_values("seed")
-    chosen = None
-    reason = ""
-    for _, run in candidates.iterrows():  # the first seed whose weights were saved
+    # the best arm's seeds first; the runner keeps the weights of the best single run, which may be another
+    # arm's, so then the best run whose weights were kept
+    others = finished[finished["arm"] != best_arm].sort_values("value", na_position="last", kind="stable")
+    chosen, model, reason = None, None, ""
+    for _, run in [*runs.sort_values("seed").iterrows(), *others.iterrows()]:
         try:
             model = load_checkpoint(run["run_hash"])
         except CheckpointError as e:
@@ -508,7 +512,14 @@ def sample_context(frame: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any]:
         corpus = load_corpus(RunConfig.from_dict(chosen["config"]).data)
     except Exception as e:  # noqa: BLE001 -- a corpus moved away since the run: say so, don't fail the report
         return {"sample": None, "sample_note": f"No sample: the run's corpus cannot be read ({e})."}
-    out = model.generate(torch.tensor([[0]]), SAMPLE_CHARS, method="sample", temperature=0.8, top_k=40,
-                         generator=torch.Generator().manual_seed(0))  # fmt: skip
-    note = f"{table['arm'].iloc[0]}, seed {chosen['seed']}: {SAMPLE_CHARS} tokens, temperature 0.8, top-k 40."
+    threads = torch.get_num_threads()
+    set_threads(1)  # decoding one token at a time is latency-bound: on a busy machine 2 threads took 4x longer
+    try:
+        out = model.generate(torch.tensor([[0]]), SAMPLE_CHARS, method="sample", temperature=0.8, top_k=40,
+                             generator=torch.Generator().manual_seed(0))  # fmt: skip
+    finally:
+        set_threads(threads)
+    note = f"{chosen['arm']}, seed {chosen['seed']}: {SAMPLE_CHARS} tokens, temperature 0.8, top-k 40."
+    if chosen["arm"] != best_arm:
+        note += " (the best single run whose weights were kept; none of the best arm's runs kept theirs)"
     return {"sample": corpus.decode(out[0, 1:].tolist()), "sample_note": note}
