@@ -88,7 +88,22 @@ def test_tuned_arms_and_missing_target_and_too_few_seeds(tmp_path):
     assert "sets no target" in section(html, "target")
     comparisons = section(html, "comparisons")  # two seeds: mean differences only, and why
     assert "p (Holm)" not in comparisons and "Effect size" not in comparisons and "font-weight: 700" not in comparisons
-    assert "Run 3 or more seeds for paired tests" in comparisons and "Mean difference" in comparisons
+    assert "Paired tests need 3 or more seeds that finish" in comparisons and "Mean difference" in comparisons
+
+
+def test_an_arm_whose_seeds_all_diverged_says_so_not_that_it_lacks_seeds(tmp_path):
+    from fabricate import fabricate_runs
+
+    path = tmp_path / "wild.toml"
+    path.write_text(SUITE.replace("NAME", "wild").replace("DESCRIPTION", "x").replace("SEEDS", "[0, 1, 2, 3]")
+                    .replace("EXTRA", ""))  # fmt: skip
+    suite = Suite.load(path)
+    storage = str(tmp_path / "w.journal")
+    arms = [run.arm_label for run in suite.runs()]
+    wild = arms[0]
+    fabricate_runs(suite, storage, status=lambda i: "diverged" if arms[i] == wild else "complete")
+    board = section(build_report(suite, storage, tmp_path / "r.html", sample=False).read_text(), "leaderboard")
+    assert "none: 4 of 4 seeds diverged" in board and "too few seeds" not in board
 
 
 def test_report_never_trains_and_says_why_a_sample_is_missing(tmp_path, capsys):

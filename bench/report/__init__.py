@@ -318,14 +318,25 @@ def outcome(row: pd.Series) -> str:
     return ", ".join(f"{row[s]} {s.replace('_', ' ')}" for s in STATUSES if row.get(s, 0))
 
 
+def no_interval_text(row: pd.Series) -> str:
+    """Why an arm has no interval: diverged runs (an infinite loss has none), too few seeds run, or too
+    few of them finished."""
+    from bench.stats import STATUSES
+
+    ran = sum(int(row.get(s, 0)) for s in STATUSES)
+    if row.get("diverged", 0):
+        return f"none: {row['diverged']} of {ran} seeds diverged"
+    return f"{row['n']} of {ran} seeds finished" if ran >= MIN_SEEDS_FOR_CI else "too few seeds"
+
+
 def leaderboard_html(table: pd.DataFrame, floor: float | None, tuned: dict[str, str] | None = None) -> str:
     shown = pd.DataFrame({
         "Rank": table["rank"],
         "Arm": table["arm"],
         "Mean": table["mean"].where(np.isfinite(table["mean"])),
         "Runs": [outcome(row) for _, row in table.iterrows()],
-        "95% CI": [f"[{_fmt(lo)}, {_fmt(hi)}]" if not math.isnan(lo) else "too few seeds"
-                   for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)],
+        "95% CI": [f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]" if not math.isnan(row["ci_low"])
+                   else no_interval_text(row) for _, row in table.iterrows()],
         "Gap to best": table["gap"].where(np.isfinite(table["gap"])),
         "Seeds": table["n"],
     })  # fmt: skip
@@ -373,8 +384,9 @@ def comparisons_html(table: pd.DataFrame) -> str:
         have = ", ".join(str(n) for n in sorted(set(few["pairs"])))
         note = (f"<p class='note'>No p-value, effect size or significance mark where an arm shares fewer than "
                 f"{MIN_SEEDS_FOR_CI} finished seeds with the baseline ({len(few)} arm(s) share {have}): at that "
-                f"n a 95% interval is meaningless and a t-test detects a one-sd difference 8% of the time. Run "
-                f"{MIN_SEEDS_FOR_CI} or more seeds for paired tests; mean differences are shown.</p>")  # fmt: skip
+                f"n a 95% interval is meaningless and a t-test detects a one-sd difference 8% of the time. Paired "
+                f"tests need {MIN_SEEDS_FOR_CI} or more seeds that finish (complete or stopped early) in both "
+                f"arms; mean differences are shown.</p>")  # fmt: skip
     if len(few) == len(table):
         shown = table.rename(columns={"arm": "Arm", "pairs": "Pairs", "mean_diff": "Mean difference"})
         styler = (
