@@ -219,7 +219,8 @@ def profile(rho: pd.DataFrame, scores: pd.Series) -> str:
         ax.step(rho.index, rho[arm], where="post", label=f"{short[arm]} ({scores[arm]:.2f})", linewidth=1.6,
                 color=colour)  # fmt: skip
     if len(ranked) > PROFILE_LABELLED:
-        ax.plot([], [], color="#bbbbbb", linewidth=0.8, label=f"{len(ranked) - PROFILE_LABELLED} other arm{'s' * (len(ranked) - PROFILE_LABELLED != 1)}")
+        rest = len(ranked) - PROFILE_LABELLED
+        ax.plot([], [], color="#bbbbbb", linewidth=0.8, label=f"{rest} other arm{'s' * (rest != 1)}")
     ax.set_xlabel("tau: time / best time on the same seed")
     ax.set_ylabel("share of seeds within tau")
     ax.set_xlim(1, float(rho.index.max()))
