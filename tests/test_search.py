@@ -198,6 +198,10 @@ def test_multi_objective_reports_a_pareto_front(tmp_path, capsys):
                  "--storage", str(tmp_path / "m.journal")]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "Pareto front (val_loss, train_time)" in out
+    html = (tmp_path / "reports" / "multi.html").read_text()
+    search_section = html.split('<section id="search">', 1)[1].split("</section>", 1)[0]
+    assert "4 trials: 4 complete." in search_section and "A Pareto front of val_loss, train_time" in search_section
+    assert "multi-objective, no pruner" in html and "hyperband pruner" not in html  # never pruned: not said so
 
 
 @settings(max_examples=60, deadline=None)
@@ -276,6 +280,7 @@ def test_search_writes_a_report_with_optunas_plots(tmp_path, capsys):
     search_section = html.split('<section id="search">', 1)[1].split("</section>", 1)[0]
     assert "Optimization history" in search_section and "data:image/png;base64," in search_section
     assert "Best: " in html  # the trials are the report's runs
+    assert "4 trials: 4 complete." in search_section  # the search's own count, whatever the report's runs are
 
 
 @pytest.mark.parametrize("stop", ["sigterm", "ctrl-c"])

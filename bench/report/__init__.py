@@ -134,6 +134,7 @@ def render(
         "best_gap_to_floor": (table["mean"].iloc[0] - floor) if floor is not None else None,
         "target": suite.target,
         "search": figures.search_figures(search_study) if search_study is not None else [],
+        "search_summary": search_summary(search_study) if search_study is not None else "",
     }
     if suite.target is not None:
         context.update(target_context(ranked_frame))
@@ -217,7 +218,8 @@ def design_text(design: str, search_study: Any | None) -> str:
     if design != "search" or search_study is None:
         return design
     how = search_study.user_attrs.get("search", {})
-    return f"Optuna search ({how.get('sampler', '?')} sampler, {how.get('pruner', '?')} pruner)"
+    pruner = f"{how.get('pruner', '?')} pruner" if len(how.get("objectives", [])) <= 1 else "multi-objective, no pruner"
+    return f"Optuna search ({how.get('sampler', '?')} sampler, {pruner})"
 
 
 def _first(column: pd.Series | None) -> float | None:
@@ -293,7 +295,7 @@ def tuned_settings(frame: pd.DataFrame) -> dict[str, str] | None:
     return dict(zip(frame["arm"], frame["tuned_arm"], strict=True))
 
 
-def status_counts(frame: pd.DataFrame) -> str:
+def status_counts(frame: pd.DataFrame, noun: str = "runs") -> str:
     """'12 runs: 9 complete, 2 pruned (at steps 20, 40), 1 diverged (at step 7)'."""
     from bench.stats import STATUSES
 
@@ -308,7 +310,23 @@ def status_counts(frame: pd.DataFrame) -> str:
             shown = ", ".join(map(str, steps[:8])) + (" ..." if len(steps) > 8 else "")
             text += f" (at step{'s' if len(steps) > 1 else ''} {shown})"
         parts.append(text)
-    return f"{len(frame)} runs: " + ", ".join(parts)
+    return f"{len(frame)} {noun}: " + ", ".join(parts)
+
+
+def search_summary(study: Any) -> str:
+    """The search's trials by status (the suite's own runs may be all the rest of the report shows), and
+    what a multi-objective search ranks by."""
+    from bench.codec import trial_status
+
+    trials = [t for t in study.get_trials(deepcopy=False) if trial_status(t).value != "running"]
+    rows = [{"status": trial_status(t).value, "status_step": t.user_attrs.get("status_step")} for t in trials]
+    text = status_counts(pd.DataFrame(rows, columns=["status", "status_step"]), "trials") + "."
+    objectives = study.user_attrs.get("search", {}).get("objectives", [])
+    if len(objectives) > 1:
+        text += (f" A Pareto front of {', '.join(objectives)}, never pruned (Optuna prunes single-objective"
+                 f" studies only); where the search's trials are the report's runs, they are ranked by"
+                 f" {objectives[0]}.")  # fmt: skip
+    return text
 
 
 def outcome(row: pd.Series) -> str:

@@ -262,7 +262,8 @@ def search_figures(study: object) -> list[tuple[str, str]]:
     from bench.search import importances
 
     if len(study.directions) > 1:
-        plots = [("Pareto front", lambda: ovm.plot_pareto_front(study))]
+        names = study.user_attrs.get("search", {}).get("objectives") or None
+        plots = [("Pareto front", lambda: ovm.plot_pareto_front(study, target_names=names))]
     else:
         ranked = list(importances(study))
         plots = [
