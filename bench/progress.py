@@ -55,8 +55,9 @@ class PlainProgress:
         self.tasks: dict[int, dict[str, Any]] = {}
         self.started = self.last = 0.0
 
-    def add_task(self, description: str, total: int, **fields: Any) -> int:
-        self.tasks[len(self.tasks)] = {"total": total, "completed": 0, **fields}
+    def add_task(self, description: str, total: int, completed: int = 0, **fields: Any) -> int:
+        """`completed`: done before this command (a resumed suite); the ETA is paced by what is done after."""
+        self.tasks[len(self.tasks)] = {"total": total, "completed": completed, "start": completed, **fields}
         return len(self.tasks) - 1
 
     def start(self) -> None:
@@ -74,9 +75,9 @@ class PlainProgress:
 
     def line(self, task: int) -> str:
         state = self.tasks[task]
-        done, total = state["completed"], state["total"]
+        done, total, now_done = state["completed"], state["total"], state["completed"] - state["start"]
         elapsed = time.monotonic() - self.started
-        eta = f"{elapsed / done * max(0, total - done):.0f} s" if done and total else "-"
+        eta = f"{elapsed / now_done * max(0, total - done):.0f} s" if now_done > 0 and total else "-"
         from types import SimpleNamespace
 
         shown = [f.format(task=SimpleNamespace(fields=state)) for f in self.fields]

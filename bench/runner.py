@@ -350,8 +350,7 @@ def run_suite(plan: Plan, show_progress: bool = True) -> Summary:
     def current() -> Summary:
         return summarize(study, set(runs), started, copied)
 
-    progress = SuiteProgress(suite.name, len(runs), show_progress)
-    progress.update(current())
+    progress = SuiteProgress(suite.name, len(runs), show_progress, current())
     try:
         gpus = plan.gpus or [None] * plan.workers
         if plan.workers == 1 and gpus[0] is None:  # on a GPU a process of its own, replaceable if CUDA breaks
@@ -368,22 +367,28 @@ def run_suite(plan: Plan, show_progress: bool = True) -> Summary:
 class SuiteProgress:
     """Runs done of total, failures, elapsed, ETA and the best result so far, on stderr."""
 
-    def __init__(self, name: str, total: int, enabled: bool):
+    def __init__(self, name: str, total: int, enabled: bool, start: Summary):
         self.bar = None
         if not enabled:
             return
         from bench.progress import progress_bar
 
         self.bar = progress_bar(name, "failed {task.fields[failed]}", "best {task.fields[best]}")
-        self.task = self.bar.add_task(name, total=total, failed=0, best="-")
+        # starts at the runs settled before (resumed, or copied from other suites): the ETA counts only the
+        # pace of runs trained now
+        self.task = self.bar.add_task(name, total=total, completed=self.done(start), failed=0, best="-")
         self.bar.start()
+        self.update(start)
+
+    @staticmethod
+    def done(summary: Summary) -> int:
+        return sum(summary.counts.get(s, 0) for s in (*FINISHED, "failed"))
 
     def update(self, summary: Summary) -> None:
         if self.bar is None:
             return
-        done = sum(summary.counts.get(s, 0) for s in (*FINISHED, "failed"))
         best = f"{summary.best[1]:.4f} ({summary.best[0]})" if summary.best else "-"
-        self.bar.update(self.task, completed=done, failed=summary.failures, best=best)
+        self.bar.update(self.task, completed=self.done(summary), failed=summary.failures, best=best)
 
     def stop(self) -> None:
         if self.bar is not None:

@@ -354,21 +354,29 @@ class FixedTrial:
 class SearchProgress:
     """Trials done of the budget, pruned, best so far, on stderr (a bar, or plain lines off a terminal)."""
 
-    def __init__(self, name: str, total: int, enabled: bool = True):
+    def __init__(self, name: str, total: int, enabled: bool = True, study: Any = None):
         self.bar = None
         if enabled:
             from bench.progress import progress_bar
 
             self.bar = progress_bar(name, "pruned {task.fields[pruned]}", "best {task.fields[best]}")
-            self.task = self.bar.add_task(name, total=total, pruned=0, best="-")
+            # a resumed search starts at the trials it holds: the ETA counts only the pace of trials run now
+            self.task = self.bar.add_task(name, total=total, completed=len(self.done(study)) if study else 0,
+                                          pruned=0, best="-")  # fmt: skip
             self.bar.start()
+
+    @staticmethod
+    def done(study: Any) -> list:
+        from optuna.trial import TrialState
+
+        return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
 
     def update(self, study: Any, *_: Any) -> None:
         if self.bar is None:
             return
         from optuna.trial import TrialState
 
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        trials = self.done(study)
         values = [t.values[0] for t in trials if t.state == TrialState.COMPLETE and t.values]
         pruned = sum(t.state == TrialState.PRUNED for t in trials)
         best = f"{min(values):.4f}" if values else "-"
@@ -492,13 +500,13 @@ def run_search(plan: SearchPlan) -> list[tuple[str, Any]]:
     store = Store.open(plan.storage)
     studies = []
     for name, fixed in study_names(plan, suite, space):
-        progress = SearchProgress(name, plan.trials, plan.show_progress)
+        study = store.study(name, ["minimize"] * len(plan.objectives))
+        progress = SearchProgress(name, plan.trials, plan.show_progress, study)
         try:
             if plan.workers == 1:
                 with interrupts.on_stop_signals():
                     run_search_worker(plan, name, fixed, progress=progress)
             else:
-                study = store.study(name, ["minimize"] * len(plan.objectives))
                 run_workers(run_search_worker, [(plan, name, fixed, i) for i in range(plan.workers)], plan.threads,
                             poll=functools.partial(progress.update, study))  # fmt: skip
         finally:

@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.cli import main
 
@@ -195,3 +197,24 @@ def test_progress_reaches_a_stderr_that_is_not_a_terminal(tmp_path):
     assert any(line.startswith("plain: 1/2, ") for line in lines), lines
     assert any(line.startswith("plain: 2/2, ") and "eta" in line for line in lines), lines
     assert not any("\x1b[" in line for line in lines)  # plain lines, no terminal codes
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 60), st.integers(0, 60), st.integers(1, 60))
+def test_the_eta_is_paced_by_runs_done_now_not_by_runs_settled_before(start, more, left):
+    """A resumed suite: 42 of 54 runs settled before printed 'eta 1 s' for 12 runs of 2 s each."""
+    import re
+    import time
+
+    from bench.progress import PlainProgress
+
+    total = start + more + left
+    progress = PlainProgress("s", (), interval=1e9)
+    task = progress.add_task("s", total=total, completed=start)
+    progress.started = time.monotonic() - 100.0
+    progress.update(task, completed=start + more)
+    eta = re.search(r"eta (\S+)", progress.line(task)).group(1)
+    if more == 0:
+        assert eta == "-"
+    else:
+        assert abs(float(eta) - 100.0 / more * left) <= 1.0
