@@ -386,7 +386,16 @@ def cmd_results(args: argparse.Namespace) -> int:
             frames.append(trials.assign(study=name))
     frames = [f for f in frames if len(f)]
     # which studies the rows come from: the suite's runs, its search, or both
-    listed = ", ".join(f"study '{f['study'].iloc[0]}': {len(f)} run(s)" for f in frames)
+    implied = len(suite.runs())
+    listed = ", ".join(
+        f"study '{f['study'].iloc[0]}': {len(f)} run(s)"
+        + (
+            f" of {implied} ({implied - len(f)} not run yet)"
+            if f["study"].iloc[0] == suite.name and len(f) < implied
+            else ""
+        )
+        for f in frames
+    )
     print(listed or f"no results for suite '{suite.name}' yet", file=sys.stderr)
     frame = pd.concat(frames, ignore_index=True) if frames else suite.results(args.storage, with_curves=False)
     from bench.plugins import describe_used

@@ -218,3 +218,14 @@ def test_the_eta_is_paced_by_runs_done_now_not_by_runs_settled_before(start, mor
         assert eta == "-"
     else:
         assert abs(float(eta) - 100.0 / more * left) <= 1.0
+
+
+def test_results_say_how_many_implied_runs_have_not_run_yet(tmp_path, capsys):
+    from suite_files import write_suite
+
+    path = write_suite(tmp_path, "grown", 'optimizer = ["adamw", "lion"]', seeds="[0]", steps=10)
+    assert main(["run", str(path), "--workers", "1", "--quiet", "--no-report"]) == 0
+    path.write_text(path.read_text().replace('optimizer = ["adamw", "lion"]', 'optimizer = ["adamw", "lion", "sgd"]'))
+    capsys.readouterr()
+    assert main(["results", str(path), "--format", "csv"]) == 0
+    assert "study 'grown': 2 run(s) of 3 (1 not run yet)" in capsys.readouterr().err
