@@ -276,14 +276,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if summary.failures else 0
 
 
+def store_to_read(storage: str | None) -> bool:
+    """Whether the store a read-only command reads exists (it is never created for reading): a missing
+    --storage is a typo (NoStore, exit 2); a missing default store, False: no results yet."""
+    from bench.store import NoStore, Store
+
+    try:
+        Store.open(storage, create=False)
+    except NoStore:
+        if storage:
+            raise
+        return False
+    return True
+
+
+def no_results_yet(suite: Any) -> str:
+    from bench.store import default_storage_url
+
+    return f"no results for suite '{suite.name}' yet (no store at {default_storage_url()})"
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report, default_report_path
-    from bench.store import Store
     from bench.suite import Suite
 
     suite = Suite.load(args.suite)
     check_output_path(args.out or default_report_path(suite), "--out" if args.out else "reports")
-    Store.open(args.storage)
+    if not store_to_read(args.storage):  # exit 2, as for an empty store
+        raise ConfigError("", f"{no_results_yet(suite)}: `optbench run {args.suite}` first")
     path = build_report(suite, args.storage, args.out, sample=not args.no_sample)
     print(f"report: {path}", file=sys.stderr)
     return 0
@@ -394,6 +414,9 @@ def cmd_results(args: argparse.Namespace) -> int:
     from bench.suite import Suite
 
     suite = Suite.load(args.suite)
+    if not store_to_read(args.storage):  # exit 0, as for an empty store
+        print(no_results_yet(suite), file=sys.stderr)
+        return 0
     frames = []
     if args.study in ("all", "runs"):
         runs = suite.results(args.storage, with_curves=args.format == "json")
@@ -439,8 +462,10 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from bench.doctor import diagnose, summary_line
-    from bench.store import default_storage_url
+    from bench.store import default_storage_url, missing_store
 
+    if missing := missing_store(args.storage):  # checking a store never creates one
+        raise ConfigError("--storage", f"no such store {missing}: nothing to check")
     findings = diagnose(args.storage, args.repair, Path(args.reports))
     for finding in findings:
         print(finding)
