@@ -107,8 +107,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.config import load_run_config
 
     cfg = load_run_config(args.file, args.set)
+    from bench.data import check_corpora
     from bench.resources import check_fits
 
+    check_corpora([cfg], args.file)
     check_fits([cfg], source=args.file)
     import torch
 
@@ -166,6 +168,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     check_sample_flags(args)
     cfg = load_run_config(args.file, args.set)
+    from bench.data import check_corpora
+
+    check_corpora([cfg], args.file)
     import torch
 
     from bench.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
@@ -230,6 +235,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.suite import Suite
 
     suite = Suite.load(args.suite, suite_overrides(args))  # every run validated before anything is written
+    from bench.data import check_corpora
+
+    check_corpora([r.config for r in suite.runs()], args.suite)
     if not args.no_report:
         from bench.report import default_report_path
 
@@ -319,6 +327,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.export:
         check_output_path(args.export, "--export")
     suite = Suite.load(args.suite, suite_overrides(args))
+    from bench.data import check_corpora
+
+    check_corpora([suite.base, *(r.config for r in suite.runs())], args.suite)
     if not args.no_report:
         from bench.report import default_report_path
 

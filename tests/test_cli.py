@@ -319,3 +319,36 @@ def test_path_errors_met_while_writing_are_one_line_exit_2(capsys, monkeypatch, 
     assert main(["list"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "reports/x.html" in err and text in err, err
+
+
+BAD_CORPORA = {  # data (and more [base] lines) -> the key named and what is said
+    "empty": ('{ name = "text", path = "EMPTY", tokenizer = "char" }', "data.path", "is empty"),
+    "not UTF-8": ('{ name = "text", path = "LATIN1", tokenizer = "char" }', "data.path", "not UTF-8"),
+    "missing, relative": ('{ name = "text", path = "missing.txt", tokenizer = "char" }', "data.path", "missing.txt"),
+    "shorter than a context": (
+        '{ name = "synthetic", length = 10000 }\n"model.block_size" = 2000',
+        "model.block_size",
+        "validation split has 1000 tokens",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CORPORA)
+@pytest.mark.parametrize("command", ["run", "search", "train", "sample"])
+def test_a_bad_corpus_is_refused_before_the_store_opens_or_anything_prints(tmp_path, capsys, command, case):
+    data, key, text = BAD_CORPORA[case]
+    inputs = tmp_path.parent / f"{tmp_path.name}-inputs"  # outside the working folder, which must stay empty
+    inputs.mkdir()
+    (inputs / "empty.txt").write_text("")
+    (inputs / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    data = data.replace("EMPTY", str(inputs / "empty.txt")).replace("LATIN1", str(inputs / "latin1.txt"))
+    suite = inputs / "bad.toml"
+    suite.write_text(
+        f'[suite]\nname = "bad"\nseeds = [0]\n[base]\nmodel = "tiny"\nsteps = 4\nbatch_size = 4\n'
+        f'eval_interval = 2\neval_batches = 1\nschedule = "constant"\ndata = {data}\n'
+        '[search]\n"optimizer.lr" = [1e-3, 3e-3]\n'
+    )
+    assert main([command, str(suite)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(suite) in err and f"key '{key}'" in err and text in err, err
+    assert list(tmp_path.iterdir()) == []
