@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from bench.checkpoint import results_dir  # noqa: E402 -- re-exported: one place says where results go
-from bench.files import atomic_path
+from bench.files import atomic_path, check_output_path
 from bench.registry import ConfigError
 
 
@@ -106,8 +107,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.config import load_run_config
 
     cfg = load_run_config(args.file, args.set)
+    from bench.data import check_corpora
     from bench.resources import check_fits
 
+    check_corpora([cfg], args.file)
     check_fits([cfg], source=args.file)
     import torch
 
@@ -148,14 +151,26 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_sample_flags(args: argparse.Namespace) -> None:
+    """The decoding flags, before a run is trained for them (a bad one used to crash after training)."""
+    for flag in ("tokens", "top_k", "beams"):
+        value = getattr(args, flag)
+        if value < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')}", f"must be an integer >= 1, got {value}")
+    if not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise ConfigError("--temperature", f"must be a finite number > 0, got {args.temperature}")
+    if not -(2**63) <= args.seed < 2**64:  # what torch.Generator.manual_seed takes
+        raise ConfigError("--seed", f"must be in [-2**63, 2**64), got {args.seed}")
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from bench.config import load_run_config
 
+    check_sample_flags(args)
     cfg = load_run_config(args.file, args.set)
-    if args.tokens < 1:
-        raise ConfigError("--tokens", f"must be >= 1, got {args.tokens}")
-    if args.temperature <= 0:
-        raise ConfigError("--temperature", f"must be > 0, got {args.temperature}")
+    from bench.data import check_corpora
+
+    check_corpora([cfg], args.file)
     import torch
 
     from bench.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
@@ -220,6 +235,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.suite import Suite
 
     suite = Suite.load(args.suite, suite_overrides(args))  # every run validated before anything is written
+    from bench.data import check_corpora
+
+    check_corpora([r.config for r in suite.runs()], args.suite)
+    if not args.no_report:
+        from bench.report import default_report_path
+
+        check_output_path(default_report_path(suite), "reports")
     for flag in ("workers", "threads", "workers_per_gpu"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -262,13 +284,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if summary.failures else 0
 
 
+def store_to_read(storage: str | None) -> bool:
+    """Whether the store a read-only command reads exists (it is never created for reading): a missing
+    --storage is a typo (NoStore, exit 2); a missing default store, False: no results yet."""
+    from bench.store import NoStore, Store
+
+    try:
+        Store.open(storage, create=False)
+    except NoStore:
+        if storage:
+            raise
+        return False
+    return True
+
+
+def no_results_yet(suite: Any) -> str:
+    from bench.store import default_storage_url
+
+    return f"no results for suite '{suite.name}' yet (no store at {default_storage_url()})"
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import build_report
-    from bench.store import Store
+    from bench.report import build_report, default_report_path
     from bench.suite import Suite
 
     suite = Suite.load(args.suite)
-    Store.open(args.storage)
+    check_output_path(args.out or default_report_path(suite), "--out" if args.out else "reports")
+    if not store_to_read(args.storage):  # exit 2, as for an empty store
+        raise ConfigError("", f"{no_results_yet(suite)}: `optbench run {args.suite}` first")
     path = build_report(suite, args.storage, args.out, sample=not args.no_sample)
     print(f"report: {path}", file=sys.stderr)
     return 0
@@ -279,7 +322,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     from bench.store import Store
     from bench.suite import Suite
 
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError("--timeout", f"must be a finite number of seconds > 0, got {args.timeout}")
+    if args.export:
+        check_output_path(args.export, "--export")
     suite = Suite.load(args.suite, suite_overrides(args))
+    from bench.data import check_corpora
+
+    check_corpora([suite.base, *(r.config for r in suite.runs())], args.suite)
+    if not args.no_report:
+        from bench.report import default_report_path
+
+        check_output_path(default_report_path(suite), "reports")
     check_suite_devices(suite, args.suite)
     if not suite.search:
         raise ConfigError("search", "the suite has no [search] table to search", args.suite)
@@ -373,6 +427,9 @@ def cmd_results(args: argparse.Namespace) -> int:
     from bench.suite import Suite
 
     suite = Suite.load(args.suite)
+    if not store_to_read(args.storage):  # exit 0, as for an empty store
+        print(no_results_yet(suite), file=sys.stderr)
+        return 0
     frames = []
     if args.study in ("all", "runs"):
         runs = suite.results(args.storage, with_curves=args.format == "json")
@@ -427,8 +484,10 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from bench.doctor import diagnose, summary_line
-    from bench.store import default_storage_url
+    from bench.store import default_storage_url, missing_store
 
+    if missing := missing_store(args.storage):  # checking a store never creates one
+        raise ConfigError("--storage", f"no such store {missing}: nothing to check")
     findings = diagnose(args.storage, args.repair, Path(args.reports))
     for finding in findings:
         print(finding)
@@ -457,6 +516,7 @@ def cmd_kernels(args: argparse.Namespace) -> int:
     suite_dir = kernel_suite_dir()
     storage = results_dir().resolve() / "kernels"
     json_path = Path(args.json).resolve() if args.json else storage / "latest.json"
+    check_output_path(json_path, "--json" if args.json else "OPTBENCH_RESULTS_DIR")
     json_path.parent.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "pytest", str(suite_dir), "-q", "-p", "no:cacheprovider",
@@ -525,10 +585,29 @@ def kernel_table(data: dict[str, Any]) -> str:
     return "\n".join(lines + kernel_roofline(data.get("benchmarks", [])))
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the one-line errors of bad input (argparse prints its whole usage block first):
+    `optbench: error: MESSAGE; see optbench run --help`, exit 2. Subparsers are built from this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        commands = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        if commands and "required: COMMAND" in message:  # `optbench` alone: say which commands there are
+            message += f" (one of {', '.join(commands[0].choices)})"
+        self.fail(message, self.prog)
+
+    def fail(self, message: str, prog: str) -> NoReturn:
+        self.exit(2, f"optbench: error: {' '.join(message.split())}; see {prog} --help\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        namespace, extra = self.parse_known_args(args, namespace)
+        if extra:  # argparse reports these from the top parser; the hint names the command they were given to
+            command = getattr(namespace, "command", None)
+            self.fail(f"unrecognized arguments: {' '.join(extra)}", f"{self.prog} {command}" if command else self.prog)
+        return namespace
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="optbench", description="Benchmark LM training techniques on one fixed small GPT."
-    )
+    parser = Parser(prog="optbench", description="Benchmark LM training techniques on one fixed small GPT.")
     from bench import __version__
 
     parser.add_argument("--version", action="version", version=f"optbench {__version__}")
@@ -660,7 +739,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `optbench list | head`
         return 0
     except OSError as e:  # a full disk or a read-only folder while writing a report or a checkpoint
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        # the path errors too: output paths are checked up front (check_output_path), this is the last resort
+        path_errors = (errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EEXIST)
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, *path_errors):
             raise
         where = f"{e.filename}: " if e.filename else ""
         print(f"optbench: error: cannot write {where}{e.strerror}; the results store keeps every run", file=sys.stderr)

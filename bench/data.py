@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -248,10 +249,38 @@ def load_corpus(choice: Choice) -> Corpus:
     return CORPORA[choice.name].build(choice.params)
 
 
+def check_corpora(cfgs: Any, source: str | None) -> None:
+    """Build every distinct corpus the configs use (cached: training reuses them) and check that each split
+    holds more than one context, so that a missing, empty, non-UTF-8 or too short corpus is bad input
+    naming `source` before a store is opened or anything printed, not once a worker starts."""
+    seen = set()
+    for cfg in cfgs:
+        key = (cfg.data, cfg.model["block_size"])
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            corpus = load_corpus(cfg.data)
+            for name, tokens in (("training", corpus.train), ("validation", corpus.val)):
+                check_context(tokens, cfg.model["block_size"], name)
+        except ConfigError as e:
+            raise e.with_source(source) from None
+
+
+def check_context(tokens: torch.Tensor, block_size: int, split_name: str = "") -> None:
+    if len(tokens) <= block_size + 1:  # a window is block_size + 1 tokens (inputs and their targets)
+        raise ConfigError(
+            "model.block_size",
+            f"the data corpus's {split_name + ' ' if split_name else ''}split has {len(tokens)} tokens, fewer than "
+            f"a context of {block_size + 1}: a longer corpus or a smaller block_size",
+        )
+
+
 def read_text(path: Path, key: str = "data.path") -> str:
     """A corpus file's text; a missing, non-UTF-8 or empty file is bad input naming `key`."""
     if not path.is_file():
-        raise ConfigError(key, f"no such file: {path}")
+        resolved = "" if path.is_absolute() else f" ({path.absolute()}: relative to the working folder)"
+        raise ConfigError(key, f"no such file: {path}{resolved}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -278,8 +307,7 @@ class BatchStream:
     """Random windows of a token array, as nanoGPT's get_batch, from a generator of their own."""
 
     def __init__(self, tokens: torch.Tensor, batch_size: int, block_size: int, seed: int, device: str = "cpu"):
-        if len(tokens) <= block_size + 1:
-            raise ConfigError("model.block_size", f"the corpus split has {len(tokens)} tokens, fewer than a context")
+        check_context(tokens, block_size)
         self.tokens, self.batch_size, self.block_size, self.device = tokens, batch_size, block_size, device
         self.generator = torch.Generator().manual_seed(seed)
         self.offsets = torch.arange(block_size + 1)

@@ -115,8 +115,18 @@ class CheckedJournal(JournalFileBackend):
         except ValueError:  # JSONDecodeError too: a bad record followed by good ones
             raise self.corrupt() from None
 
-    def corrupt(self) -> ConfigError:
+    def corrupt(self, replay_error: BaseException | None = None) -> ConfigError:
+        """The error for a corrupt journal; `replay_error`: what Optuna raised replaying records that parse."""
         line, why = first_corrupt_line(self.path)
+        if not line and replay_error is not None:  # every line is JSON: doctor finds nothing to move aside
+            text = str(replay_error).strip().splitlines()
+            what = f"{type(replay_error).__name__}: {text[0]}" if text else type(replay_error).__name__
+            return ConfigError(
+                "",
+                f"the results store holds a record Optuna cannot replay ({what}); nothing was written. "
+                "Move it aside to start a new store",
+                str(self.path),
+            )
         where = f"line {line} of the results store is corrupt ({why})" if line else "the results store is corrupt"
         return ConfigError(
             "",

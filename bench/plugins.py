@@ -131,7 +131,10 @@ def load_one(spec: str, base_dir: Path | None, key: str) -> None:
             for entry_name in sorted(set(entries) - set(before[axis_name])):
                 axis.check(entries[entry_name])
                 entries[entry_name] = stamped(entries[entry_name], origin)
-    except Exception as e:  # noqa: BLE001 -- whatever a plugin raises, it is bad input: one line, nothing kept
+    # BaseException too: a plugin calling sys.exit() or raising KeyboardInterrupt or its own BaseException at
+    # import would otherwise end optbench silently or with a traceback. A real Ctrl-C during a slow import
+    # cannot be told apart from a plugin raising KeyboardInterrupt itself, so it is the plugin's failure too.
+    except BaseException as e:  # noqa: BLE001 -- whatever a plugin raises, it is bad input: one line, nothing kept
         for axis_name, axis in AXES.items():  # roll back what it registered
             axis.registry.entries.clear()
             axis.registry.entries.update(before[axis_name])
@@ -184,9 +187,12 @@ def stamped(entry: Any, origin: str) -> Any:
 
 
 def describe(e: BaseException) -> str:
+    if isinstance(e, SystemExit):  # its "message" is an exit code
+        return f"it raised SystemExit({e.code!r})"
     if isinstance(e, SyntaxError):
         return f"syntax error at line {e.lineno}: {e.msg}"
     if isinstance(e, ConfigError):
         return e.format()
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+    what = f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+    return what if isinstance(e, Exception) else f"it raised {what}"  # KeyboardInterrupt and kin: say it raised

@@ -43,9 +43,26 @@ HEARTBEAT_INTERVAL = int(os.environ.get("OPTBENCH_HEARTBEAT_INTERVAL", "5"))
 GRACE_PERIOD = int(os.environ.get("OPTBENCH_GRACE_PERIOD", "20"))
 
 
+class NoStore(ConfigError):
+    """A store that a read-only command was to read does not exist (reading never creates one)."""
+
+
 def default_storage_url() -> str:
     root = Path(os.environ.get("OPTBENCH_RESULTS_DIR", "results"))
     return str(root / DEFAULT_STORAGE_FILE)
+
+
+def missing_store(url: str | None) -> Path | None:
+    """The file of a journal or SQLite store that does not exist (opening it would create it); None when it
+    exists or the store is a database server."""
+    url = url or default_storage_url()
+    if "://" not in url or url.startswith("journal://"):
+        path = Path(url.removeprefix("journal://")).expanduser()
+    elif url.split("://", 1)[0].split("+", 1)[0] == "sqlite":
+        path = Path(url.split("///", 1)[-1])
+    else:
+        return None
+    return None if path.exists() else path
 
 
 def process_start_time(pid: int) -> str | None:
@@ -86,8 +103,9 @@ class Store:
     lock_path: Path | None  # file lock for file storages; None: PostgreSQL advisory lock
 
     @classmethod
-    def open(cls, url: str | None = None) -> Store:
-        """Open (creating a file storage if needed). An unreachable database is bad input: ConfigError."""
+    def open(cls, url: str | None = None, create: bool = True) -> Store:
+        """Open (creating a file storage if needed). An unreachable database is bad input: ConfigError.
+        create=False (commands that only read): a missing file store is NoStore, and nothing is created."""
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -100,6 +118,8 @@ class Store:
             from bench.journal import CheckedJournal, sniff
 
             sniff(path)  # a file that is not a journal is refused before anything is written to it
+            if not create and missing_store(url):
+                raise NoStore("--storage", f"no such store {path}")
             if not path.parent.is_dir():
                 if url != default_storage_url():
                     raise ConfigError("--storage", f"folder {path.parent} does not exist")
@@ -109,8 +129,10 @@ class Store:
             backend = CheckedJournal(path)
             try:
                 storage = JournalStorage(backend)
-            except (KeyError, TypeError, IndexError):  # records that parse but Optuna cannot replay
-                raise backend.corrupt() from None
+            except (ConfigError, OSError):  # the backend's own report of a corrupt line; an unreadable file
+                raise
+            except Exception as e:  # noqa: BLE001 -- records that parse but Optuna cannot replay raise anything
+                raise backend.corrupt(e) from None
             return cls(str(path), storage, path.with_name(path.name + ".claim-lock"))
         scheme = url.split("://", 1)[0].split("+", 1)[0]
         if scheme not in ("postgresql", "sqlite"):
@@ -123,6 +145,8 @@ class Store:
 
             if db.is_file() and db.stat().st_size and db.open("rb").read(len(SQLITE_HEADER)) != SQLITE_HEADER:
                 raise ConfigError("--storage", f"{db} is not an SQLite database; refusing to write to it")
+            if not create and missing_store(url):  # SQLAlchemy would create an empty database
+                raise NoStore("--storage", f"no such store {db}")
             if not db.parent.is_dir():
                 raise ConfigError("--storage", f"folder {db.parent} does not exist")
             setup_lock = contextlib.nullcontext()

@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 import subprocess
@@ -229,3 +230,159 @@ def test_results_say_how_many_implied_runs_have_not_run_yet(tmp_path, capsys):
     capsys.readouterr()
     assert main(["results", str(path), "--format", "csv"]) == 0
     assert "study 'grown': 2 run(s) of 3 (1 not run yet)" in capsys.readouterr().err
+
+
+USAGE_ERRORS = [
+    (["run"], "suite", "see optbench run --help"),
+    (["run", "s.toml", "--workers", "abc"], "--workers", "invalid int value: 'abc'"),
+    (["list", "--frobnicate"], "--frobnicate", "see optbench list --help"),
+    ([], "COMMAND", "one of list, train,"),
+    (["frob"], "'frob'", "'list', 'train'"),
+    (["results", "s.toml", "--format", "xml"], "--format", "'table', 'csv', 'json'"),
+    (["sample", "--method", "topp"], "--method", "'greedy', 'sample', 'beam'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "names", "allowed"), USAGE_ERRORS, ids=[" ".join(u[0]) for u in USAGE_ERRORS])
+def test_a_usage_error_is_one_line_naming_the_flag_and_what_is_allowed(tmp_path, capsys, argv, names, allowed):
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1 and err.startswith("optbench: error: "), err
+    assert names in err and allowed in err, err
+    assert files_under(tmp_path) == []
+
+
+BAD_SAMPLE_FLAGS = [
+    (["--top-k", "0"], "--top-k", ">= 1"),
+    (["--top-k", "-5"], "--top-k", ">= 1"),
+    (["--method", "beam", "--beams", "0"], "--beams", ">= 1"),
+    (["--tokens", "0"], "--tokens", ">= 1"),
+    (["--temperature", "nan"], "--temperature", "finite number > 0"),
+    (["--temperature", "inf"], "--temperature", "finite number > 0"),
+    (["--temperature", "-1"], "--temperature", "finite number > 0"),
+    (["--seed", str(2**64)], "--seed", "[-2**63, 2**64)"),
+]
+
+
+@pytest.mark.parametrize(("flags", "key", "text"), BAD_SAMPLE_FLAGS, ids=[" ".join(b[0]) for b in BAD_SAMPLE_FLAGS])
+def test_bad_sample_flags_are_refused_before_training(tmp_path, capsys, flags, key, text):
+    assert main(["sample", *TINY, *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"key '{key}'" in err and text in err, err
+    assert files_under(tmp_path) == []  # no checkpoint: nothing was trained
+
+
+def search_suite(tmp_path: Path) -> Path:
+    from suite_files import write_suite
+
+    path = write_suite(tmp_path, "srch", 'optimizer = ["adamw"]', seeds="[0]", steps=4)
+    path.write_text(path.read_text() + '\n[search]\n"optimizer.lr" = [1e-3, 3e-3]\n')
+    return path
+
+
+# an output path that cannot be written (below tmp_path, which holds a folder "folder" and a file "file")
+# -> what the error says
+BAD_OUTPUT_PATHS = {
+    "a folder": ("folder", "is a folder"),
+    "below a regular file": ("file/r.html", "is not a folder"),
+    "deep below a regular file": ("file/a/r.html", "is not a folder"),
+    "a name too long": ("x" * 300 + ".html", "too long"),
+    "a name too long once temporary": ("x" * 250, "too long"),
+    "a folder name too long": ("x" * 300 + "/r.html", "too long"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_OUTPUT_PATHS)
+@pytest.mark.parametrize("command", ["report --out", "search --export", "kernels --json"])
+def test_an_unwritable_output_path_is_refused_before_any_work(tmp_path, capsys, monkeypatch, command, case):
+    from bench import search
+
+    monkeypatch.setattr(search, "run_search", lambda plan: pytest.fail("the search ran"))
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("the kernel suites ran"))
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    out, text = BAD_OUTPUT_PATHS[case]
+    out = tmp_path / out
+    path = search_suite(tmp_path)
+    before = files_under(tmp_path)
+    name, flag = command.split()
+    argv = {"report": [str(path)], "search": [str(path), "--trials", "1"], "kernels": []}[name]
+    assert main([name, *argv, flag, str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"key '{flag}'" in err and text in err, err
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["run", "search", "report"])
+def test_a_default_report_path_that_cannot_be_written_is_refused_first(tmp_path, capsys, command):
+    (tmp_path / "reports").write_text("a file where the reports folder goes")
+    path = search_suite(tmp_path)
+    before = files_under(tmp_path)
+    assert main([command, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "key 'reports'" in err and "is not a folder" in err, err
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("timeout", ["-5", "0", "nan", "inf", "-inf"])
+def test_a_search_timeout_must_be_finite_and_positive(tmp_path, capsys, monkeypatch, timeout):
+    from bench import search
+
+    monkeypatch.setattr(search, "run_search", lambda plan: pytest.fail("the search ran"))
+    path = search_suite(tmp_path)
+    before = files_under(tmp_path)
+    assert main(["search", str(path), f"--timeout={timeout}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "key '--timeout'" in err and "> 0" in err, err
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [(errno.ENAMETOOLONG, "File name too long"), (errno.EISDIR, "Is a directory"), (errno.ENOTDIR, "Not a directory"),
+     (errno.EEXIST, "File exists")],
+)  # fmt: skip
+def test_path_errors_met_while_writing_are_one_line_exit_2(capsys, monkeypatch, error, text):
+    import bench.cli
+
+    def fail(args):
+        raise OSError(error, os.strerror(error), "reports/x.html")
+
+    monkeypatch.setattr(bench.cli, "cmd_list", fail)
+    assert main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "reports/x.html" in err and text in err, err
+
+
+BAD_CORPORA = {  # data (and more [base] lines) -> the key named and what is said
+    "empty": ('{ name = "text", path = "EMPTY", tokenizer = "char" }', "data.path", "is empty"),
+    "not UTF-8": ('{ name = "text", path = "LATIN1", tokenizer = "char" }', "data.path", "not UTF-8"),
+    "missing, relative": ('{ name = "text", path = "missing.txt", tokenizer = "char" }', "data.path", "missing.txt"),
+    "shorter than a context": (
+        '{ name = "synthetic", length = 10000 }\n"model.block_size" = 2000',
+        "model.block_size",
+        "validation split has 1000 tokens",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CORPORA)
+@pytest.mark.parametrize("command", ["run", "search", "train", "sample"])
+def test_a_bad_corpus_is_refused_before_the_store_opens_or_anything_prints(tmp_path, capsys, command, case):
+    data, key, text = BAD_CORPORA[case]
+    inputs = tmp_path.parent / f"{tmp_path.name}-inputs"  # outside the working folder, which must stay empty
+    inputs.mkdir()
+    (inputs / "empty.txt").write_text("")
+    (inputs / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    data = data.replace("EMPTY", str(inputs / "empty.txt")).replace("LATIN1", str(inputs / "latin1.txt"))
+    suite = inputs / "bad.toml"
+    suite.write_text(
+        f'[suite]\nname = "bad"\nseeds = [0]\n[base]\nmodel = "tiny"\nsteps = 4\nbatch_size = 4\n'
+        f'eval_interval = 2\neval_batches = 1\nschedule = "constant"\ndata = {data}\n'
+        '[search]\n"optimizer.lr" = [1e-3, 3e-3]\n'
+    )
+    assert main([command, str(suite)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(suite) in err and f"key '{key}'" in err and text in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -131,6 +131,16 @@ BAD_PLUGINS = {
     ),
     "unknown axis": ('["bad.py"]', "register('optimiser', 'mine', 'x')(None)\n", "unknown axis 'optimiser'"),
     "unknown module": ('["no_such_module_for_optbench"]', None, "No module named"),
+    # what is no Exception: these used to end optbench silently (exit 3 or 0), as Ctrl-C (130) or with a traceback
+    "sys.exit(3)": ('["bad.py"]', "import sys\nsys.exit(3)\n", "it raised SystemExit(3)"),
+    "sys.exit(0)": ('["bad.py"]', "raise SystemExit(0)\n", "it raised SystemExit(0)"),
+    "sys.exit()": ('["bad.py"]', "import sys\nsys.exit()\n", "it raised SystemExit(None)"),
+    "KeyboardInterrupt": ('["bad.py"]', "raise KeyboardInterrupt\n", "it raised KeyboardInterrupt"),
+    "own BaseException": (
+        '["bad.py"]',
+        "class Abort(BaseException):\n    pass\nraise Abort('stop here')\n",
+        "it raised Abort: stop here",
+    ),
     "not a list": ('"my_techniques.py"', None, "must be a list"),
 }
 

@@ -191,8 +191,14 @@ def test_report_without_results_is_exit_2(tmp_path, capsys):
     path = tmp_path / "empty.toml"
     text = SUITE.replace("NAME", "empty").replace("DESCRIPTION", "x").replace("SEEDS", "[0]").replace("EXTRA", "")
     path.write_text(text)
-    assert main(["report", str(path), "--storage", str(tmp_path / "none.journal")]) == 2
+    from bench.store import Store
+
+    Store.open(str(tmp_path / "empty.journal"))  # a store holding nothing of this suite
+    assert main(["report", str(path), "--storage", str(tmp_path / "empty.journal")]) == 2
     assert "no results for suite 'empty'" in capsys.readouterr().err
+    # a store that is not there is a typo, never created by reading it
+    assert main(["report", str(path), "--storage", str(tmp_path / "none.journal")]) == 2
+    assert "no such store" in capsys.readouterr().err and not (tmp_path / "none.journal").exists()
 
 
 @pytest.mark.parametrize("flag", [[], ["--no-report"]])

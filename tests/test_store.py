@@ -2,6 +2,8 @@ import math
 
 import optuna
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.codec import downsample, param_distributions, record_attrs
 from bench.store import Store, load_results
@@ -109,3 +111,84 @@ def test_a_token_budget_shows_the_steps_it_governed(tmp_path):
     assert set(frame["budget"]) == {"tokens"}
     assert dict(zip(frame["arm.batch_size"], frame["config.steps"], strict=True)) == {2: 80, 4: 40}
     assert (frame["config.steps"] == frame["steps"]).all()
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+# the fields Optuna's journal records carry: any of them, of any JSON type
+RECORD_FIELDS = ["study_name", "directions", "study_id", "trial_id", "user_attr", "system_attr", "datetime_start",
+                 "datetime_complete", "params", "distributions", "param_name", "param_value_internal",
+                 "distribution", "state", "values", "step", "intermediate_value", "trial_ids"]  # fmt: skip
+RECORDS = st.fixed_dictionaries(
+    {"op_code": st.integers(-1, 12) | JSON_VALUES, "worker_id": st.sampled_from(["x", "y"]) | JSON_VALUES},
+    optional={field: JSON_VALUES | st.integers(0, 2) for field in RECORD_FIELDS},
+)
+VALID_STUDY = {"op_code": 0, "worker_id": "x", "study_name": "s", "directions": [1]}
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=st.lists(RECORDS, min_size=1, max_size=4), after_a_study=st.booleans())
+def test_records_optuna_cannot_replay_are_a_corrupt_store_never_a_crash(records, after_a_study):
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from bench.registry import ConfigError
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "store.journal"
+        lines = [VALID_STUDY] * after_a_study + records
+        path.write_text("".join(json.dumps({"op_code": r["op_code"], **r}) + "\n" for r in lines))  # as Optuna writes
+        try:
+            Store.open(str(path))
+        except ConfigError as e:  # the corrupt-store error, naming the file: nothing else may escape
+            assert str(path) in str(e) and ("cannot replay" in str(e) or "corrupt" in str(e)), e
+
+
+@pytest.mark.parametrize(
+    ("record", "raised"),
+    [({"op_code": 99, "worker_id": "x"}, "AssertionError"),
+     ({"op_code": 0, "worker_id": "x", "study_name": 5, "directions": "up"}, "ValueError")],
+)  # fmt: skip
+def test_the_corrupt_records_testers_found_are_named_with_what_optuna_raised(tmp_path, record, raised):
+    import json
+
+    from bench.registry import ConfigError
+
+    path = tmp_path / "store.journal"
+    path.write_text(json.dumps(record) + "\n")
+    with pytest.raises(ConfigError, match=f"cannot replay \\({raised}") as e:
+        Store.open(str(path))
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+READ_ONLY = {  # command -> (exit code for a missing default store, as for an empty one; what it says)
+    "results": (0, "no results for suite 'ro' yet (no store at"),
+    "report": (2, "no results for suite 'ro' yet (no store at"),
+    "doctor": (2, "no such store"),
+}
+
+
+@pytest.mark.parametrize("storage", ["default", "typo.journal", "sqlite:///typo.db"])
+@pytest.mark.parametrize("command", READ_ONLY)
+def test_read_only_commands_never_create_a_store(tmp_path, capsys, command, storage):
+    from suite_files import write_suite
+
+    from bench.cli import main
+
+    suite = write_suite(tmp_path, "ro", 'optimizer = ["adamw"]')
+    before = sorted(tmp_path.rglob("*"))
+    argv = [command] + ([str(suite)] if command != "doctor" else [])
+    if storage != "default":
+        argv += ["--storage", storage]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    if storage == "default":
+        assert (code, READ_ONLY[command][1] in err) == (READ_ONLY[command][0], True), err
+    else:  # a store named on the command line that is not there is a typo
+        assert code == 2 and "key '--storage': no such store typo." in err, err
+    assert sorted(tmp_path.rglob("*")) == before  # no journal, no lock, no report
