@@ -416,3 +416,30 @@ def test_ablation_of_a_joint_axis_labels_the_base_with_its_fields_and_unreached_
     html = build_report(suite, storage, tmp_path / "j.html").read_text()
     target = section(html, "target")
     assert "No run reached the target" in target and "<img" not in target
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(st.integers(-5, 500), st.sampled_from([1e-4, 3e-3, 0.5])), min_size=1, max_size=6, unique=True
+    ),  # fmt: skip
+    base_at=st.integers(0, 5),
+    text=st.booleans(),
+)
+def test_axis_values_are_plotted_by_number_with_the_base_in_its_place(values, base_at, text):
+    """An ablation listed the base's value first ('20 (base), 0, 60, 100')."""
+    import pandas as pd
+
+    from bench.report.figures import level_order
+
+    labels = [str(v) for v in values]
+    labels[base_at % len(labels)] += " (base)"
+    if text:
+        labels.append("cosine")
+    order = level_order(pd.Series(labels))
+    assert sorted(order) == sorted(labels)
+    if text:
+        assert order == labels  # not all numbers: the file's order
+    else:
+        numbers = [float(o.removesuffix(" (base)")) for o in order]
+        assert numbers == sorted(numbers)

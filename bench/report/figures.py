@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import math
 from typing import Any
 
 import matplotlib
@@ -71,11 +72,28 @@ def finite(frame: pd.DataFrame, column: str = "value") -> pd.DataFrame:
     return frame[np.isfinite(frame[column].astype(float))]
 
 
+def level_order(labels: pd.Series) -> list[str]:
+    """An axis's values as the plots list them: by number where every one is a number (an ablation's base
+    value, marked '(base)', in its place among them), else in the order the suite file gives them."""
+    order = list(dict.fromkeys(labels))
+
+    def number(text: str) -> float | None:
+        try:
+            return float(str(text).removesuffix(" (base)"))
+        except ValueError:
+            return None
+
+    numbers = [number(o) for o in order]
+    if any(n is None or math.isnan(n) for n in numbers):
+        return order
+    return [o for _, o in sorted(zip(numbers, order, strict=True), key=lambda no: no[0])]
+
+
 def main_effect(frame: pd.DataFrame, axis: str, metric: str, floor: float | None) -> str:
     """Mean metric per value of one axis (averaged over the other axes), with 95% bootstrap intervals."""
     column = f"arm.{axis}"
     data = finite(frame)
-    order = list(dict.fromkeys(frame[column]))
+    order = level_order(frame[column])
     many = len(order) > 8 or max(len(str(o)) for o in order) > 14  # long or many labels: values down the side
     if many:
         fig = Figure(figsize=(7, 0.28 * len(order) + 1.2))
