@@ -217,39 +217,52 @@ class Suite:
 
     # -- runs --------------------------------------------------------------------------------------
 
+    @property
+    def crossed_axes(self) -> list[str]:
+        """Axes crossed with every arm: all of a grid's; in an ablation, the tuned ones (each arm, the base
+        included, gets every tuned value, so that each arm can be ranked at its best)."""
+        keys = ordered_axes(self.axes)
+        return keys if self.design == "grid" else [k for k in keys if k in self.tune]
+
     def configuration_count(self) -> int:
         """Distinct axis combinations before seeds, counted from the axis lengths (nothing expanded)."""
-        lengths = [len(v) for v in self.axes.values()]
-        return math.prod(lengths) if self.design == "grid" else 1 + sum(lengths)
+        crossed = math.prod(len(self.axes[k]) for k in self.crossed_axes)
+        if self.design == "grid":
+            return crossed
+        return (1 + sum(len(v) for k, v in self.axes.items() if k not in self.crossed_axes)) * crossed
 
     def combination(self, index: int) -> dict[str, Any]:
         """The index-th entry of combinations(), computed without expanding the others."""
-        keys = ordered_axes(self.axes)
+        crossed: dict[str, Any] = {}
+        for key in reversed(self.crossed_axes):  # the last axis varies fastest, as in itertools.product
+            index, i = divmod(index, len(self.axes[key]))
+            crossed[key] = self.axes[key][i]
         if self.design == "grid":
-            picked: dict[str, Any] = {}
-            for key in reversed(keys):  # the last axis varies fastest, as in itertools.product
-                index, i = divmod(index, len(self.axes[key]))
-                picked[key] = self.axes[key][i]
-            return {key: picked[key] for key in keys}
+            return self._ordered(crossed)
         if index == 0:
-            return {}
+            return self._ordered(crossed)
         index -= 1
-        for key in keys:
+        for key in ordered_axes(self.axes):
+            if key in crossed:
+                continue
             if index < len(self.axes[key]):
-                return {key: self.axes[key][index]}
+                return self._ordered({key: self.axes[key][index], **crossed})
             index -= len(self.axes[key])
         raise IndexError(index)
 
     def combinations(self) -> list[dict[str, Any]]:
-        """The axis values of each distinct configuration, before seeds."""
-        keys = ordered_axes(self.axes)
+        """The axis values of each distinct configuration, before seeds: a grid's every combination; an
+        ablation's base, then one axis at a time, each crossed with the tuned axes."""
+        keys = self.crossed_axes
+        crossed = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(self.axes[k] for k in keys))]
         if self.design == "grid":
-            combos = [
-                dict(zip(keys, values, strict=True)) for values in itertools.product(*(self.axes[k] for k in keys))
-            ]
-        else:
-            combos = [{}] + [{k: v} for k in keys for v in self.axes[k]]
-        return combos
+            return [self._ordered(c) for c in crossed]
+        arms = [{}] + [{k: v} for k in ordered_axes(self.axes) if k not in keys for v in self.axes[k]]
+        return [self._ordered({**arm, **c}) for arm in arms for c in crossed]
+
+    def _ordered(self, combo: dict[str, Any]) -> dict[str, Any]:
+        """Whole values before fields (ordered_axes), so a field refines the choice it belongs to."""
+        return {k: combo[k] for k in ordered_axes(self.axes) if k in combo}
 
     def runs(self) -> list[Run]:
         """Every run once: configurations (a seeded subset under max_runs) x seeds, deduplicated by hash.
@@ -322,7 +335,7 @@ class Suite:
             if inner and isinstance(value, Mapping):
                 value = {k: v for k, v in value.items() if k not in inner}
             parts.append(f"{key}={self.axis_label(key, value)}")
-        return ", ".join(parts) or "all"
+        return ", ".join(parts) or ("base" if self.design == "ablation" else "all")
 
     def results(self, storage: str | None = None, with_curves: bool = True) -> Any:
         """The stored runs that this suite file implies now, in its order (a pandas DataFrame). Runs

@@ -2,6 +2,7 @@
 orphaned claims, hostile suite names and storage files, unbounded grids and memory, bad encodings."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -225,14 +226,28 @@ def test_cli_refuses_a_passwd_like_storage_untouched(tmp_path):
 
 
 @FAST
-@given(lengths=st.lists(st.integers(1, 4), min_size=1, max_size=3), design=st.sampled_from(["grid", "ablation"]))
-def test_a_combination_by_index_is_the_expanded_one(lengths, design):
+@given(
+    lengths=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    design=st.sampled_from(["grid", "ablation"]),
+    tuned=st.lists(st.booleans(), min_size=3, max_size=3),
+)
+def test_a_combination_by_index_is_the_expanded_one(lengths, design, tuned):
     keys = ["optimizer.lr", "optimizer.weight_decay", "optimizer.eps"][: len(lengths)]
     axes = {k: [0.1 * (i + 1) for i in range(n)] for k, n in zip(keys, lengths, strict=True)}
-    suite = Suite.parse({"suite": {"name": "c", "design": design}, "base": {"model": "tiny"}, "axes": axes})
+    tune = [k for k, t in zip(keys, tuned, strict=False) if t]
+    suite = Suite.parse({"suite": {"name": "c", "design": design, "tune": tune}, "base": {"model": "tiny"},
+                         "axes": axes})  # fmt: skip
     combos = suite.combinations()
     assert suite.configuration_count() == len(combos)
     assert [suite.combination(i) for i in range(len(combos))] == combos
+    if design == "ablation":  # every arm (the base too) at every tuned value, each other axis one at a time
+        for key in keys:
+            values = [c.get(key) for c in combos]
+            if key in tune:
+                assert all(values.count(v) == len(combos) // len(axes[key]) for v in axes[key])
+            else:  # once per combination of the tuned values
+                crossed = math.prod(len(axes[k]) for k in tune)
+                assert sorted(v for v in values if v is not None) == sorted(axes[key] * crossed)
 
 
 def huge_grid(max_runs: str = "") -> dict:

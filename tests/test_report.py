@@ -443,3 +443,36 @@ def test_axis_values_are_plotted_by_number_with_the_base_in_its_place(values, ba
     else:
         numbers = [float(o.removesuffix(" (base)")) for o in order]
         assert numbers == sorted(numbers)
+
+
+def test_a_tuned_ablation_ranks_every_arm_at_its_best_tuned_value(tmp_path):
+    """A new user's tuned ablation: only the base was run at each learning rate, it was labelled 'all',
+    and another arm became the baseline."""
+    from fabricate import fabricate_runs
+
+    path = tmp_path / "tab.toml"
+    path.write_text("""[suite]
+name = "tab"
+design = "ablation"
+seeds = [0, 1, 2]
+tune = ["optimizer.lr"]
+[base]
+model = "tiny"
+steps = 20
+schedule = "constant"
+[axes]
+"optimizer.lr" = [1e-3, 3e-3]
+init = ["orthogonal"]
+clip = ["none"]
+""")
+    suite = Suite.load(path)
+    arms = {}
+    for run in suite.runs():
+        arms.setdefault(suite.untuned_label(run), set()).add(run.arm.get("optimizer.lr"))
+    assert arms == {"base": {"0.001", "0.003"}, "init=orthogonal": {"0.001", "0.003"}, "clip=none": {"0.001", "0.003"}}
+    storage = str(tmp_path / "t.journal")
+    fabricate_runs(suite, storage, status=lambda i: "complete")
+    html = build_report(suite, storage, tmp_path / "r.html", sample=False).read_text()
+    assert "Baseline: <b>base</b>" in section(html, "comparisons")
+    board = section(html, "leaderboard")
+    assert ">all<" not in board and board.count("optimizer.lr=") == 3  # each arm's best rate

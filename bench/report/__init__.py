@@ -191,7 +191,10 @@ def axis_views(suite: Suite, frame: pd.DataFrame, design: str) -> dict[str, pd.D
         if column not in data:
             data[column] = np.nan
         if design == "ablation":
-            data = data[data[column].notna() | (data["arm"] == "base")].copy()
+            # the base's runs set no ablated axis (a tuned axis is crossed with every arm, the base's too)
+            ablated = [f"arm.{a}" for a in suite.axes if a not in suite.crossed_axes and f"arm.{a}" in data]
+            is_base = data[ablated].isna().all(axis=1) if ablated else data["arm"] == "base"
+            data = data[data[column].notna() | is_base].copy()
             data[column] = (
                 data[column].astype(object).where(data[column].notna(), f"{label(base_value(suite, axis))} (base)")
             )
