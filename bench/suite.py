@@ -337,6 +337,21 @@ class Suite:
             parts.append(f"{key}={self.axis_label(key, value)}")
         return ", ".join(parts) or ("base" if self.design == "ablation" else "all")
 
+    def tuned_label(self, run: Run) -> str:
+        """The run's tuned settings alone ('optimizer.lr=0.003'): what the report shows as an arm's best."""
+        parts = []
+        for key in self.axes:
+            if key not in run.values:
+                continue
+            value = run.values[key]
+            if key in self.tune:
+                parts.append(f"{key}={self.axis_label(key, value)}")
+                continue
+            inner = [t.split(".", 1)[1] for t in self.tune if t.startswith(key + ".") and t not in self.axes]
+            if inner and isinstance(value, Mapping):
+                parts += [f"{key}.{k}={label(value[k])}" for k in inner if k in value]
+        return ", ".join(parts)
+
     def results(self, storage: str | None = None, with_curves: bool = True) -> Any:
         """The stored runs that this suite file implies now, in its order (a pandas DataFrame). Runs
         stored under the suite's name by an earlier version of the file stay in the store, for reuse,

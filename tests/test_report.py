@@ -476,3 +476,4 @@ clip = ["none"]
     assert "Baseline: <b>base</b>" in section(html, "comparisons")
     board = section(html, "leaderboard")
     assert ">all<" not in board and board.count("optimizer.lr=") == 3  # each arm's best rate
+    assert "init=orthogonal, optimizer.lr" not in board  # the best setting column says the tuned part alone

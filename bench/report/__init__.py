@@ -101,6 +101,10 @@ def render(
     if tuned:
         groups = frame["run_hash"].map({r.hash: suite.untuned_label(r) for r in suite.runs()})
         ranked_frame = best_per_arm(frame, groups.fillna(frame["arm"]))
+        tuned_part = ranked_frame["run_hash"].map({r.hash: suite.tuned_label(r) for r in suite.runs()})
+        ranked_frame["tuned_setting"] = [
+            t if isinstance(t, str) and t else arm for t, arm in zip(tuned_part, ranked_frame["tuned_arm"], strict=True)
+        ]
     else:
         ranked_frame = frame
     table = summarize(ranked_frame)
@@ -292,10 +296,10 @@ def _fmt(x: float, digits: int = 4) -> str:
 
 
 def tuned_settings(frame: pd.DataFrame) -> dict[str, str] | None:
-    """arm -> the full arm it was tuned to, when the suite tunes."""
+    """arm -> the tuned settings it is ranked at (its best), when the suite tunes."""
     if "tuned_arm" not in frame:
         return None
-    return dict(zip(frame["arm"], frame["tuned_arm"], strict=True))
+    return dict(zip(frame["arm"], frame.get("tuned_setting", frame["tuned_arm"]), strict=True))
 
 
 def status_counts(frame: pd.DataFrame, noun: str = "runs") -> str:
