@@ -401,7 +401,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             print(f"# {search.seeds_text(best)}")
         if importances:
             print("# importances: " + ", ".join(f"{k} {v:.2f}" for k, v in importances.items()))
-        text = search.recipe_toml(search.best_config(study), best)
+        text = search.recipe_toml(search.best_config(study), best, name)
         print(text)
         if exported is None or best.value < exported[0]:
             exported = (best.value, text)
@@ -413,7 +413,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         with atomic_path(args.export) as tmp:
             tmp.write_text(exported[1])
         print(f"best recipe written to {args.export}", file=sys.stderr)
-    if not args.no_report and plan.per_arm is None:
+    if not args.no_report:
         from bench.report import build_report
 
         print(f"report: {build_report(suite, args.storage)}", file=sys.stderr)

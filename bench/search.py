@@ -538,7 +538,7 @@ def best_config(study: Any) -> RunConfig:
     return RunConfig.from_dict(study.best_trial.user_attrs["config"])
 
 
-def recipe_toml(cfg: RunConfig, trial: Any = None) -> str:
+def recipe_toml(cfg: RunConfig, trial: Any = None, study_name: str = "") -> str:
     """The `[base]` table that trains cfg again (same run hash). `steps` stays, since the hash covers it,
     but says it is ignored where `tokens` sets the budget, so the file does not read as two budgets. For a
     trial that trained several seeds, a first comment says its value is their mean and what seed trains."""
@@ -548,7 +548,8 @@ def recipe_toml(cfg: RunConfig, trial: Any = None) -> str:
         notes["steps"] = f"ignored: tokens sets the budget ({cfg.total_steps} steps of {cfg.tokens_per_step} tokens)"
     text = to_toml(values, notes)
     if trial is not None and len(trial.user_attrs.get("seeds") or []) > 1:
-        text = f"# {seeds_text(trial)}; this table trains seed {cfg.seed} alone\n" + text
+        of = f" (study {study_name})" if study_name else ""
+        text = f"# {seeds_text(trial)}{of}; this table trains seed {cfg.seed} alone\n" + text
     return text
 
 

@@ -413,3 +413,17 @@ def test_a_range_refuses_values_of_the_wrong_type_or_out_of_range(field, value):
         with pytest.raises(ConfigError) as e:
             parse_space({"optimizer.lr": spec}, base)
         assert e.value.key.startswith("search.optimizer.lr")
+
+
+def test_a_per_arm_search_is_in_the_report_arm_by_arm(tmp_path, capsys):
+    """The report looked for `<suite>.search` alone: a --per-arm search's studies never showed."""
+    path = write(tmp_path, "perarm")
+    assert main(["search", str(path), "--per-arm", "optimizer", "--trials", "2", "--pruner", "none",
+                 "--storage", str(tmp_path / "p.journal")]) == 0  # fmt: skip
+    html = (tmp_path / "reports" / "perarm.html").read_text()
+    search_section = html.split('<section id="search">', 1)[1].split("</section>", 1)[0]
+    for arm in ("adamw", "momentum", "lion"):
+        assert f"{arm}: 2 trials: 2 complete." in search_section
+        assert f'alt="{arm}: Optimization history"' in search_section
+    leaderboard = html.split('<section id="leaderboard">', 1)[1].split("</section>", 1)[0]
+    assert all(arm in leaderboard for arm in ("adamw", "momentum", "lion"))  # every arm's trials are runs

@@ -57,33 +57,35 @@ def build_report(suite: Suite, storage: str | None = None, out: str | Path | Non
 
     frame = suite.results(storage)
     left_out = frame.attrs["left_out"]
-    search_study = find_search_study(suite, storage)
+    studies = search_studies(suite, storage)
     design = suite.design
-    if frame.empty and search_study is not None:  # a suite that was only searched: its trials are the runs
-        frame = load_results(search_study.study_name, storage)
+    if frame.empty and studies:  # a suite that was only searched: its trials are the runs
+        frame = pd.concat([load_results(s.study_name, storage) for s in studies], ignore_index=True)
         frame = frame[frame["status"] != "running"].reset_index(drop=True)
         design = "search"
     if frame.empty:
         hint = f"`optbench run {suite.source or suite.name}` first"
         raise ConfigError("", f"no results for suite '{suite.name}' yet: {hint}")
-    html = render(suite, frame, sample=sample, search_study=search_study, left_out=left_out, design=design)
+    html = render(suite, frame, sample=sample, search_studies=studies, left_out=left_out, design=design)
     path = Path(out) if out else default_report_path(suite)
     with atomic_path(path) as tmp:
         tmp.write_text(html, encoding="utf-8")
     return path
 
 
-def find_search_study(suite: Suite, storage: str | None) -> Any | None:
-    from bench.store import Store
+def search_studies(suite: Suite, storage: str | None) -> list[Any]:
+    """The suite's search studies: `<suite>.search`, or one per arm of a `--per-arm` search."""
+    from bench.store import Store, search_study_names
 
-    return Store.open(storage).existing_study(f"{suite.name}.search")
+    store = Store.open(storage)
+    return [store.existing_study(name) for name in search_study_names(suite.name, storage)]
 
 
 def render(
     suite: Suite,
     frame: pd.DataFrame,
     sample: bool = True,
-    search_study: Any | None = None,
+    search_studies: list[Any] | None = None,
     left_out: int = 0,
     design: str | None = None,
 ) -> str:
@@ -127,7 +129,7 @@ def render(
         "answer": answer(table, metric),
         "baseline": baseline,
         "comparisons": Markup(comparisons_html(paired_comparisons(ranked_frame, baseline))),
-        "design": design_text(design, search_study),
+        "design": design_text(design, search_studies[0] if search_studies else None),
         "effects": [(a, figures.main_effect(views[a], a, metric, floor)) for a in axes],
         "interactions": [(a, b, figures.interaction(frame, a, b, metric, heat_scale)) for a, b in pairs],
         "interactions_note": INTERACTIONS_NOTE.get(design, "Interactions need two or more axes."),
@@ -137,8 +139,12 @@ def render(
         "floor": floor,
         "best_gap_to_floor": (table["mean"].iloc[0] - floor) if floor is not None else None,
         "target": suite.target,
-        "search": figures.search_figures(search_study) if search_study is not None else [],
-        "search_summary": search_summary(search_study) if search_study is not None else "",
+        "search": [
+            (f"{arm_of(study, suite)}{title}", image)
+            for study in search_studies or []
+            for title, image in figures.search_figures(study)
+        ],
+        "search_summary": " ".join(f"{arm_of(study, suite)}{search_summary(study)}" for study in search_studies or []),
     }
     if suite.target is not None:
         context.update(target_context(ranked_frame))
@@ -318,6 +324,12 @@ def status_counts(frame: pd.DataFrame, noun: str = "runs") -> str:
             text += f" (at step{'s' if len(steps) > 1 else ''} {shown})"
         parts.append(text)
     return f"{len(frame)} {noun}: " + ", ".join(parts)
+
+
+def arm_of(study: Any, suite: Suite) -> str:
+    """'adamw: ' for the study of one arm of a --per-arm search; '' for a whole search."""
+    arm = study.study_name.removeprefix(f"{suite.name}.search").removeprefix(".")
+    return f"{arm}: " if arm else ""
 
 
 def search_summary(study: Any) -> str:
