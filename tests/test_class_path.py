@@ -1,5 +1,6 @@
 """Any torch optimizer by import path: optimizer = { class_path = "package.module.Class", ... }."""
 
+import json
 from importlib import metadata
 
 import optuna
@@ -67,7 +68,13 @@ BAD = [
     ({"class_path": "AdamW"}, "optimizer.class_path", "must be an import path"),
     ({"class_path": ["torch.optim.SGD"]}, "optimizer.class_path", "must be an import path"),
     ({"class_path": "torch.optim.Optimizer"}, "optimizer.class_path", "takes no `lr`"),
-]
+    # values each within their type that the class itself refuses, or a step the loop cannot take
+    ({"class_path": "torch.optim.SGD", "lr": 0.1, "nesterov": True}, "optimizer.class_path",
+     "cannot take a step with these arguments: ValueError: Nesterov momentum requires"),
+    ({"class_path": "torch.optim.LBFGS", "lr": 0.1}, "optimizer.class_path", "cannot take a step"),
+    ({"class_path": "torch.optim.Adam", "lr": 1e-3, "betas": [0.9, 1.5]}, "optimizer.class_path",
+     "Invalid beta parameter"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("optimizer", "key", "text"), BAD, ids=[b[2][:24] for b in BAD])
@@ -76,7 +83,7 @@ def test_bad_class_paths_exit_2_with_one_line_and_write_nothing(tmp_path, capsys
         RunConfig.build({**TINY, "optimizer": optimizer})
     assert e.value.key == key and text in e.value.message
     monkeypatch.chdir(tmp_path)
-    sets = [f"optimizer.{k}={v}" if k != "class_path" else f"optimizer.class_path={v}" for k, v in optimizer.items()]
+    sets = [f"optimizer.{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in optimizer.items()]
     assert main(["train", "--set", "model=tiny", "--set", "steps=5", *[a for s in sets for a in ("--set", s)]]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"key '{key}'" in err and text in err, err

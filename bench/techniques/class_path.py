@@ -66,7 +66,30 @@ def _class_path_entry(path: str, key: str) -> Entry:
             return [cls(param_groups(model, p), **kwargs)]
         return [cls([q for q in model.parameters() if q.requires_grad], **kwargs)]
 
-    return Entry(CLASS_PATH, f"{path} ({params['version'].default})", params, build)
+    def check(p: dict, key: str) -> None:
+        kwargs = {k: v for k, v in p.items() if k in arguments}
+        failure = first_step_failure(cls, tuple(sorted(kwargs.items())))
+        if failure:
+            raise ConfigError(where, f"'{path}' cannot take a step with these arguments: {failure}")
+
+    return Entry(CLASS_PATH, f"{path} ({params['version'].default})", params, build, check=check)
+
+
+@functools.lru_cache(maxsize=256)
+def first_step_failure(cls: type, kwargs: tuple) -> str:
+    """What constructing the optimizer on one small matrix and taking a step raised ('' if nothing): the
+    constructor's own checks (nesterov without momentum) and a step the loop cannot take (LBFGS wants a
+    closure) are bad input before any run, not a failed run."""
+    import torch
+
+    weight = torch.nn.Parameter(torch.ones(2, 2))
+    try:
+        optimizer = cls([weight], **dict(kwargs))
+        weight.grad = torch.full_like(weight, 0.1)
+        optimizer.step()
+    except Exception as e:  # noqa: BLE001 -- whatever it raises, the run would raise too
+        return f"{type(e).__name__}: {first_line(e)}"
+    return ""
 
 
 def import_class(path: str, where: str) -> Any:
