@@ -477,3 +477,18 @@ clip = ["none"]
     board = section(html, "leaderboard")
     assert ">all<" not in board and board.count("optimizer.lr=") == 3  # each arm's best rate
     assert "init=orthogonal, optimizer.lr" not in board  # the best setting column says the tuned part alone
+
+
+def test_a_joint_axis_labels_the_base_by_the_fields_its_values_set():
+    """An ablation's joint axis labelled its base with the base's whole optimizer table (120 characters)."""
+    from bench.report import base_value
+    from bench.suite import label
+
+    suite = Suite.parse({
+        "suite": {"name": "joint", "design": "ablation"},
+        "base": {"model": "tiny", "optimizer": {"name": "adamw", "lr": 3e-3, "weight_decay": 0.1}, "clip": "norm"},
+        "axes": {"wild": [{"optimizer": {"name": "sgd", "lr": 40.0}, "clip": "none"}]},
+    })  # fmt: skip
+    base = base_value(suite, "wild")
+    assert base == {"optimizer": {"name": "adamw", "lr": 3e-3}, "clip": "norm"}
+    assert len(label(base)) < 60

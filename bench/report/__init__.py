@@ -166,6 +166,17 @@ INTERACTIONS_NOTE = {
 MAX_EFFECT_LEVELS = 12
 
 
+def base_part(base: Any, given: list[Any]) -> Any:
+    """Of the base's value of a field, the part the axis's values set: its name where they give names
+    ('none'), the keys they give where they give tables; a whole optimizer table made a 120-character label."""
+    if not isinstance(base, dict):
+        return base
+    keys = {k for g in given if isinstance(g, dict) for k in g}
+    if keys:
+        return {k: v for k, v in base.items() if k in keys}
+    return base.get("name", base) if all(isinstance(g, str) for g in given) else base
+
+
 def base_value(suite: Suite, axis: str) -> Any:
     """The base run's value of a dotted axis ('clip', 'optimizer.lr') or of a joint axis's fields, or None
     where it has none."""
@@ -173,7 +184,7 @@ def base_value(suite: Suite, axis: str) -> Any:
 
     if axis in suite.axes and is_joint(axis, suite.axes[axis]):
         fields = list(dict.fromkeys(k for value in suite.axes[axis] for k in value))
-        return {k: base_value(suite, k) for k in fields}
+        return {k: base_part(base_value(suite, k), [v[k] for v in suite.axes[axis] if k in v]) for k in fields}
     value: Any = suite.base.to_dict()
     for part in axis.split("."):
         if not isinstance(value, dict) or part not in value:
