@@ -526,10 +526,16 @@ def importances(study: Any) -> dict[str, float]:
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(finished) < 3 or len(study.directions) > 1:
         return {}
+    # Optuna's default: the parameters every finished trial has; less any they all set alike (a per-arm
+    # study's pinned arm), which explains nothing
+    common = set.intersection(*(set(t.params) for t in finished))
+    varied = [name for name in sorted(common) if len({repr(t.params[name]) for t in finished}) > 1]
+    if not varied:
+        return {}
     try:
         with warnings.catch_warnings():  # PED-ANOVA warns about sparse regimes of conditional parameters
             warnings.simplefilter("ignore")
-            return dict(optuna.importance.get_param_importances(study))
+            return dict(optuna.importance.get_param_importances(study, params=varied))
     except (RuntimeError, ValueError, ZeroDivisionError):
         return {}
 

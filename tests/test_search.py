@@ -427,3 +427,16 @@ def test_a_per_arm_search_is_in_the_report_arm_by_arm(tmp_path, capsys):
         assert f'alt="{arm}: Optimization history"' in search_section
     leaderboard = html.split('<section id="leaderboard">', 1)[1].split("</section>", 1)[0]
     assert all(arm in leaderboard for arm in ("adamw", "momentum", "lion"))  # every arm's trials are runs
+
+
+def test_importances_leave_out_what_every_trial_set_alike(tmp_path, capsys):
+    """A per-arm study's pinned arm showed as a parameter of importance < 0.01 in its plot."""
+    from bench.search import importances
+
+    path = write(tmp_path, "pinned", '"optimizer.lr" = { low = 1e-4, high = 1e-2, log = true }\nbatch_size = [4, 8]')
+    path.write_text(path.read_text().replace("[search]", '[search]\noptimizer = ["adamw", "lion"]'))
+    studies = run_search(plan(path, str(tmp_path / "i.journal"), per_arm="optimizer", trials=4, pruner="none",
+                              sampler="random"))  # fmt: skip
+    for _, study in studies:
+        found = importances(study)
+        assert "optimizer.lr" in found and "batch_size" in found and "optimizer.name" not in found
