@@ -19,6 +19,7 @@ Trials are stored like suite runs (load_results reads them), in the study `<suit
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import sys
 import time
@@ -219,15 +220,8 @@ def make_sampler(name: str, seed: int, space: Space) -> Any:
                                             warn_independent_sampling=False)  # fmt: skip
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-
-    class BudgetedGridSampler(optuna.samplers.GridSampler):
-        """Without the grid's study.stop() (which only Optuna's own loop allows): the search stops at the
-        grid's size itself (run_search_worker)."""
-
-        def after_trial(self, *_: Any) -> None:
-            pass
-
-    return BudgetedGridSampler(space.grid(), seed=seed)
+    space.grid()  # explicit lists only; run_search_worker queues the grid's points itself, each exactly once
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 # Successive halving and Hyperband keep 1 / REDUCTION_FACTOR of the trials per rung. Optuna's Hyperband
@@ -412,19 +406,34 @@ def run_search_worker(
         directions=["minimize"] * len(plan.objectives),
         pruner=make_pruner("none" if multi else plan.pruner, suite.base, plan.reduction_factor),
     )  # fmt: skip
-    # workers sample apart, and a resumed search afresh: the same seed would replay its first trials' points.
-    # Not the grid: its seed orders the grid points, which every worker and every resumption must share
-    offset = 0 if plan.sampler == "grid" else index + 1000 * len(study.trials)
-    study.sampler = make_sampler(plan.sampler, plan.seed + offset, space)
     study.set_user_attr("search", {"sampler": plan.sampler, "pruner": plan.pruner, "objectives": list(plan.objectives),
                                    "fixed": fixed, "trials": plan.trials})  # fmt: skip
     objective = objective_factory(plan, suite, space, fixed)
-    budget = plan.trials
-    if plan.sampler == "grid":  # each point once: the arm's grid, its fixed dimensions pinned
-        budget = min(budget, math.prod(1 if name in fixed else len(c) for name, c in space.grid().items()))
+    points = grid_points(space, fixed) if plan.sampler == "grid" else None
+    budget = plan.trials if points is None else min(plan.trials, len(points))  # a grid: each point once
+
+    def prepare(number: int) -> None:
+        """Before trial `number` is asked, under the claim lock. Its sampler is seeded by its number:
+        workers, machines and resumed searches sample apart (one seed for all replayed the same points),
+        and one worker's search is the same every time. A grid point is chosen here, exactly once: the
+        first not finished, pruned or running, so an interrupted one is taken again."""
+        if points is None:
+            if plan.sampler != "qmc":  # (QMC's sequence goes on from the trials held, under one seed)
+                study.sampler = make_sampler(plan.sampler, plan.seed + number, space)
+            return
+        from optuna.trial import TrialState
+
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        taken = {point_of(t.params, points[0]) for t in study.get_trials(deepcopy=False, states=states)}
+        free = [p for p in points if point_of(p, points[0]) not in taken]
+        if free:
+            study.enqueue_trial(free[0])
+
+    # a grid's parameters all come from the queued point; QMC keeps its one seed
+    study.sampler = make_sampler("random" if points is not None else plan.sampler, plan.seed, space)
     deadline = math.inf if plan.timeout is None else time.monotonic() + plan.timeout
     while time.monotonic() < deadline:
-        trial = take_trial(store, study, budget)
+        trial = take_trial(store, study, budget, prepare)
         if trial is None:
             return
         with store.heartbeat(codec.trial_id(store.storage, study, trial)):
@@ -433,7 +442,18 @@ def run_search_worker(
             progress.update(study)
 
 
-def take_trial(store: Any, study: Any, budget: int) -> Any:
+def grid_points(space: Space, fixed: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every point of the grid in a fixed order (the last dimension varying fastest), pinned dimensions
+    at their arm's value."""
+    grid = {name: [fixed[name]] if name in fixed else choices for name, choices in space.grid().items()}
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def point_of(params: Mapping[str, Any], like: Mapping[str, Any]) -> tuple:
+    return tuple(repr(params.get(name)) for name in like)
+
+
+def take_trial(store: Any, study: Any, budget: int, prepare: Any = None) -> Any:
     """A new trial, or None once the study holds `budget` finished, pruned or running trials. Trials whose
     worker is gone are failed first (they no longer count), so a killed search resumes to its budget."""
     from optuna.trial import TrialState
@@ -448,6 +468,8 @@ def take_trial(store: Any, study: Any, budget: int) -> Any:
             states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
             if len(study.get_trials(deepcopy=False, states=states)) >= budget:
                 return None
+            if prepare is not None:
+                prepare(len(study.get_trials(deepcopy=False)))  # the number the next trial gets
             trial = study.ask()
             trial.set_user_attr("worker", this_worker())
     except KeyboardInterrupt:  # ... and then stops it as it would a training one
