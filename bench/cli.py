@@ -10,6 +10,7 @@ import errno
 import json
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -722,6 +723,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench import interrupts
+
+    # SIGTERM stops as Ctrl-C does from the start (it killed a command importing torch without a word)
+    previous = interrupts.install()
+    try:
+        return run_command(argv)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run_command(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         from bench import plugins

@@ -29,8 +29,19 @@ def _stop(signum: int, frame: Any) -> None:
 
 
 def install() -> dict[int, Any]:
-    """Route SIGINT and SIGTERM here (main thread only); returns the handlers they had."""
+    """Route SIGINT and SIGTERM here; returns the handlers they had (none off the main thread, where
+    signal handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
     return {signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}
+
+
+def ignore() -> None:
+    """A process that is stopping already: a second signal (Ctrl-C reaches a worker, then its runner's
+    SIGTERM) would raise inside interpreter shutdown and print a traceback there."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

@@ -229,6 +229,7 @@ def _supervised(target: Callable, parent_pid: int, errors: Any, *args: Any) -> N
     try:
         target(*args)
     except KeyboardInterrupt:
+        interrupts.ignore()
         sys.exit(130)
     except ConfigError as e:
         if errors is None:

@@ -533,8 +533,32 @@ def run_search(plan: SearchPlan) -> list[tuple[str, Any]]:
                             poll=functools.partial(progress.update, study))  # fmt: skip
         finally:
             progress.stop()
-        studies.append((name, optuna.load_study(study_name=name, storage=store.storage)))
+        study = optuna.load_study(study_name=name, storage=store.storage)
+        say_held_elsewhere(study, plan.trials)
+        studies.append((name, study))
     return studies
+
+
+def say_held_elsewhere(study: Any, budget: int) -> None:
+    """A study short of its budget because other processes hold running trials (they count toward
+    --trials): say whose, and when their trials come back, rather than ending short in silence."""
+    from optuna.trial import TrialState
+
+    from bench.store import GRACE_PERIOD
+
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if done >= budget or not running:
+        return
+    owners = sorted({"{host}:{pid}".format(**t.user_attrs["worker"]) if t.user_attrs.get("worker") else "no owner"
+                     for t in running})  # fmt: skip
+    print(
+        f"optbench: {study.study_name}: {done} of {budget} trials finished; {len(running)} running elsewhere "
+        f"({', '.join(owners)}) count toward --trials; run the command again once they end (a trial whose "
+        f"worker died is taken again: on this machine once its process is gone, on a database {GRACE_PERIOD} s "
+        "after its last heartbeat)",
+        file=sys.stderr,
+    )
 
 
 # -------------------------------------------------------------------------------------------------

@@ -53,3 +53,26 @@ def test_handlers_come_back_and_ctrl_c_is_routed_too():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_sigterm_while_a_command_starts_is_one_line_and_exit_130(tmp_path):
+    """SIGTERM during start-up (torch importing) killed the command without a word (exit 143)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from suite_files import write_suite
+
+    path = write_suite(tmp_path, "early", 'optimizer = ["adamw"]', seeds="[0]", steps=10)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    code = ("import sys, bench.cli; sys.stderr.write('started\\n'); sys.stderr.flush(); "
+            "sys.exit(bench.cli.main(sys.argv[1:]))")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code, "run", str(path), "--no-report"], stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True, cwd=tmp_path, env=env)  # fmt: skip
+    assert proc.stderr.readline() == "started\n"
+    time.sleep(0.2)  # inside main: the command is importing what it needs
+    proc.send_signal(signal.SIGTERM)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, err
+    assert err.strip().splitlines()[-1] == "optbench: interrupted; finished runs are kept, the same command resumes"
+    assert "Traceback" not in err

@@ -474,3 +474,16 @@ def test_a_resumed_grid_takes_its_interrupted_points_again_and_none_twice(tmp_pa
     finished = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
     points = [(t.params["optimizer.lr"], t.params["batch_size"]) for t in finished]
     assert len(points) == 6 and len(set(points)) == 6 and lost in points
+
+
+def test_a_search_short_of_its_budget_says_who_holds_the_rest(tmp_path, capsys):
+    """A trial held by a worker on another host counts toward --trials: the search ended short, silently."""
+    path = write(tmp_path, "held")
+    storage = str(tmp_path / "h.journal")
+    study = Store.open(storage).study("held.search")
+    held = study.ask()
+    held.set_user_attr("worker", {"host": "elsewhere", "pid": 4242, "started": "x"})
+    ((_, study),) = run_search(plan(path, storage, trials=2, sampler="random", pruner="none"))
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 1
+    err = capsys.readouterr().err
+    assert "held.search: 1 of 2 trials finished; 1 running elsewhere (elsewhere:4242) count toward --trials" in err
