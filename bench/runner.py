@@ -156,8 +156,7 @@ def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None,
             if shared_by is not None and record.env.get("device") == gpu:
                 record.env["gpu_workers"] = shared_by  # >1: timings shared the GPU with other workers
             if record.status == "failed":  # the traceback is in the record; one line here
-                reason = (record.error or "").strip().splitlines() or ["unknown error"]
-                print(f"optbench: run {run.arm_label} (seed {run.seed}) failed: {reason[-1]}", file=sys.stderr)
+                print(f"optbench: run {run.arm_label} (seed {run.seed}) failed: {record.reason}", file=sys.stderr)
             with interrupts.deferred():
                 store.finish(trial_id, record, suite.metric_field)
                 trial_id = None
@@ -178,7 +177,7 @@ def announce_wait(study: Any, session: str) -> None:
     """Say on stderr which claims of other sessions this worker waits for, and for how long at most."""
     from optuna.trial import TrialState
 
-    from bench.store import GRACE_PERIOD
+    from bench.store import GRACE_PERIOD, owners
 
     others = [
         t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -186,10 +185,8 @@ def announce_wait(study: Any, session: str) -> None:
     ]  # fmt: skip
     if not others:
         return  # only this command's own workers: they finish or are stopped with it
-    owners = sorted({"{host}:{pid}".format(**t.user_attrs["worker"]) if t.user_attrs.get("worker") else "no owner"
-                     for t in others})  # fmt: skip
     print(
-        f"optbench: waiting for {len(others)} run(s) claimed by other workers ({', '.join(owners)}); "
+        f"optbench: waiting for {len(others)} run(s) claimed by other workers ({', '.join(owners(others))}); "
         f"a claim whose worker dies is retried within {GRACE_PERIOD} s",
         file=sys.stderr,
     )

@@ -319,7 +319,7 @@ def objective_factory(plan: SearchPlan, suite: Suite, space: Space, fixed: dict[
         if first.status == "pruned":
             raise optuna.TrialPruned()
         if first.status == "failed":
-            raise TrialFailed(((first.error or "").strip().splitlines() or ["unknown error"])[-1])
+            raise TrialFailed(first.reason)
         results = []
         for name in plan.objectives:
             per_seed = [getattr(r, OBJECTIVES[name]) for r in records]
@@ -421,10 +421,7 @@ def run_search_worker(
             if plan.sampler != "qmc":  # (QMC's sequence goes on from the trials held, under one seed)
                 study.sampler = make_sampler(plan.sampler, plan.seed + number, space)
             return
-        from optuna.trial import TrialState
-
-        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        taken = {point_of(t.params, points[0]) for t in study.get_trials(deepcopy=False, states=states)}
+        taken = {point_of(t.params, points[0]) for t in taken_trials(study)}
         free = [p for p in points if point_of(p, points[0]) not in taken]
         if free:
             study.enqueue_trial(free[0])
@@ -453,6 +450,13 @@ def point_of(params: Mapping[str, Any], like: Mapping[str, Any]) -> tuple:
     return tuple(repr(params.get(name)) for name in like)
 
 
+def taken_trials(study: Any) -> list:
+    """The trials that count toward the budget: finished, pruned or running."""
+    from optuna.trial import TrialState
+
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+
+
 def take_trial(store: Any, study: Any, budget: int, prepare: Any = None) -> Any:
     """A new trial, or None once the study holds `budget` finished, pruned or running trials. Trials whose
     worker is gone are failed first (they no longer count), so a killed search resumes to its budget."""
@@ -465,8 +469,7 @@ def take_trial(store: Any, study: Any, budget: int, prepare: Any = None) -> Any:
         # a stop signal waits for the trial to be written whole (a RUNNING trial naming its worker) ...
         with interrupts.deferred(), store.claim_lock(f"optbench-search:{study.study_name}"):
             store.fail_stale(study)
-            states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-            if len(study.get_trials(deepcopy=False, states=states)) >= budget:
+            if len(taken_trials(study)) >= budget:
                 return None
             if prepare is not None:
                 prepare(len(study.get_trials(deepcopy=False)))  # the number the next trial gets
@@ -486,22 +489,17 @@ def run_trial(study: Any, trial: Any, objective: Any) -> None:
     import optuna
     from optuna.trial import TrialState
 
+    state, values = TrialState.FAIL, None  # unless it ends otherwise: a stop or an error is a FAIL
     try:
         values = objective(trial)
+        state = TrialState.COMPLETE
     except optuna.TrialPruned:
-        with interrupts.deferred():
-            study.tell(trial, state=TrialState.PRUNED)
+        state = TrialState.PRUNED
     except TrialFailed as e:
         print(f"optbench: trial {trial.number} failed: {e}", file=sys.stderr)
+    finally:
         with interrupts.deferred():
-            study.tell(trial, state=TrialState.FAIL)
-    except BaseException:
-        with interrupts.deferred():
-            study.tell(trial, state=TrialState.FAIL)
-        raise
-    else:
-        with interrupts.deferred():
-            study.tell(trial, values)
+            study.tell(trial, values, state)
 
 
 class TrialFailed(Exception):
@@ -544,17 +542,15 @@ def say_held_elsewhere(study: Any, budget: int) -> None:
     --trials): say whose, and when their trials come back, rather than ending short in silence."""
     from optuna.trial import TrialState
 
-    from bench.store import GRACE_PERIOD
+    from bench.store import GRACE_PERIOD, owners
 
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if done >= budget or not running:
         return
-    owners = sorted({"{host}:{pid}".format(**t.user_attrs["worker"]) if t.user_attrs.get("worker") else "no owner"
-                     for t in running})  # fmt: skip
     print(
         f"optbench: {study.study_name}: {done} of {budget} trials finished; {len(running)} running elsewhere "
-        f"({', '.join(owners)}) count toward --trials; run the command again once they end (a trial whose "
+        f"({', '.join(owners(running))}) count toward --trials; run the command again once they end (a trial whose "
         f"worker died is taken again: on this machine once its process is gone, on a database {GRACE_PERIOD} s "
         "after its last heartbeat)",
         file=sys.stderr,

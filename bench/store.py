@@ -78,6 +78,12 @@ def this_worker() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": pid, "start": process_start_time(pid)}
 
 
+def owners(trials: list) -> list[str]:
+    """'host:pid' of each running trial's worker ('no owner' where it names none), sorted, once each."""
+    return sorted({"{host}:{pid}".format(**t.user_attrs["worker"]) if t.user_attrs.get("worker") else "no owner"
+                   for t in trials})  # fmt: skip
+
+
 def age_seconds(when: Any) -> float:
     """Seconds since a trial's datetime (naive ones are local time, as Optuna's databases keep them)."""
     import datetime

@@ -67,6 +67,11 @@ class RunRecord:
     curves: dict[str, list] = field(default_factory=dict)  # train_loss, grad_norm, lr per step; val_step, val_loss
     env: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def reason(self) -> str:
+        """A failed run's error in one line: its traceback's last (the exception)."""
+        return ((self.error or "").strip().splitlines() or ["unknown error"])[-1]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
