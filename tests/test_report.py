@@ -492,3 +492,16 @@ def test_a_joint_axis_labels_the_base_by_the_fields_its_values_set():
     base = base_value(suite, "wild")
     assert base == {"optimizer": {"name": "adamw", "lr": 3e-3}, "clip": "norm"}
     assert len(label(base)) < 60
+
+
+def test_heatmaps_list_numeric_values_by_number():
+    """A sampled grid's heatmap listed weight decay 0.1 before 0.0, in the order its runs came."""
+    import pandas as pd
+
+    from bench.report.figures import interaction_table
+
+    frame = pd.DataFrame({"arm.clip": ["none", "norm", "none", "norm"], "arm.wd": ["0.1", "0.1", "0", "0"],
+                          "value": [2.0, 2.1, 2.2, 2.3], "status": ["complete"] * 4})  # fmt: skip
+    table = interaction_table(frame, "clip", "wd")
+    assert list(table.columns) == ["0", "0.1"] and list(table.index) == ["none", "norm"]
+    assert table.loc["none", "0"] == 2.2

@@ -123,7 +123,9 @@ def main_effect(frame: pd.DataFrame, axis: str, metric: str, floor: float | None
 
 def interaction_table(frame: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
     data = finite(frame)
-    return data.pivot_table(index=f"arm.{a}", columns=f"arm.{b}", values="value", aggfunc="mean", sort=False)
+    table = data.pivot_table(index=f"arm.{a}", columns=f"arm.{b}", values="value", aggfunc="mean", sort=False)
+    # the axes' values in the main effects' order (by number where they are numbers)
+    return table.reindex(index=level_order(table.index.to_series()), columns=level_order(table.columns.to_series()))
 
 
 def interaction(frame: pd.DataFrame, a: str, b: str, metric: str, scale: tuple[float, float] | None = None) -> str:
