@@ -11,6 +11,7 @@ import optuna
 
 from bench import journal
 from bench.store import Store
+from tests import faults
 from tests.journals import appender, fabricated, hashes, optbench, records, resume, state, wait_stopped
 
 PAUSE = 4.0  # seconds: over the smallest OPTBENCH_LOCK_GRACE (1) and the wait notice (2)
@@ -166,3 +167,13 @@ def test_a_live_holder_paused_for_long_is_noted_never_taken_over(tmp_path):
     finally:
         resume(holder)
     assert holder.wait(timeout=60) == 0 and records(path) == [("holder", 0)]
+
+
+def test_doctor_paused_inside_its_lock_while_a_suite_runs_loses_nothing(tmp_path):
+    """(e) The issue's case: doctor --repair SIGSTOPped after its snapshot, longer than every grace period,
+    while a two-worker suite runs: the workers wait for it (saying so), nothing is taken over or replaced,
+    every run is stored exactly once, nothing hangs."""
+    tally = faults.Tally()
+    faults.doctor_while_running(tmp_path, tally)
+    assert tally.problems == [] and tally.hangs == 0 and tally.runs_lost == 0
+    assert tally.paused == tally.kept_lock == 1 and tally.waits >= 1
