@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from bench.files import atomic_path
+from bench.labels import label
 from bench.registry import ConfigError
+from bench.results import suite_results
 from bench.stats import MIN_SEEDS_FOR_CI, best_per_arm, paired_comparisons, performance_profile, summarize
 from bench.suite import Suite
 
@@ -55,7 +57,7 @@ def baseline_arm(suite: Suite, frame: pd.DataFrame) -> str:
 def build_report(suite: Suite, storage: str | None = None, out: str | Path | None = None, sample: bool = True) -> Path:
     from bench.store import load_results
 
-    frame = suite.results(storage)
+    frame = suite_results(suite, storage)
     left_out = frame.attrs["left_out"]
     studies = search_studies(suite, storage)
     design = suite.design
@@ -199,8 +201,6 @@ def axis_views(suite: Suite, frame: pd.DataFrame, design: str) -> dict[str, pd.D
     grid: every run. ablation: the runs that change this axis, and the base runs labelled with the base's
     own value (the base's value need not be one of the axis's). search: every categorical setting the
     trials varied (at most MAX_EFFECT_LEVELS values), over the trials that set it."""
-    from bench.suite import label
-
     views: dict[str, pd.DataFrame] = {}
     if design == "search":
         axes = [c.removeprefix("arm.") for c in frame.columns if c.startswith("arm.")]
@@ -546,8 +546,8 @@ def sample_context(frame: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any]:
 
     from bench.checkpoint import CheckpointError, load_checkpoint
     from bench.config import RunConfig
-    from bench.data import load_corpus
     from bench.env import set_threads
+    from bench.techniques.corpora import load_corpus
 
     finished = frame[frame["status"].isin(("complete", "stopped_early"))]
     best_arm = table["arm"].iloc[0]
