@@ -61,20 +61,26 @@ def check_journal(path: Path, repair: bool) -> list[Finding]:
     if not repair:
         return scan(path.read_bytes(), path, False)[0]
     sole = journal.sole_user(path)
+    lock = journal.JournalLock(path)
     try:
-        with journal._locked(journal.JournalLock(path)):
+        with journal._locked(lock):
             data = path.read_bytes()
             faults.held("doctor:snapshot")
             findings, kept, torn = scan(data, path, True)
             if not findings:
                 return findings
             if sole is not None:
-                rewrite(path, kept, torn)
+                if not rewrite(path, kept, torn, lock):
+                    findings = [Finding(f.problem, line=f.line) for f in findings]
+                    findings.append(Finding(f"{path}: not rewritten: a plain Optuna client took the journal lock "
+                                            "meanwhile; rerun `optbench doctor --repair`"))  # fmt: skip
                 return findings
             faults.held("doctor:rewritten")
             fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
             try:
-                journal.repair_torn_tail(fd, path)  # what every append does: safe under live readers
+                journal.repair_torn_tail(fd, path, lock)  # what every append does: safe under live readers
+            except journal.LockLost:
+                pass  # what is left is reported open below
             finally:
                 os.close(fd)
             left = {f.problem for f in scan(path.read_bytes(), path, False)[0]}
@@ -126,8 +132,9 @@ def scan(data: bytes, path: Path, repair: bool) -> tuple[list[Finding], list[byt
     return findings, kept, torn
 
 
-def rewrite(path: Path, kept: list[bytes], torn: list[bytes]) -> None:
-    """Move `torn` to `<journal>.torn` and replace the journal by `kept` (the caller is its sole user)."""
+def rewrite(path: Path, kept: list[bytes], torn: list[bytes], lock: journal.JournalLock) -> bool:
+    """Copy `torn` to `<journal>.torn` and replace the journal by `kept` (the caller is its sole user and
+    holds `lock`); False, nothing replaced, when the lock was taken meanwhile."""
     torn_path = path.with_name(path.name + journal.TORN_SUFFIX)
     with open(torn_path, "ab") as out:
         out.write(b"".join(t + b"\n" for t in torn))
@@ -139,7 +146,11 @@ def rewrite(path: Path, kept: list[bytes], torn: list[bytes]) -> None:
         out.flush()
         os.fsync(out.fileno())
     faults.held("doctor:rewritten")
+    if not lock.still_held():  # a plain Optuna client past its grace period may be appending
+        fixed.unlink()
+        return False
     os.replace(fixed, path)
+    return True
 
 
 def check_lock(path: Path, repair: bool) -> list[Finding]:

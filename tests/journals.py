@@ -103,3 +103,16 @@ def records(path: Path) -> list[tuple[str, int]]:
     lines = data.splitlines()
     assert all(journal.is_record(line) for line in lines)
     return [(r["writer"], r["i"]) for r in map(json.loads, lines) if r.get("op_code") == 99]
+
+
+def wait_said(log, text: str, timeout: float = 120) -> None:
+    """Wait until the file `log` (open for reading) holds `text`, and then a grace period (1 s) more: a
+    waiter says so after 2 s, so by then it has waited past the smallest OPTBENCH_LOCK_GRACE twice over."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log.seek(0)
+        if text in log.read():
+            break
+        assert time.monotonic() < deadline, f"never said {text!r}"
+        time.sleep(0.05)
+    time.sleep(1.0)

@@ -12,9 +12,7 @@ import optuna
 from bench import journal
 from bench.store import Store
 from tests import faults
-from tests.journals import appender, fabricated, hashes, optbench, records, resume, state, wait_stopped
-
-PAUSE = 4.0  # seconds: over the smallest OPTBENCH_LOCK_GRACE (1) and the wait notice (2)
+from tests.journals import appender, fabricated, hashes, optbench, records, resume, state, wait_said, wait_stopped
 
 # A process that has the store open (as a runner or a reader does) until its stdin closes.
 USER = """
@@ -111,7 +109,7 @@ def test_a_store_opened_during_a_rewrite_waits_for_it_and_reads_the_repaired_jou
         log = (tmp_path / "user.log").open("w+")
         user = subprocess.Popen([sys.executable, "-c", USER, str(path)], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=log, text=True)  # fmt: skip
-        time.sleep(PAUSE)
+        wait_said(log, "is rewriting it")
         assert user.poll() is None and state(doctor.pid) == "T"
         log.seek(0)
         said = log.read().splitlines()
@@ -177,3 +175,30 @@ def test_doctor_paused_inside_its_lock_while_a_suite_runs_loses_nothing(tmp_path
     faults.doctor_while_running(tmp_path, tally)
     assert tally.problems == [] and tally.hangs == 0 and tally.runs_lost == 0
     assert tally.paused == tally.kept_lock == 1 and tally.waits >= 1
+
+
+def test_a_rewrite_whose_lock_was_taken_meanwhile_replaces_nothing(tmp_path, monkeypatch):
+    """A plain Optuna client breaks doctor's symlink lock (its grace period) before the replace: doctor
+    leaves the journal as it was, says so, and the next --repair does it."""
+    import gc
+
+    from bench import doctor, faults
+
+    path = tmp_path / "j.journal"
+    with_garbage_at_line_3(path)
+    gc.collect()  # no store of this process left holding the users lock
+    before, inode = path.read_bytes(), path.stat().st_ino
+    real = faults.held
+
+    def held(point):
+        real(point)
+        if point == "doctor:rewritten":
+            journal.break_lock(path.with_name("j.journal.lock"))
+
+    monkeypatch.setattr(faults, "held", held)
+    findings = doctor.check_journal(path, repair=True)
+    assert [f.open for f in findings] == [True, True] and "a plain Optuna client took" in findings[-1].problem
+    assert path.read_bytes() == before and path.stat().st_ino == inode and not list(tmp_path.glob(".*.part"))
+    monkeypatch.setattr(faults, "held", real)
+    assert [f.repaired for f in doctor.check_journal(path, repair=True)] == [True]
+    assert path.stat().st_ino != inode and b"garbage" not in path.read_bytes()

@@ -29,13 +29,13 @@ from tests.journals import (
     records,
     resume,
     state,
+    wait_said,
     wait_stopped,
 )
 from tests.suite_files import GRID_12, write_suite
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 POINTS = ["append:locked", "append:checked", "append:written"]  # where an append holds the lock
-PAUSE = 4.0  # seconds a holder stays stopped: over the smallest OPTBENCH_LOCK_GRACE (1) and the notice (2)
 
 
 # -- torn tails ------------------------------------------------------------------------------------------
@@ -283,7 +283,7 @@ def test_a_paused_holder_keeps_its_lock_and_a_waiter_says_who(tmp_path, point):
         wait_stopped(holder)
         log = (tmp_path / "waiter.log").open("w+")
         waiter = appender(path, "waiter", env=env, stderr=log)
-        time.sleep(PAUSE)
+        wait_said(log, "waiting for the journal lock")
         assert waiter.poll() is None and state(holder.pid) == "T"
         assert journal.holder_of(path)["pid"] == holder.pid
         log.seek(0)
@@ -382,7 +382,7 @@ def test_a_holder_in_another_pid_namespace_is_judged_by_its_flock_not_its_pid(tm
         assert (recorded["pid"], recorded["pidns"]) == (inside["pid"], inside["pidns"])
         log = (tmp_path / "waiter.log").open("w+")
         waiter = appender(path, "waiter", env={"OPTBENCH_LOCK_GRACE": "1"}, stderr=log)
-        time.sleep(PAUSE)
+        wait_said(log, "waiting for the journal lock")
         assert waiter.poll() is None and records(path) == []  # pid 2 here is not the holder; the flock is
         log.seek(0)
         said = log.read()
@@ -411,7 +411,7 @@ def test_a_holder_record_naming_a_foreign_namespace_is_judged_by_the_flock(tmp_p
     os.pwrite(fd, json.dumps(record).encode().ljust(journal.RECORD_SIZE), 0)
     log = (tmp_path / "waiter.log").open("w+")
     waiter = appender(path, "waiter", env={"OPTBENCH_LOCK_GRACE": "1"}, stderr=log)
-    time.sleep(PAUSE)
+    wait_said(log, "waiting for the journal lock")
     assert waiter.poll() is None and records(path) == []
     log.seek(0)
     assert "held by pid 999999999 (`optbench run elsewhere.toml`)" in log.read()
