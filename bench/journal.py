@@ -27,6 +27,7 @@ kills, torn writes, full disks and pauses (SIGSTOP at the lock-held points).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -40,14 +41,14 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import BaseJournalFileLock
 
-from bench import faults
+from bench import faults, interrupts
 from bench.registry import ConfigError
 
 GRACE_VARIABLE = "OPTBENCH_LOCK_GRACE"
@@ -213,15 +214,15 @@ class JournalLock(BaseJournalFileLock):
         self._link: list[int] | None = None
         self._since = 0.0
 
-    # Optuna's interface
-    def acquire(self) -> bool:
+    # Optuna's interface; `check` (from interrupts.deferred_waiting) is called while waiting
+    def acquire(self, check: Callable[[], None] = lambda: None) -> bool:
         self._threads.acquire()
         try:
-            self._fd = self._flock()
+            self._fd = self._flock(check)
             previous = read_holder(self._fd)
             self._since = time.time()
             self._record(None)
-            self._link = self._take_symlink(previous)
+            self._link = self._take_symlink(previous, check)
             self._record(self._link)
         except BaseException:
             self._let_go()
@@ -259,7 +260,7 @@ class JournalLock(BaseJournalFileLock):
             os.close(fd)  # frees the flock
         self._threads.release()
 
-    def _flock(self) -> int:
+    def _flock(self, check: Callable[[], None]) -> int:
         started = time.monotonic()
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
@@ -267,7 +268,7 @@ class JournalLock(BaseJournalFileLock):
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    self._wait_for(fd, started)
+                    self._wait_for(fd, started, check)
                 ours, there = os.fstat(fd), os.stat(self.path)
                 if (ours.st_dev, ours.st_ino) == (there.st_dev, there.st_ino):
                     return fd
@@ -278,10 +279,13 @@ class JournalLock(BaseJournalFileLock):
                 raise
             os.close(fd)
 
-    def _wait_for(self, fd: int, started: float) -> None:
-        """Wait for the flock on `fd`; say once, in one line, who holds it and since when."""
+    def _wait_for(self, fd: int, started: float, check: Callable[[], None]) -> None:
+        """Wait for the flock on `fd`, polling (a blocking flock would not let `check` run); say once, in
+        one line, who holds it and since when."""
         sleep = 0.001
-        while time.monotonic() - started < WAIT_NOTICE:
+        announced = False
+        while True:
+            check()
             time.sleep(sleep)
             sleep = min(sleep * 2, 0.05)
             try:
@@ -289,12 +293,13 @@ class JournalLock(BaseJournalFileLock):
                 return
             except BlockingIOError:
                 pass
-        print(
-            f"optbench: waiting for the journal lock of {self.journal}: held by {describe(read_holder(fd))}; "
-            "a live holder keeps it, even paused, until it finishes",
-            file=sys.stderr,
-        )
-        fcntl.flock(fd, fcntl.LOCK_EX)
+            if not announced and time.monotonic() - started > WAIT_NOTICE:
+                print(
+                    f"optbench: waiting for the journal lock of {self.journal}: held by "
+                    f"{describe(read_holder(fd))}; a live holder keeps it, even paused, until it finishes",
+                    file=sys.stderr,
+                )
+                announced = True
 
     def _record(self, link: list[int] | None) -> None:
         record = {**this_process(), "since": self._since, "symlink": link}
@@ -315,7 +320,7 @@ class JournalLock(BaseJournalFileLock):
         except OSError:
             return False
 
-    def _take_symlink(self, previous: dict[str, Any] | None) -> list[int]:
+    def _take_symlink(self, previous: dict[str, Any] | None, check: Callable[[], None]) -> list[int]:
         started = time.monotonic()
         announced = False
         seen: int | None = None  # the link's mtime when first seen
@@ -356,6 +361,7 @@ class JournalLock(BaseJournalFileLock):
                     file=sys.stderr,
                 )
                 announced = True
+            check()
             time.sleep(sleep)
             sleep = min(sleep * 2, 0.2)
 
@@ -370,15 +376,17 @@ def break_lock(lock: Path) -> None:
     moved.unlink(missing_ok=True)
 
 
-class _locked:
-    def __init__(self, lock: JournalLock) -> None:
-        self.lock = lock
-
-    def __enter__(self) -> None:
-        self.lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
+@contextlib.contextmanager
+def _locked(lock: JournalLock) -> Iterator[None]:
+    """Hold `lock` for the block. A stop signal (Ctrl-C, SIGTERM) never lands between taking the lock and
+    letting it go, where it would leave the flock held by a live process for good; waiting for the lock
+    stays as interruptible as the caller is."""
+    with interrupts.deferred_waiting() as check:
+        lock.acquire(check)
+        try:
+            yield
+        finally:
+            lock.release()
 
 
 # -- the users of a store --------------------------------------------------------------------------------

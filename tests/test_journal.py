@@ -495,3 +495,74 @@ def test_a_read_only_or_full_store_is_one_line_and_stays_readable(tmp_path):
     done = optbench(*args)
     assert done.returncode == 0 and "broken record" in done.stderr, done.stderr
     assert Store.open(str(storage)).existing_study("ro").get_trials()[-1].state.name == "COMPLETE"
+
+
+# -- stop signals ----------------------------------------------------------------------------------------
+
+STOPPABLE = """
+import sys
+from pathlib import Path
+from bench import interrupts
+from bench.journal import CheckedJournal
+journal = CheckedJournal(Path(sys.argv[1]))
+interrupts.install()
+try:
+    with interrupts.deferred() if sys.argv[2] == "whole" else interrupts.allowed():
+        journal.append_logs([{"op_code": 99, "writer": "waiter", "i": 0}])
+except KeyboardInterrupt:
+    print("stopped", file=sys.stderr)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("caller", ["stoppable", "whole"])
+def test_ctrl_c_while_waiting_for_the_lock_is_as_interruptible_as_the_caller(tmp_path, caller):
+    """A waiter whose caller allows stops (training) stops at once, writing nothing; one whose caller runs
+    the write whole (a claim, a finish) goes on waiting, writes, and only then stops."""
+    path = tmp_path / "j.journal"
+    holder = appender(path, "holder", env={"OPTBENCH_FAULT": "stop:append:checked:1"})
+    try:
+        wait_stopped(holder)
+        log = (tmp_path / "waiter.log").open("w+")
+        waiter = subprocess.Popen([sys.executable, "-c", STOPPABLE, str(path), caller], stderr=log,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+        wait_said(log, "waiting for the journal lock")
+        os.kill(waiter.pid, signal.SIGINT)
+        if caller == "stoppable":
+            assert waiter.wait(timeout=60) == 130 and state(holder.pid) == "T"
+        else:
+            time.sleep(1)
+            assert waiter.poll() is None
+    finally:
+        resume(holder)
+    assert holder.wait(timeout=60) == 0 and waiter.wait(timeout=60) == 130
+    log.seek(0)
+    assert log.read().count("stopped") == 1
+    assert records(path) == [("holder", 0)] + ([("waiter", 0)] if caller == "whole" else [])
+
+
+def test_a_stop_signal_as_the_lock_is_let_go_never_leaves_it_held(tmp_path, monkeypatch):
+    """SIGINT arriving just as the lock's file is closed (its flock freed): the append and its release run
+    whole, the stop comes after, and nothing of the lock is left held, for this process or others."""
+    from bench import interrupts
+
+    path = tmp_path / "j.journal"
+    backend = journal.CheckedJournal(path)
+    real_close = os.close
+
+    def close(fd):
+        lock_file = os.readlink(f"/proc/self/fd/{fd}").endswith(".write-lock")
+        real_close(fd)
+        if lock_file:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with interrupts.on_stop_signals():
+        monkeypatch.setattr(os, "close", close)
+        with pytest.raises(KeyboardInterrupt):
+            backend.append_logs([{"op_code": 99, "writer": "w", "i": 0}])
+        monkeypatch.setattr(os, "close", real_close)
+    assert backend._lock._threads.acquire(timeout=5)
+    backend._lock._threads.release()
+    assert journal.holder_of(path) is None and not os.path.lexists(f"{path}.lock")
+    backend.append_logs([{"op_code": 99, "writer": "w", "i": 1}])
+    assert records(path) == [("w", 0), ("w", 1)]
