@@ -7,16 +7,16 @@ finishes as the best of its suite so far.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench import settings
 from bench.files import atomic_path
 
 
 def results_dir() -> Path:
-    return Path(os.environ.get("OPTBENCH_RESULTS_DIR", "results"))
+    return settings.get("OPTBENCH_RESULTS_DIR")
 
 
 def checkpoint_path(run_hash: str) -> Path:

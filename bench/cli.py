@@ -473,7 +473,13 @@ def cmd_results(args: argparse.Namespace) -> int:
         print(used, file=sys.stderr)
     frame = frame.drop(columns=[c for c in ("env", "config") if c in frame.columns])
     if args.format == "csv":
-        frame.to_csv(sys.stdout, index=False)
+        from bench.labels import spreadsheet_safe
+
+        safe = frame.rename(columns=spreadsheet_safe)
+        for column in safe.columns:
+            if not pd.api.types.is_numeric_dtype(safe[column]):  # text cells only: -0.5 stays a number
+                safe[column] = safe[column].map(spreadsheet_safe)
+        safe.to_csv(sys.stdout, index=False, lineterminator="\r\n")  # RFC 4180: a cell holding CR is quoted
     elif args.format == "json":
         print(frame.to_json(orient="records", indent=1))
     else:
@@ -750,7 +756,9 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from bench import plugins
+        from bench import plugins, settings
+
+        settings.check_all()  # a bad OPTBENCH_* variable is bad input before anything runs
 
         plugins.load_installed()
         if getattr(args, "plugin", None):

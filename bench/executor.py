@@ -28,7 +28,7 @@ from bench.codec import FINISHED, trial_status, write_interrupted
 from bench.devices import CUDA_POISONED_EXIT, sharing
 from bench.env import set_threads
 from bench.registry import ConfigError
-from bench.store import GRACE_PERIOD, Store, owners
+from bench.store import Store, grace_period, owners
 from bench.workers import POLL_SECONDS, run_workers
 
 WAIT_NOTICE_SECONDS = 30.0  # between notices while waiting for other workers' claims
@@ -168,7 +168,7 @@ def announce_wait(study: Any, session: str) -> None:
         return  # only this command's own workers: they finish or are stopped with it
     print(
         f"optbench: waiting for {len(others)} run(s) claimed by other workers ({', '.join(owners(others))}); "
-        f"a claim whose worker dies is retried within {GRACE_PERIOD} s",
+        f"a claim whose worker dies is retried within {grace_period()} s",
         file=sys.stderr,
     )
 

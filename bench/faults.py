@@ -21,12 +21,14 @@ import os
 import signal
 from typing import BinaryIO
 
+from bench import settings
+
 _count = 0
 _held: dict[str, int] = {}
 
 
 def _plan() -> tuple[str, int] | None:
-    spec = os.environ.get("OPTBENCH_FAULT")
+    spec = settings.get("OPTBENCH_FAULT")
     if not spec or spec.startswith("stop:"):
         return None
     mode, _, n = spec.partition(":")
@@ -38,11 +40,11 @@ def held(point: str) -> None:
     checked, the record not yet written), `append:written` (not yet synced), `doctor:snapshot` (the
     journal read for its repair), `doctor:rewritten` (the repaired copy written, not yet in place)."""
     n = _held[point] = _held.get(point, 0) + 1
-    counter = os.environ.get("OPTBENCH_FAULT_COUNT")
+    counter = settings.get("OPTBENCH_FAULT_COUNT")
     if counter:
         with open(counter, "a") as log:
             log.write(f"held:{point} {n}\n")
-    if os.environ.get("OPTBENCH_FAULT", "") == f"stop:{point}:{n}":
+    if settings.get("OPTBENCH_FAULT") == f"stop:{point}:{n}":
         os.kill(os.getpid(), signal.SIGSTOP)
 
 
@@ -60,7 +62,7 @@ def write(f: BinaryIO | None, data: bytes, kind: str) -> None:
     """f.write(data), or the fault planned for this boundary."""
     global _count
     _count += 1
-    counter = os.environ.get("OPTBENCH_FAULT_COUNT")
+    counter = settings.get("OPTBENCH_FAULT_COUNT")
     if counter:
         if data.startswith(b'{"op_code":'):  # which journal operation (see optuna's JournalOperation)
             kind += ":" + data[11 : data.index(b",")].decode()

@@ -41,3 +41,13 @@ def label(value: Any, digits: int = LABEL_DIGITS) -> str:
     if isinstance(value, list | tuple):
         return json.dumps(list(value))
     return str(value)
+
+
+# A spreadsheet evaluates a cell that starts with one of these (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: Any) -> Any:
+    """Text a spreadsheet shows as written: a string starting like a formula gets a leading ' (OWASP's
+    rule); anything else is returned as it is (numbers stay numbers)."""
+    return "'" + text if isinstance(text, str) and text.startswith(FORMULA_STARTS) else text

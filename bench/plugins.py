@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import settings
 from bench.registry import ConfigError
 
 ENV = "OPTBENCH_PLUGINS"  # os.pathsep-separated plugins for spawned workers (absolute paths or modules)
@@ -64,7 +65,7 @@ def load_declared(doc: Any, path: str | Path) -> None:
 def load_from_env() -> None:
     """Installed packages' plugins, and the command line's in a spawned worker."""
     load_installed()
-    specs = [s for s in os.environ.get(ENV, "").split(os.pathsep) if s]
+    specs = list(settings.get(ENV))
     if specs:
         load(specs, None, "--plugin")
 
@@ -85,14 +86,14 @@ def load_cli(specs: list[str]) -> None:
     """`--plugin` values: loaded here and handed to spawned workers through the environment."""
     resolved = [str(Path(s).resolve()) if is_file_spec(s) else s for s in specs]
     load(resolved, None, "--plugin")
-    known = [s for s in os.environ.get(ENV, "").split(os.pathsep) if s]
+    known = list(settings.get(ENV))
     os.environ[ENV] = os.pathsep.join(dict.fromkeys([*known, *resolved]))
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """os.environ for a child optbench process, with every plugin this process loaded (suite-file ones too)
     in OPTBENCH_PLUGINS, so configs naming their entries validate there."""
-    known = [s for s in os.environ.get(ENV, "").split(os.pathsep) if s]
+    known = list(settings.get(ENV))
     specs = dict.fromkeys([*known, *_loaded])
     return {**os.environ, **(extra or {}), **({ENV: os.pathsep.join(specs)} if specs else {})}
 

@@ -15,23 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class ConfigError(ValueError):
-    """Bad input: names the key and what is allowed. The CLI turns it into exit code 2."""
-
-    def __init__(self, key: str, message: str, source: str | None = None):
-        self.key = key
-        self.message = message
-        self.source = source
-        super().__init__(self.format())
-
-    def format(self) -> str:
-        where = f"{self.source}: " if self.source else ""
-        return f"{where}key '{self.key}': {self.message}" if self.key else f"{where}{self.message}"
-
-    def with_source(self, source: str | None) -> ConfigError:
-        return self if self.source or not source else ConfigError(self.key, self.message, source)
-
+from bench.errors import ConfigError  # noqa: F401 -- imported from here by every module
 
 # Names users bring from other libraries and papers -> ours (checked only where the ours is allowed).
 SYNONYMS = {

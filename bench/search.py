@@ -26,7 +26,7 @@ from bench.config import RunConfig
 from bench.executor import Crew, Job, execute
 from bench.registry import ConfigError, closest
 from bench.space import Space, parse_space
-from bench.store import GRACE_PERIOD, Store, owners, this_worker
+from bench.store import Store, grace_period, owners, this_worker
 from bench.suite import Suite
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
@@ -337,7 +337,7 @@ def say_held_elsewhere(study: Any, budget: int) -> None:
     print(
         f"optbench: {study.study_name}: {done} of {budget} trials finished; {len(running)} running elsewhere "
         f"({', '.join(owners(running))}) count toward --trials; run the command again once they end (a trial whose "
-        f"worker died is taken again: on this machine once its process is gone, on a database {GRACE_PERIOD} s "
+        f"worker died is taken again: on this machine once its process is gone, on a database {grace_period()} s "
         "after its last heartbeat)",
         file=sys.stderr,
     )

@@ -34,13 +34,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import codec
+from bench import codec, settings
 from bench.registry import ConfigError
 
 DEFAULT_STORAGE_FILE = "optbench.journal"
-# Seconds between heartbeats of a running trial (RDB storages), and without one before it is stale.
-HEARTBEAT_INTERVAL = int(os.environ.get("OPTBENCH_HEARTBEAT_INTERVAL", "5"))
-GRACE_PERIOD = int(os.environ.get("OPTBENCH_GRACE_PERIOD", "20"))
+
+
+def heartbeat_interval() -> int:
+    """Seconds between heartbeats of a running trial (database storages)."""
+    return settings.get("OPTBENCH_HEARTBEAT_INTERVAL")
+
+
+def grace_period() -> int:
+    """Seconds without a heartbeat after which a running trial is stale."""
+    return settings.get("OPTBENCH_GRACE_PERIOD")
 
 
 class NoStore(ConfigError):
@@ -48,8 +55,7 @@ class NoStore(ConfigError):
 
 
 def default_storage_url() -> str:
-    root = Path(os.environ.get("OPTBENCH_RESULTS_DIR", "results"))
-    return str(root / DEFAULT_STORAGE_FILE)
+    return str(settings.get("OPTBENCH_RESULTS_DIR") / DEFAULT_STORAGE_FILE)
 
 
 def missing_store(url: str | None) -> Path | None:
@@ -162,8 +168,8 @@ class Store:
             try:
                 storage = optuna.storages.RDBStorage(
                     url,
-                    heartbeat_interval=HEARTBEAT_INTERVAL,
-                    grace_period=GRACE_PERIOD,
+                    heartbeat_interval=heartbeat_interval(),
+                    grace_period=grace_period(),
                     engine_kwargs={"pool_pre_ping": True},
                 )
             except Exception as e:  # noqa: BLE001 -- any driver error means the storage cannot be used
@@ -229,7 +235,7 @@ class Store:
 
         A worker on this machine is judged by whether its process still exists; one elsewhere (database
         storages) by its heartbeat. A RUNNING trial that names no worker and has no heartbeat (an orphan
-        left by an older optbench, or by a bare `study.ask()`) is failed once it is GRACE_PERIOD old."""
+        left by an older optbench, or by a bare `study.ask()`) is failed once it is grace_period() old."""
         import optuna
 
         if self.uses_heartbeats:
@@ -250,7 +256,7 @@ class Store:
                 continue
             # a worker on another host is judged by heartbeats alone (a file storage has none to judge by)
             judged = alive is None and (not worker or self.uses_heartbeats)
-            if judged and age_seconds(t.datetime_start) > GRACE_PERIOD and not self.has_heartbeat(study, t):
+            if judged and age_seconds(t.datetime_start) > grace_period() and not self.has_heartbeat(study, t):
                 who = "names no worker" if not worker else f"its worker on {worker.get('host')} never sent a heartbeat"
                 stale.append((t, f"{who} and started {age_seconds(t.datetime_start):.0f} s ago"))
         return stale
@@ -278,7 +284,7 @@ class Store:
             while True:
                 with contextlib.suppress(Exception):
                     self.storage.record_heartbeat(trial_id)
-                if stop.wait(HEARTBEAT_INTERVAL):
+                if stop.wait(heartbeat_interval()):
                     return
 
         thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial_id}")

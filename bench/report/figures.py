@@ -25,6 +25,9 @@ ERRORBAR = ("ci", 95)
 SEED_BAND = ("pi", 100)  # loss curves: the band spans every seed, min to max
 SEED = 0
 sns.set_theme(style="whitegrid", context="notebook")
+# Labels are user text (axis names, values, paths): "$...$" in one must print as written, not go to
+# mathtext's parser, which raises on an unknown command such as $\nosuchcmd$.
+matplotlib.rcParams["text.parse_math"] = False
 
 
 def png(fig: Figure) -> str:
