@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import settings
+from bench import faults, settings
 from bench.files import atomic_path
 
 
@@ -28,8 +28,9 @@ def save_checkpoint(run_hash: str, model: Any) -> Path:
 
     path = checkpoint_path(run_hash)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"gpt_config": asdict(model.config), "state_dict": state}, tmp)
+    # any error of torch.save is the write's: on a full disk it raises RuntimeError, not OSError
+    with atomic_path(path, library=True) as tmp, open(tmp, "wb") as f:
+        torch.save({"gpt_config": asdict(model.config), "state_dict": state}, faults.stream(f, "checkpoint"))
     return path
 
 

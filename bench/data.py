@@ -208,7 +208,7 @@ class BPETokenizer:
                 show_progress=False,
             )
             tok.train_from_iterator([text], trainer=trainer)
-            with atomic_path(path) as tmp:
+            with atomic_path(path, library=True) as tmp:  # tokenizers raises a plain Exception on a full disk
                 tok.save(str(tmp))
             self.tok = tok
         self.vocab_size = self.tok.get_vocab_size()

@@ -19,3 +19,8 @@ class ConfigError(ValueError):
 
     def with_source(self, source: str | None) -> ConfigError:
         return self if self.source or not source else ConfigError(self.key, self.message, source)
+
+
+class StoreUnreachable(Exception):
+    """A database store that stayed unreachable past OPTBENCH_DB_RETRY: not bad input (the command reached it
+    before), so the command says so in one line and exits 3; finished results wait on local disk."""

@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import settings
+from bench import settings, standin
 from bench.registry import ConfigError
 
 ENV = "OPTBENCH_PLUGINS"  # os.pathsep-separated plugins for spawned workers (absolute paths or modules)
@@ -109,12 +109,17 @@ def load_one(spec: str, base_dir: Path | None, key: str) -> None:
         path = Path(spec) if Path(spec).is_absolute() or base_dir is None else base_dir / spec
         path = path.resolve()
         ident = str(path)
-        if not path.is_file():
-            raise ConfigError(key, f"plugin file {path} does not exist")
     else:
         path, ident = None, spec
+    if standin.is_reading():  # results are read, not run: the plugin's identity is needed, never its code
+        origin = standin.provenance_unrun(path, spec)
+        if origin:
+            standin.plugin_now(origin)
+        return
     if ident in _loaded:
         return
+    if path is not None and not path.is_file():
+        raise ConfigError(key, f"plugin file {path} does not exist")
     before = {axis_name: dict(axis.registry.entries) for axis_name, axis in AXES.items()}
     where = f"plugin {path or spec}"
     module_name = "optbench_plugin_" + hashlib.sha256(ident.encode()).hexdigest()[:12]
@@ -154,6 +159,32 @@ def provenance(path: Path | None, spec: str) -> str:
         path = Path(importlib.import_module(spec).__file__ or "")
     # the file's name, never its folder: the same plugin hashes alike on every machine sharing a store
     return f"{path.name} sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def outside_entries(configs: list[Any]) -> dict[str, dict[str, Any]]:
+    """What reading results needs of the entries these configs take from code outside optbench (a plugin's,
+    a class_path's): registry kind (or "class_path") -> name -> bench.standin.describe() of the entry."""
+    from bench.axes import AXES
+    from bench.techniques.class_path import CLASS_PATH, class_path_entry
+
+    out: dict[str, dict[str, Any]] = {}
+    seen: set[tuple[str, str]] = set()
+    for cfg in configs:
+        for axis_name, axis in AXES.items():
+            value = getattr(cfg, axis_name)
+            for choice in value if isinstance(value, tuple) else (value,):
+                params = choice.params
+                if choice.name == CLASS_PATH:
+                    kind, name = CLASS_PATH, params.get(CLASS_PATH)
+                elif "plugin" in params:
+                    kind, name = axis.registry.kind, choice.name
+                else:
+                    continue
+                if (kind, name) not in seen:
+                    seen.add((kind, name))
+                    entry = class_path_entry(name, axis_name) if kind == CLASS_PATH else axis.registry[name]
+                    out.setdefault(kind, {})[name] = standin.describe(entry)
+    return out
 
 
 def used(flat_configs: Any) -> dict[str, list[str]]:

@@ -85,8 +85,10 @@ def calibration(text: str) -> str:
 
 calibration.allowed = "off, or the JSON file that caches this machine's calibration"  # type: ignore[attr-defined]
 
-FAULT_MODES = ("kill", "torn", "enospc", "erofs")
-FAULT_POINTS = ("append:locked", "append:checked", "append:written", "doctor:snapshot", "doctor:rewritten")
+FAULT_MODES = ("kill", "torn", "enospc", "erofs", "raise", "segv")
+FAULT_POINTS = (
+    "append:locked", "append:checked", "append:written", "doctor:snapshot", "doctor:rewritten", "store:write",
+)  # fmt: skip
 
 
 def fault(text: str) -> str:
@@ -152,6 +154,7 @@ SETTINGS = {
         Setting("OPTBENCH_GRACE_PERIOD", 20, whole(0, " of seconds"), "age of a stale claim without heartbeat"),
         Setting("OPTBENCH_HEARTBEAT_INTERVAL", 5, whole(1, " of seconds"), "seconds between heartbeats"),
         Setting("OPTBENCH_LOCK_GRACE", 10.0, seconds(1), "age at which a plain Optuna client's lock is taken over"),
+        Setting("OPTBENCH_DB_RETRY", 300.0, seconds(0), "how long a lost database is waited for"),
         Setting("OPTBENCH_FAULT", None, fault, "fault injection, for the crash tests"),
         Setting("OPTBENCH_FAULT_COUNT", None, fault_count, "write-boundary log, for the crash tests"),
     )

@@ -77,3 +77,18 @@ def test_a_label_that_reads_as_mathtext_is_drawn_as_written(tmp_path, monkeypatc
     fabricate_runs(suite, None, lambda i: "complete")
     report = build_report(suite, None, sample=False)
     assert "$\\nosuchcmd$" in report.read_text()
+
+
+def test_the_suite_description_is_stored_once_not_at_every_run(tmp_path, monkeypatch):
+    """A large description once grew the journal by its size at every `optbench run` of a finished suite."""
+    monkeypatch.chdir(tmp_path)
+    description = "why " * 50_000  # 200 kB
+    path = write_suite(tmp_path, "desc", 'optimizer = ["adamw"]', seeds="[0]", extra=f'description = "{description}"')
+    journal = tmp_path / "results" / "optbench.journal"
+    sizes = []
+    for _ in range(3):
+        assert main(["run", str(path), "--workers", "1", "--quiet", "--no-report"]) == 0
+        sizes.append(journal.stat().st_size)
+    assert journal.read_text().count(description) == 1
+    # a rerun appends only its processes' study openings (~120 bytes each), never the description
+    assert sizes[1] - sizes[0] < 1000 and sizes[2] - sizes[1] < 1000

@@ -26,13 +26,14 @@ BAD = {
     "OPTBENCH_GRACE_PERIOD": ["1.5", "inf", "-1"],
     "OPTBENCH_HEARTBEAT_INTERVAL": ["0", "0.5", "inf"],
     "OPTBENCH_LOCK_GRACE": ["0", "0.5", "inf"],
+    "OPTBENCH_DB_RETRY": ["inf", "-1"],
     "OPTBENCH_FAULT": ["kill", "kill:0", "nope:1", "stop:nowhere:1", "stop:append:locked"],
     "OPTBENCH_FAULT_COUNT": ["/no/such/folder/log"],
 }
 GOOD = {
     "OPTBENCH_GRID_LIMIT": ("7", 7), "OPTBENCH_MEMORY_LIMIT": ("2G", 2 * 2**30),
     "OPTBENCH_PROGRESS_INTERVAL": ("0", 0.0), "OPTBENCH_GRACE_PERIOD": ("0", 0),
-    "OPTBENCH_HEARTBEAT_INTERVAL": ("1", 1), "OPTBENCH_LOCK_GRACE": ("1", 1.0),
+    "OPTBENCH_HEARTBEAT_INTERVAL": ("1", 1), "OPTBENCH_LOCK_GRACE": ("1", 1.0), "OPTBENCH_DB_RETRY": ("0", 0.0),
     "OPTBENCH_FAULT": ("stop:append:locked:3", "stop:append:locked:3"), "OPTBENCH_CALIBRATION": ("off", "off"),
     "OPTBENCH_PLUGINS": (f"a.py{':'}pkg.mod", ["a.py", "pkg.mod"]),
 }  # fmt: skip

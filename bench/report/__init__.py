@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import faults
 from bench.files import atomic_path
 from bench.labels import label
 from bench.registry import ConfigError
@@ -70,8 +71,8 @@ def build_report(suite: Suite, storage: str | None = None, out: str | Path | Non
         raise ConfigError("", f"no results for suite '{suite.name}' yet: {hint}")
     html = render(suite, frame, sample=sample, search_studies=studies, left_out=left_out, design=design)
     path = Path(out) if out else default_report_path(suite)
-    with atomic_path(path) as tmp:
-        tmp.write_text(html, encoding="utf-8")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        faults.stream(f, "report").write(html.encode("utf-8"))
     return path
 
 

@@ -16,6 +16,7 @@ import inspect
 import typing
 from typing import Any
 
+from bench import standin
 from bench.registry import ConfigError, Entry, Param
 from bench.techniques.optimizers import OPTIMIZERS, param_groups
 
@@ -34,6 +35,8 @@ def class_path_entry(path: Any, key: str) -> Entry:
     """An Entry for the class at `path`: its parameters from the constructor's signature."""
     if not isinstance(path, str) or "." not in path.strip("."):
         raise ConfigError(f"{key}.{CLASS_PATH}", f"must be an import path 'package.module.Class', got {path!r}")
+    if standin.is_reading():  # results are read without importing the module
+        return standin.class_path_entry(path)
     return _class_path_entry(path, key)
 
 
