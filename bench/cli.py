@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench.checkpoint import results_dir  # noqa: E402 -- re-exported: one place says where results go
+from bench.checkpoint import kernels_storage, latest_kernels_path, legacy_kernels_path
 from bench.files import atomic_path, check_output_path
 from bench.registry import ConfigError
 
@@ -514,10 +514,16 @@ def cmd_kernels(args: argparse.Namespace) -> int:
             raise ConfigError("--device", f"must be cpu, cuda or cuda:N (comma-separated), got {device!r}")
         check_available(device, "--device")  # a CPU-only torch would skip every CUDA kernel and print nothing
     suite_dir = kernel_suite_dir()
-    storage = results_dir().resolve() / "kernels"
-    json_path = Path(args.json).resolve() if args.json else storage / "latest.json"
+    storage = kernels_storage().resolve()
+    json_path = Path(args.json).resolve() if args.json else latest_kernels_path().resolve()
     check_output_path(json_path, "--json" if args.json else "OPTBENCH_RESULTS_DIR")
     json_path.parent.mkdir(parents=True, exist_ok=True)
+    legacy = legacy_kernels_path()
+    if legacy.is_file():  # pytest-benchmark's storage holds its own files only
+        if latest_kernels_path().exists():
+            legacy.unlink()
+        else:
+            legacy.replace(latest_kernels_path())
     command = [
         sys.executable, "-m", "pytest", str(suite_dir), "-q", "-p", "no:cacheprovider",
         f"--device={args.device}",
@@ -690,11 +696,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sample", action="store_true", help="no text sample from the best run")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("kernels", help="the pytest-benchmark kernel suites, kept under results/kernels/")
+    p = sub.add_parser("kernels", help="the pytest-benchmark kernel suites; history under results/kernels/")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N; comma-separated for several")
     p.add_argument("--quick", action="store_true", help="the small preset's shapes and 3 rounds each")
     p.add_argument(
-        "--json", metavar="PATH", help="where to write the pytest-benchmark JSON (default results/kernels/latest.json)"
+        "--json", metavar="PATH", help="where to write the pytest-benchmark JSON (default results/kernels-latest.json)"
     )
     p.add_argument("-k", help="only kernels matching this pytest -k expression")
     p.add_argument("--verbose", action="store_true", help="show pytest's own output")

@@ -510,10 +510,10 @@ def target_context(frame: pd.DataFrame) -> dict[str, Any]:
 def kernels_context(frame: pd.DataFrame) -> dict[str, Any]:
     from markupsafe import Markup
 
-    from bench.checkpoint import results_dir
+    from bench.checkpoint import kernels_to_read
     from bench.roofline import kernel_roofline, runs_roofline
 
-    path = results_dir() / "kernels" / "latest.json"
+    path = kernels_to_read()
     if not path.is_file():
         return {"kernels": None, "roofline": [runs_roofline(frame, None)]}
     data = json.loads(path.read_text())
