@@ -422,8 +422,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    import pandas as pd
-
+    from bench.frame import concat
     from bench.results import suite_results
     from bench.store import load_results, search_study_names
     from bench.suite import Suite
@@ -456,17 +455,17 @@ def cmd_results(args: argparse.Namespace) -> int:
         for f in frames
     )
     print(listed or f"no results for suite '{suite.name}' yet", file=sys.stderr)
-    frame = pd.concat(frames, ignore_index=True) if frames else suite_results(suite, args.storage, with_curves=False)
+    frame = concat(frames) if frames else suite_results(suite, args.storage, with_curves=False)
     from bench.plugins import describe_used
     from bench.report import flat_configs
 
     if used := describe_used(flat_configs(frame)):  # the code behind the plugin entries, by hash or version
         print(used, file=sys.stderr)
-    frame = frame.drop(columns=[c for c in ("env", "config") if c in frame.columns])
+    frame = frame.drop(columns=[c for c in frame.columns if c == "config" or c.startswith("env.")])
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)
     elif args.format == "json":
-        print(frame.to_json(orient="records", indent=1))
+        print(frame.to_json(orient="records", indent=1, date_format="iso"))
     else:
         columns = [
             c

@@ -14,15 +14,17 @@ from hypothesis import strategies as st
 from suite_files import write_suite
 
 from bench.cli import main
+from bench.codec import claim_attrs
 from bench.config import RunConfig
 from bench.model import GPT, GPTConfig
 from bench.registry import ConfigError
+from bench.results import suite_results
 from bench.runner import Plan, run_suite
 from bench.search import parse_space, trial_config
-from bench.store import load_results
+from bench.store import Store, load_results
 from bench.suite import Suite
 from bench.techniques.class_path import LoopNeeds, loop_needs, optimizer_entry
-from bench.train import Training, train
+from bench.train import RunRecord, Training, train
 
 TINY = {"model": "tiny", "data": {"name": "synthetic", "alphabet": 8, "order": 1, "length": 20000},
         "steps": 12, "batch_size": 4, "eval_interval": 6, "eval_batches": 2, "eval_batch_size": 4,
@@ -340,6 +342,30 @@ def test_class_path_runs_stored_before_keep_their_hash():
         cfg = RunConfig.build({"model": "tiny", "steps": 12, "schedule": "constant", "optimizer": {"class_path": path}})
         if cfg.optimizer["version"] == version:
             assert cfg.hash == pinned, path
+
+
+def test_an_optimizer_by_import_path_reads_by_its_class_name(tmp_path):
+    pytest.importorskip("pytorch_optimizer")
+    axes = ('optimizer = ["adamw", { class_path = "pytorch_optimizer.Lamb" },'
+            ' { class_path = "torch.optim.SGD", lr = 0.1 }]')  # fmt: skip
+    path = write_suite(tmp_path, "named", axes, seeds="[0]", steps=4)
+    suite = Suite.load(path)
+    assert suite.arm_labels() == ["optimizer=adamw", "optimizer=Lamb", "optimizer=SGD(lr=0.1)"]
+    storage = str(tmp_path / "s.journal")
+    store = Store.open(storage)
+    study = store.study(suite.name)
+    for run in suite.runs():  # stored as optbench wrote them before: the arm labelled {class_path=...}
+        attrs = claim_attrs(run, suite.name, "s", {})
+        attrs["arm_label"] = attrs["arm_label"].replace("Lamb", "{class_path=pytorch_optimizer.Lamb}")
+        trial_id = store.create_running_trial(study, attrs, run.config.flat())
+        store.finish(trial_id, RunRecord(config=run.config.to_dict(), config_hash=run.hash, status="complete",
+                                         final_val_loss=1.0), suite.metric_field)  # fmt: skip
+    frame = suite_results(suite, storage)
+    assert frame["arm"].tolist() == suite.arm_labels()  # labels are display, taken from the suite now
+    assert frame["config.optimizer.name"].tolist() == ["adamw", "Lamb", "SGD"]
+    assert frame["config.optimizer.class_path"].tolist()[1:] == ["pytorch_optimizer.Lamb", "torch.optim.SGD"]
+    assert frame["run_hash"].tolist() == [r.hash for r in suite.runs()]  # the hash is the identity
+    assert {json.loads(c)["optimizer"]["name"] for c in frame["config"]} == {"adamw", "class_path"}
 
 
 def test_two_classes_of_one_name_read_by_their_import_paths():

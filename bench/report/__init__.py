@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.config import nested
 from bench.files import atomic_path
 from bench.labels import label
 from bench.registry import ConfigError
@@ -264,11 +265,11 @@ def short_commit(commit: str | None) -> str:
 def header(frame: pd.DataFrame) -> dict[str, Any]:
     from bench.plugins import describe_used
 
-    envs = [e for e in frame.get("env", []) if isinstance(e, dict) and e]
+    envs = [e for e in (nested(row, "env") for row in frame.to_dict("records")) if e]
     env = envs[0] if envs else {}
     finished = frame["finished"].dropna() if "finished" in frame else pd.Series(dtype=object)
     return {
-        "date": max(finished)[:10] if len(finished) else "unknown",
+        "date": str(max(finished))[:10] if len(finished) else "unknown",
         "optbench": env.get("optbench", "?"),
         # runs reused from an earlier version of the code say so: every commit that trained them is listed
         "commit": counted_text([short_commit(e.get("commit")) for e in envs], "unknown commit"),
@@ -569,7 +570,8 @@ def sample_context(frame: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any]:
     if chosen is None:
         return {"sample": None, "sample_note": f"No sample: {reason}."}
     try:
-        corpus = load_corpus(RunConfig.from_dict(chosen["config"]).data)
+        config = json.loads(chosen["config"]) if isinstance(chosen["config"], str) else chosen["config"]
+        corpus = load_corpus(RunConfig.from_dict(config).data)
     except Exception as e:  # noqa: BLE001 -- a corpus moved away since the run: say so, don't fail the report
         return {"sample": None, "sample_note": f"No sample: the run's corpus cannot be read ({e})."}
     threads = torch.get_num_threads()
