@@ -7,7 +7,9 @@ run's value is +inf: it counts as the worst possible outcome, as AlgoPerf counts
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -149,3 +151,24 @@ def performance_profile(times: pd.DataFrame, taus: np.ndarray, r_max: float = 4.
     grid = taus[(taus >= 1) & (taus <= r_max)]
     scores = pd.Series({arm: float(np.trapezoid(rho.loc[grid, arm], grid) / (r_max - 1)) for arm in times.columns})
     return rho, scores
+
+
+def param_importances(study: Any) -> dict[str, float]:
+    """Optuna's default evaluator (PED-ANOVA in Optuna 5) over a study's complete trials; {} when too few.
+    Only the parameters every complete trial has and not all set alike (a per-arm study's pinned arm
+    explains nothing)."""
+    import optuna
+
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(finished) < 3 or len(study.directions) > 1:
+        return {}
+    common = set.intersection(*(set(t.params) for t in finished))
+    varied = [name for name in sorted(common) if len({repr(t.params[name]) for t in finished}) > 1]
+    if not varied:
+        return {}
+    try:
+        with warnings.catch_warnings():  # PED-ANOVA warns about sparse regimes of conditional parameters
+            warnings.simplefilter("ignore")
+            return dict(optuna.importance.get_param_importances(study, params=varied))
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        return {}

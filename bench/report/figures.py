@@ -279,16 +279,17 @@ def search_figures(study: object) -> list[tuple[str, str]]:
     import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as ovm
 
-    from bench.search import importances
+    from bench.stats import param_importances
 
     if len(study.directions) > 1:
         names = study.user_attrs.get("search", {}).get("objectives") or None
         plots = [("Pareto front", lambda: ovm.plot_pareto_front(study, target_names=names))]
     else:
-        ranked = list(importances(study))
+        ranked = list(param_importances(study))
         plots = [
             ("Optimization history", lambda: ovm.plot_optimization_history(study)),
-            ("Parameter importances (Optuna's default evaluator)", lambda: ovm.plot_param_importances(study)),
+            ("Parameter importances (Optuna's default evaluator)",
+             lambda: ovm.plot_param_importances(study, params=ranked or None)),
             ("Parallel coordinates of the most important parameters",
              lambda: ovm.plot_parallel_coordinate(study, params=ranked[:6] or None)),
         ]  # fmt: skip
