@@ -357,9 +357,9 @@ def test_an_optimizer_by_import_path_reads_by_its_class_name(tmp_path):
     for run in suite.runs():  # stored as optbench wrote them before: the arm labelled {class_path=...}
         attrs = claim_attrs(run, suite.name, "s", {})
         attrs["arm_label"] = attrs["arm_label"].replace("Lamb", "{class_path=pytorch_optimizer.Lamb}")
-        trial_id = store.create_running_trial(study, attrs, run.config.flat())
-        store.finish(trial_id, RunRecord(config=run.config.to_dict(), config_hash=run.hash, status="complete",
-                                         final_val_loss=1.0), suite.metric_field)  # fmt: skip
+        trial_id = store.create_running_trial(study, attrs)
+        record = RunRecord(config=run.config.to_dict(), config_hash=run.hash, status="complete", final_val_loss=1.0)
+        store.finish(trial_id, record, [1.0])
     frame = suite_results(suite, storage)
     assert frame["arm"].tolist() == suite.arm_labels()  # labels are display, taken from the suite now
     assert frame["config.optimizer.name"].tolist() == ["adamw", "Lamb", "SGD"]

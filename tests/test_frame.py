@@ -113,7 +113,7 @@ def search_trials(draw):
         for r in recs:
             r.status, r.final_val_loss = "complete", r.final_val_loss or 1.0
         values = {"optimizer.lr": cfg.optimizer["lr"], "regularization": i}
-        attrs = codec.search_attrs(values, recs, seeds, "final_val_loss")
+        attrs = {**codec.search_attrs(values, recs, "final_val_loss"), **codec.record_attrs(recs[0])}
         mean = sum(r.final_val_loss for r in recs) / len(recs)
         trials.append(trial(attrs, mean, optuna.trial.TrialState.COMPLETE, {}))
     return trials
