@@ -114,10 +114,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_fits([cfg], source=args.file)
     import torch
 
-    report_kernels([cfg], cfg.threads or torch.get_num_threads())
+    from bench.calibrate import run_threads
+
+    threads = run_threads(cfg, torch.get_num_threads())
+    print(f"optbench: {threads.value} thread(s): {threads.reason}", file=sys.stderr)
+    cfg = cfg.override({"threads": threads.value})  # threads are not in the run's hash: the same run
+    report_kernels([cfg], threads.value)
     from bench.train import train
 
     record = train(cfg, None if args.quiet else RichProgress())
+    record.env["threads_choice"] = threads.reason  # record.config holds the count
     print(summary(record), file=sys.stderr)
     if record.error:
         print(record.error, file=sys.stderr)
@@ -139,12 +145,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if split is None:
         split = calibrate.measure_split(cfg, rule_split(cfg, cores), cores)
     print(f"optbench run: {split.value[0]} worker(s) x {split.value[1]} thread(s): {split.reason}")
+    import torch
+
+    from bench.calibrate import run_threads
+
+    one_run = run_threads(cfg, torch.get_num_threads(), cores, force=args.force)
+    print(f"optbench train: {one_run.value} thread(s): {one_run.reason}")
     cfgs = [cfg]
     if args.file and "suite" in read_toml(args.file):  # every optimizer a suite's runs use
         from bench.suite import Suite
 
         cfgs += [run.config for run in Suite.load(args.file, suite_overrides(args)).runs()]
-    for threads in sorted({split.value[1], cores}):  # a suite's workers, and one `optbench train`
+    for threads in sorted({split.value[1], one_run.value}):  # a suite's workers, and one `optbench train`
         for line in calibrate.calibrate_impls(cfgs, threads, args.force):
             print(f"optbench: {line}")
     print(f"cached in {machine.cache_path()}", file=sys.stderr)
