@@ -347,6 +347,19 @@ def crew_for(suite: Any, args: argparse.Namespace, source: str) -> tuple[int, in
     return workers, args.threads or threads, gpus if any(gpus) else [], reason
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench.export import check_destination, export
+    from bench.suite import Suite
+
+    suite = Suite.load(args.suite)
+    tool, destination = args.to
+    check_destination(tool, destination)
+    if not store_to_read(args.storage):
+        raise ConfigError("", f"{no_results_yet(suite)}: `optbench run {args.suite}` first")
+    print(export(suite, args.storage, tool, destination), file=sys.stderr)
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from bench import search
     from bench.space import parse_space
@@ -720,6 +733,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where to write it (default reports/<suite>.html)")
     p.add_argument("--no-sample", action="store_true", help="no text sample from the best run")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="every run of a suite and its search's trials, to TensorBoard or MLflow")
+    p.add_argument("suite", help="suite file (TOML)")
+    p.add_argument(
+        "--to", nargs=2, required=True, metavar=("TOOL", "DEST"),
+        help="tensorboard DIR, or mlflow URI: a tracking database (sqlite:///FILE.db, postgresql://...) or server",
+    )  # fmt: skip
+    p.add_argument("--storage", help="results store (default results/optbench.journal)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("kernels", help="the pytest-benchmark kernel suites; history under results/kernels/")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N; comma-separated for several")
