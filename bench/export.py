@@ -133,8 +133,9 @@ def export(suite: Any, storage: str | None, tool: str, destination: str) -> str:
     write = to_tensorboard if tool == "tensorboard" else to_mlflow
     counts = write(studies, destination)
     runs = sum(len(frame) for _, frame in studies)
-    done = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
-    return f"{suite.name}: {runs} run(s) of {len(studies)} stud(y/ies) to {tool} {redacted(destination)} ({done})"
+    done = ", ".join(f"{n} {what}" for what, n in counts.items() if n) or "nothing to write"
+    studied = f"{len(studies)} {'study' if len(studies) == 1 else 'studies'}"
+    return f"{suite.name}: {runs} run(s) of {studied} to {tool} {redacted(destination)} ({done})"
 
 
 # -- what one run exports ----------------------------------------------------------------------------
@@ -253,12 +254,14 @@ def to_mlflow(studies: list[tuple[str, Any]], destination: str) -> dict[str, int
 
     from mlflow.entities import Metric, Param
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # the schema's migrations, on a new database
+    for name in ("alembic", "mlflow"):  # the schema's creation and migrations, on a new database
+        logging.getLogger(name).setLevel(logging.WARNING)
     client = tracking_client(destination)
     counts = {"written": 0, "replaced": 0, "unchanged": 0}
     for study, frame in studies:
         experiment = client.get_experiment_by_name(study)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(study)
+        kind = {"mlflow.experimentKind": "custom_model_development"}  # MLflow's word for training runs (not GenAI)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(study, tags=kind)
         existing: dict[str, list[Any]] = {}
         for run in client.search_runs([experiment_id], max_results=50000):
             existing.setdefault(run.data.tags.get("optbench.run_hash", ""), []).append(run)
