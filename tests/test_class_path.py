@@ -280,14 +280,16 @@ def test_a_step_no_loop_can_take_is_refused_naming_the_reason_not_torchs_symptom
 
 REFUSED = [
     ("pytorch_optimizer.AliG", {}, "optimizer.class_path", "takes no `lr`"),
-    ("pytorch_optimizer.A2Grad", {}, "optimizer.lr", "has no default learning rate"),
+    ("pytorch_optimizer.A2Grad", {}, "optimizer.class_path", "keeps no `lr` in its parameter groups"),
+    ("pytorch_optimizer.A2Grad", {"lr": 1e-3}, "optimizer.class_path", "keeps no `lr` in its parameter groups"),
+    ("pytorch_optimizer.SaRA", {}, "optimizer.lr", "is required: SaRA has no default learning rate"),
     ("pytorch_optimizer.Ranger21", {}, "optimizer.num_iterations", "is required: Ranger21(num_iterations)"),
     ("pytorch_optimizer.LOMO", {}, "optimizer.class_path", "fused_backward"),
     ("pytorch_optimizer.SpectralSphere", {}, "optimizer.class_path", "only supports 2D parameters"),
 ]
 
 
-@pytest.mark.parametrize(("path", "given", "key", "text"), REFUSED, ids=[r[0].split(".")[1] for r in REFUSED])
+@pytest.mark.parametrize(("path", "given", "key", "text"), REFUSED, ids=[r[0][18:] + str(r[1]) for r in REFUSED])
 def test_third_party_optimizers_the_loop_cannot_train_are_refused_with_their_reason(path, given, key, text):
     pytest.importorskip("pytorch_optimizer")
     with pytest.raises(ConfigError) as e:
@@ -302,6 +304,7 @@ TRAINS = [
     ("pytorch_optimizer.AdamMini", {"lr": 1e-3}),  # takes the model
     ("pytorch_optimizer.Ranger21", {"num_iterations": 12}),
     ("torch.optim.RAdam", {}),  # betas: tuple[float, float]
+    ("pytorch_optimizer.SaRA", {"lr": 1e-3}),  # no default lr
 ]
 
 

@@ -48,6 +48,7 @@ class LoopNeeds:
 
 
 PLAIN = LoopNeeds()
+NO_LR = "keeps no `lr` in its parameter groups (it sets its own step size): the schedules scale a learning rate"
 PROBES = (PLAIN, LoopNeeds(closure=True), LoopNeeds(create_graph=True), LoopNeeds(closure=True, create_graph=True))
 
 
@@ -121,9 +122,8 @@ def _class_path_entry(path: str, key: str, wrapped: tuple[tuple[str, Any], ...])
     if "lr" not in arguments:
         raise ConfigError(where, f"'{path}' takes no `lr`: the schedules scale a learning rate")
     lr = arguments["lr"]
-    if lr.default is None:
-        arguments["lr"] = Param(float, None, f"{cls.__name__} has no default learning rate, and the schedules "
-                                "scale one: set optimizer.lr", positive=True, required=True)  # fmt: skip
+    if lr.default is None:  # required once the class is known to keep an lr (check, below)
+        arguments["lr"] = Param(float, None, "peak learning rate", positive=True, optional=True)
     else:
         arguments["lr"] = Param(float, lr.default, "peak learning rate", positive=True,
                                 search=("log", lr.default / 30, lr.default * 30) if lr.default else None)  # fmt: skip
@@ -156,8 +156,13 @@ def _class_path_entry(path: str, key: str, wrapped: tuple[tuple[str, Any], ...])
 
     def check(p: dict, key: str) -> None:
         failure = probe_step(cls, sig.takes, grouped, tuple(sorted({**kwargs_of(p), **wd(p)}.items())))[1]
+        if failure == NO_LR:
+            raise ConfigError(where, f"'{path}' {NO_LR}")
         if failure:
             raise ConfigError(where, f"'{path}' cannot take a step with these arguments: {failure}")
+        if p["lr"] is None:
+            raise ConfigError(f"{key}.lr", f"is required: {cls.__name__} has no default learning rate, and the "
+                              "schedules scale one")  # fmt: skip
 
     build.loop_needs = needs
     return Entry(CLASS_PATH, f"{path} ({params['version'].default})", params, build, check=check)
@@ -187,6 +192,8 @@ def probe_step(cls: type, takes: str, grouped: bool, kwargs: tuple) -> tuple[Loo
             optimizer = cls(parameters_for(net, takes, groups), **kwargs_dict)
         except Exception as e:  # noqa: BLE001 -- whatever the constructor raises, the run would raise too
             return PLAIN, f"{type(e).__name__}: {first_line(e)}"
+        if any("lr" not in group for group in optimizer.param_groups):
+            return PLAIN, NO_LR
 
         def closure(optimizer: Any = optimizer, needs: LoopNeeds = needs) -> torch.Tensor:
             with torch.enable_grad():
