@@ -5,8 +5,8 @@ from suite_files import GRID_12, write_suite
 
 from bench.cli import main
 from bench.labels import label
-from bench.registry import ConfigError
-from bench.suite import NAME_BYTES, SUITE_KEYS, Suite, flatten_axes
+from bench.registry import ConfigError, Either
+from bench.suite import NAME_BYTES, SUITE, Suite, flatten_axes
 
 
 def test_grid_is_every_combination_times_seeds(tmp_path):
@@ -289,26 +289,41 @@ def test_seeds_are_at_most_int64(where, field, key, over):
     assert parse(2**63 - 1).runs()  # the largest allowed
 
 
-# the type each [suite] key takes (what a value of any other type is refused as)
-SUITE_KEY_TYPES = {"name": str, "description": str, "design": str, "seeds": list, "metric": str,
-                   "target": (int, float), "tune": list, "max_runs": int, "baseline": str,
-                   "confirm_seeds": (int, list), "tune_extend": int, "tune_refine": int}  # fmt: skip
+# the TOML types each declared kind takes: a value of any other type is refused
+KIND_TYPES = {str: (str,), int: (int,), float: (int, float), bool: (bool,), list: (list,)}
 TOML_VALUES = st.one_of(
     st.booleans(), st.integers(), st.floats(), st.text(max_size=5), st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.datetimes(),
 )  # fmt: skip
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.sampled_from(SUITE_KEYS), TOML_VALUES)
+def declared_types(param) -> tuple[type, ...]:
+    forms = param.forms if isinstance(param, Either) else (param,)
+    return tuple(t for form in forms for t in KIND_TYPES[form.kind])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(list(SUITE.keys)), TOML_VALUES)
 def test_every_suite_key_refuses_a_value_of_the_wrong_type_naming_it(key, value):
     # before: metric = [] or {a = 1} crashed with TypeError (unhashable) in a membership test
-    wanted = SUITE_KEY_TYPES[key]
-    if isinstance(value, wanted) and not (isinstance(value, bool) and wanted is not str):
+    wanted = declared_types(SUITE.keys[key])
+    if isinstance(value, wanted) and not (isinstance(value, bool) and bool not in wanted):
         return  # the right type; its values are tested elsewhere
     with pytest.raises(ConfigError) as e:
         Suite.parse({**SMALL, "suite": {"name": "t", key: value}}, "t.toml")
     assert e.value.key == f"suite.{key}" and "\n" not in e.value.format()
+
+
+@pytest.mark.parametrize("tuned", [False, True])
+@pytest.mark.parametrize("key", list(SUITE.keys))
+def test_every_suite_key_takes_its_default_as_if_left_out(key, tuned):
+    meta = {k: v for k, v in {"name": "t", "tune": ["optimizer"] if tuned else []}.items() if k != key}
+    left_out = Suite.parse({**SMALL, "suite": meta}, "t.toml")
+    default = SUITE.keys[key].default
+    if default is None:  # TOML has no null: such a key is only ever left out
+        assert getattr(left_out, key) == ("t" if key == "name" else None)  # the name: the file's
+    else:
+        assert Suite.parse({**SMALL, "suite": {**meta, key: default}}, "t.toml") == left_out
 
 
 @pytest.mark.parametrize("target", [float("nan"), float("inf"), -float("inf"), 10**400])
@@ -340,3 +355,31 @@ def test_an_axis_widens_its_labels_only_as_far_as_its_values_need():
 
     assert labels([1e-3, 3.14159e-3]) == ["0.001", "0.003142"]
     assert labels([1e-3, 1.0001e-3, 3.14159e-3]) == ["0.001", "0.0010001", "0.0031416"]
+
+
+def test_confirming_seeds_follow_the_suites_own_or_are_listed_apart_from_them():
+    def confirm(**meta):
+        return Suite.parse({**SMALL, "suite": {"name": "t", "seeds": [0, 4], "tune": ["optimizer"], **meta}})
+
+    assert confirm().confirm_seeds == (5, 6, 7)  # three fresh seeds after the last tuning one
+    assert confirm(confirm_seeds=1).confirm_seeds == (5,) and confirm(confirm_seeds=0).confirm_seeds == ()
+    assert confirm(confirm_seeds=[9, 2]).confirm_seeds == (9, 2)
+    assert confirm(tune=[], confirm_seeds=2).confirm_seeds == ()  # only a suite that tunes confirms
+    for listed, text in (([4, 8], "took no part in tuning"), ([8, 8], "lists a seed twice"), (101, "<= 100")):
+        with pytest.raises(ConfigError) as e:
+            confirm(confirm_seeds=listed)
+        assert e.value.key == "suite.confirm_seeds" and text in e.value.message
+    with pytest.raises(ConfigError, match="list them instead"):
+        confirm(seeds=[2**63 - 2])  # three after it would pass the largest seed
+
+
+@pytest.mark.parametrize(("key", "default"), [("tune_extend", 3), ("tune_refine", 1)])
+def test_tuning_steps_are_counts_from_0_to_10(key, default):
+    def parse(**meta):
+        return Suite.parse({**SMALL, "suite": {"name": "t", "tune": ["optimizer"], **meta}})
+
+    assert getattr(parse(), key) == default and getattr(parse(**{key: 0}), key) == 0
+    for bad in (-1, 11, 2.0, True):
+        with pytest.raises(ConfigError) as e:
+            parse(**{key: bad})
+        assert e.value.key == f"suite.{key}"
