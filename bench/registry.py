@@ -160,7 +160,7 @@ class Param:
             except ConfigError as e:  # the list is the key a user wrote; the message says which item
                 raise ConfigError(key, f"{e.message} ({self._noun} {i + 1} of {list(value)!r})") from None
         if self.unique and any(v in items[:i] for i, v in enumerate(items)):
-            raise ConfigError(key, f"lists a {self._noun} twice: {list(value)!r}")
+            raise ConfigError(key, f"lists a {self._noun} twice: {list(value)!r}; list each once")
         return items
 
     @property
@@ -221,7 +221,8 @@ class Param:
 @dataclass(frozen=True)
 class Either:
     """A value of one of several declared forms, told apart by type (`confirm_seeds = 3` counts fresh seeds,
-    `confirm_seeds = [7, 8]` lists them). Checked, described and listed as a Param is."""
+    `confirm_seeds = [7, 8]` lists them). A form's help, where it has one, names it in messages. Checked,
+    described and listed as a Param is."""
 
     forms: tuple[Param, ...]
     default: Any
@@ -230,11 +231,14 @@ class Either:
     def check(self, value: Any, key: str) -> Any:
         for form in self.forms:
             if form.takes(value):
-                return form.check(value, key)
+                try:
+                    return form.check(value, key)
+                except ConfigError as e:
+                    raise ConfigError(key, f"{e.message} ({form.help})" if form.help else e.message) from None
         raise ConfigError(key, f"must be {self.describe()}, got {'nothing' if value is None else repr(value)}")
 
     def describe(self) -> str:
-        return " or ".join(form.describe() for form in self.forms)
+        return " or ".join(f"{f.help} ({f.describe()})" if f.help else f.describe() for f in self.forms)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.describe(), "default": _jsonable(self.default)}

@@ -89,7 +89,7 @@ SUITE = Table(
         "baseline": Param(str, None, "The arm every other arm is compared with, as the report labels it "
                           "(default: the first arm).", optional=True),
         "confirm_seeds": Either(
-            (Param(int, None, low=0, high=100), Param(list, None, item=SEED, unique=True)),
+            (Param(int, None, "a count of fresh seeds", low=0, high=100), Param(list, None, item=SEED, unique=True)),
             3,
             "In a suite that tunes: the fresh seeds each arm's chosen setting is trained again on, which took no "
             "part in choosing it; a count of seeds after the suite's own, or a list of seeds not among them.",

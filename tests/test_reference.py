@@ -23,6 +23,6 @@ def test_what_the_listing_says_is_what_the_parsers_check():
     assert suite["seeds"]["default"] == [0] and suite["seeds"]["type"].startswith("a non-empty list of distinct seeds")
     assert suite["tune_extend"]["type"] == "an integer >= 0 and <= 10"
     assert len(suite["name"]["rules"]) == 3 and "at most 128 characters" in suite["name"]["rules"][0]
-    assert suite["confirm_seeds"]["type"].startswith("an integer >= 0 and <= 100 or a list of distinct seeds")
+    assert suite["confirm_seeds"]["type"].startswith("a count of fresh seeds (an integer >= 0 and <= 100) or a list")
     search = tables()["search"]["keys"]
     assert search["type"]["type"] == "one of float, int" and search["log"]["default"] is False

@@ -1,5 +1,7 @@
 """bench.registry: typed parameters, the tables declared with them, and did-you-mean messages."""
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -7,7 +9,9 @@ from hypothesis import strategies as st
 from bench.registry import ConfigError, Either, Param, Rule, Table
 
 SEEDS = Param(list, (0,), "Seeds.", item=Param(int, None, "seed", low=0, high=9), required=True, unique=True)
-COUNT_OR_SEEDS = Either((Param(int, None, low=0, high=3), Param(list, None, item=Param(int, None, "seed"))), 1)
+COUNT_OR_SEEDS = Either(
+    (Param(int, None, "a count", low=0, high=3), Param(list, None, item=Param(int, None, "seed"))), 1
+)
 
 
 @settings(max_examples=100, deadline=None)
@@ -25,20 +29,20 @@ def test_a_list_checks_each_item_and_names_the_list_and_the_item(values):
         i = next(i for i, v in enumerate(values) if not 0 <= v <= 9)
         assert f"(seed {i + 1} of {values!r})" in e.value.message
     else:
-        assert e.value.message == f"lists a seed twice: {values!r}"
+        assert e.value.message == f"lists a seed twice: {values!r}; list each once"
 
 
 @pytest.mark.parametrize(
     ("value", "result", "text"),
-    [(2, 2, None), ([5, 7], [5, 7], None), (4, None, "must be <= 3"), (True, None, "or a list of seeds"),
-     ("x", None, "must be an integer >= 0 and <= 3 or a list of seeds, each an integer, got 'x'"),
+    [(2, 2, None), ([5, 7], [5, 7], None), (4, None, "must be <= 3, got 4 (a count)"), (True, None, "or a list"),
+     ("x", None, "must be a count (an integer >= 0 and <= 3) or a list of seeds, each an integer, got 'x'"),
      (None, None, "got nothing")],
 )  # fmt: skip
 def test_either_takes_the_form_its_type_names(value, result, text):
     if text is None:
         assert COUNT_OR_SEEDS.check(value, "k") == result
     else:
-        with pytest.raises(ConfigError, match=text.replace("(", r"\(")) as e:
+        with pytest.raises(ConfigError, match=re.escape(text)) as e:
             COUNT_OR_SEEDS.check(value, "k")
         assert e.value.key == "k"
 
