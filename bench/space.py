@@ -172,11 +172,12 @@ RANGE_KEYS = set(RANGE.keys)
 
 
 def flatten_search(search: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """TOML's bare dotted keys nest (optimizer.lr = [...] is {optimizer: {lr: [...]}}); ranges stay tables."""
+    """TOML's bare dotted keys nest (optimizer.lr = [...] is {optimizer: {lr: [...]}}); ranges stay tables, a
+    range with a misspelt key too (it names low or high), so that the key is refused as a range's."""
     out: dict[str, Any] = {}
     for key, value in search.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value and not set(value) <= RANGE_KEYS:
+        if isinstance(value, Mapping) and not set(value) <= RANGE_KEYS and not {"low", "high"} & set(value):
             out.update(flatten_search(value, name + "."))
         else:
             out[name] = value

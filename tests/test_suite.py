@@ -1,12 +1,17 @@
+import math
+
 import pytest
-from hypothesis import given, settings
+import torch
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from suite_files import GRID_12, write_suite
+from processes import one_line_error, run_optbench
+from suite_files import GRID_12, TINY_BASE, write_suite
 
 from bench.cli import main
-from bench.labels import label
 from bench.registry import ConfigError, Either
 from bench.suite import NAME_BYTES, SUITE, Suite, flatten_axes
+
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def test_grid_is_every_combination_times_seeds(tmp_path):
@@ -48,11 +53,6 @@ def test_bare_dotted_toml_keys_are_axes():
     }
     with pytest.raises(ConfigError, match="given twice"):
         flatten_axes({"optimizer": {"lr": [1]}, "optimizer.lr": [2]})
-
-
-def test_labels():
-    assert label({"name": "lion", "lr": 1e-4}) == "lion(lr=0.0001)"
-    assert label("adamw") == "adamw" and label(3e-3) == "0.003" and label([0.9, 0.95]) == "[0.9, 0.95]"
 
 
 def test_overrides_apply_to_every_run(tmp_path):
@@ -387,3 +387,94 @@ def test_tuning_steps_are_counts_from_0_to_10(key, default):
         with pytest.raises(ConfigError) as e:
             parse(**{key: bad})
         assert e.value.key == f"suite.{key}"
+
+
+@pytest.mark.device
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a host without CUDA")
+def test_a_suite_on_absent_cuda_exits_2_and_writes_nothing(tmp_path, capsys):
+    path = write_suite(tmp_path, "gpu", 'optimizer = ["adamw", "lion"]')
+    storage = tmp_path / "store.journal"
+    assert main(["run", str(path), "--device", "cuda", "--storage", str(storage), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and "device" in err
+    assert not storage.exists()
+
+
+@FAST
+@given(name=st.text(min_size=1, max_size=40))
+def test_suite_names_are_safe_file_names_or_refused(tmp_path_factory, name):
+    reports = tmp_path_factory.mktemp("r") / "reports"
+    try:
+        suite = Suite.parse({"suite": {"name": name}, "base": {"model": "tiny"}})
+    except ConfigError as e:
+        assert e.key == "suite.name"
+        return
+    target = (reports / f"{suite.name}.html").resolve()
+    assert target.parent == reports.resolve()
+
+
+def test_cli_refuses_a_suite_name_that_is_a_path(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('[suite]\nname = "../../tmp/x"\n' + TINY_BASE.replace("STEPS", "10"))
+    line = one_line_error(run_optbench("run", str(path), "--storage", str(tmp_path / "j.journal")))
+    assert "suite.name" in line and not (tmp_path / "j.journal").exists()
+
+
+@FAST
+@given(
+    lengths=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    design=st.sampled_from(["grid", "ablation"]),
+    tuned=st.lists(st.booleans(), min_size=3, max_size=3),
+)
+def test_a_combination_by_index_is_the_expanded_one(lengths, design, tuned):
+    keys = ["optimizer.lr", "optimizer.weight_decay", "optimizer.eps"][: len(lengths)]
+    axes = {k: [0.1 * (i + 1) for i in range(n)] for k, n in zip(keys, lengths, strict=True)}
+    tune = [k for k, t in zip(keys, tuned, strict=False) if t]
+    suite = Suite.parse({"suite": {"name": "c", "design": design, "tune": tune}, "base": {"model": "tiny"},
+                         "axes": axes})  # fmt: skip
+    combos = suite.combinations()
+    assert suite.configuration_count() == len(combos)
+    assert [suite.combination(i) for i in range(len(combos))] == combos
+    if design == "ablation":  # every arm (the base too) at every tuned value, each other axis one at a time
+        for key in keys:
+            values = [c.get(key) for c in combos]
+            if key in tune:
+                assert all(values.count(v) == len(combos) // len(axes[key]) for v in axes[key])
+            else:  # once per combination of the tuned values
+                crossed = math.prod(len(axes[k]) for k in tune)
+                assert sorted(v for v in values if v is not None) == sorted(axes[key] * crossed)
+
+
+def huge_grid(max_runs: str = "") -> dict:
+    values = [1e-4 * (i + 1) for i in range(100)]
+    return {
+        "suite": {"name": "huge", **({"max_runs": int(max_runs)} if max_runs else {})},
+        "base": {"model": "tiny", "data": {"name": "synthetic", "alphabet": 8}, "steps": 10, "schedule": "constant"},
+        "axes": {"optimizer.lr": values, "optimizer.weight_decay": values, "optimizer.eps": values},
+    }
+
+
+def test_a_grid_over_the_limit_is_refused_unless_sampled_and_sampling_never_expands_it(monkeypatch):
+    with pytest.raises(ConfigError, match="1,000,000 configurations, over the limit of 100,000"):
+        Suite.parse(huge_grid())
+    monkeypatch.setattr(Suite, "combinations", lambda self: pytest.fail("the grid was expanded"))
+    runs = Suite.parse(huge_grid("10")).runs()
+    assert len(runs) == 10 and len({r.hash for r in runs}) == 10
+    assert [r.hash for r in runs] == [r.hash for r in Suite.parse(huge_grid("10")).runs()]
+
+
+def test_a_suite_file_is_parsed_once_per_content(tmp_path, monkeypatch):
+    """A command loads its suite in several places: a large grid is validated once, not six times."""
+    path = write_suite(tmp_path, "once", GRID_12)
+    parse, calls = Suite.parse, []
+    monkeypatch.setattr(Suite, "parse", lambda *a, **k: (calls.append(1), parse(*a, **k))[1])
+    first = Suite.load(path, {"device": "cpu"})
+    assert Suite.load(path, {"device": "cpu"}) is first and len(calls) == 1
+    path.write_text(path.read_text().replace("[0, 1]", "[0]"))
+    assert len(Suite.load(path, {"device": "cpu"}).runs()) == 6 and len(calls) == 2
+
+
+def test_an_empty_suite_file_exits_2_in_one_line(tmp_path):
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert "nothing to run" in one_line_error(run_optbench("run", str(empty)))
