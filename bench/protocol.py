@@ -97,7 +97,12 @@ def advance(suite: Suite, tuning: ArmTuning, results: Results) -> list[Run]:
 
 def point_of(suite: Suite, run: Run) -> tuple[tuple[str, str], ...]:
     """The run's tuned settings as (key, label) pairs: what identifies a point of the arm's grid."""
-    return tuple((k, label(v, 17) if is_number(v) else label(v)) for k, v in tuned_values(suite, run).items())
+    return tuple((k, point_label(v)) for k, v in tuned_values(suite, run).items())
+
+
+def point_label(value: Any) -> str:
+    """A tuned value as a point's coordinate: numbers at full precision, so none two are confused."""
+    return label(value, 17) if is_number(value) else label(value)
 
 
 def tuned_values(suite: Suite, run: Run) -> dict[str, Any]:
@@ -200,6 +205,8 @@ def propose(suite: Suite, tuning: ArmTuning, best: tuple, means: dict[tuple, flo
         pairs = zip(declared, declared[1:], strict=False)
         step = min(b / a if scale == "log" else b - a for a, b in pairs)  # the declared grid's finest step
         i = line.index(value)
+        # both sides: loss against a learning rate is no parabola (a gentle slope, then a cliff), so the side
+        # of the better neighbour does not tell where the minimum is (one side only missed it by 2.5 steps)
         for neighbour in (line[i - 1], line[i + 1]):
             gap = max(neighbour, value) / min(neighbour, value) if scale == "log" else abs(neighbour - value)
             finest = step ** (0.5**suite.tune_refine) if scale == "log" else step * 0.5**suite.tune_refine
