@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bench.axes import AXES
 from bench.codec import FINISHED
+from bench.config import SCALARS
 from bench.labels import label
 from bench.registry import ConfigError
 from bench.suite import Run, Suite, expand
@@ -97,7 +99,12 @@ def advance(suite: Suite, tuning: ArmTuning, results: Results) -> list[Run]:
 
 def point_of(suite: Suite, run: Run) -> tuple[tuple[str, str], ...]:
     """The run's tuned settings as (key, label) pairs: what identifies a point of the arm's grid."""
-    return tuple((k, label(v, 17) if is_number(v) else label(v)) for k, v in tuned_values(suite, run).items())
+    return tuple((k, point_label(v)) for k, v in tuned_values(suite, run).items())
+
+
+def point_label(value: Any) -> str:
+    """A tuned value as a point's coordinate: numbers at full precision, so none two are confused."""
+    return label(value, 17) if is_number(value) else label(value)
 
 
 def tuned_values(suite: Suite, run: Run) -> dict[str, Any]:
@@ -134,9 +141,27 @@ def is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def scale_of(values: list[float]) -> str:
-    """'log' where the values are all positive and span a factor of 10 or more, else 'linear'."""
+def scale_of(config: Any, key: str, values: list[float]) -> str:
+    """The scale a tuned setting is stepped on: the one its parameter's declared search range uses (a learning
+    rate's is log, a warmup's linear), else log where the values are all positive and span a factor of 10 or
+    more."""
+    param = setting_param(config, key)
+    if param is not None and param.search is not None and param.search[0] in ("log", "float", "int", "steps"):
+        return "log" if param.search[0] == "log" and min(values) > 0 else "linear"
     return "log" if min(values) > 0 and max(values) >= 10 * min(values) else "linear"
+
+
+def setting_param(config: Any, key: str) -> Any:
+    """The Param a dotted setting of a run's config names ('optimizer.lr' -> its optimizer's lr), or None."""
+    head, _, inner = key.partition(".")
+    if not inner:
+        return SCALARS.get(head)
+    axis = AXES.get(head)
+    if axis is None or axis.combine:
+        return None
+    choice = getattr(config, head)
+    entry = axis.registry.entries.get(choice.name)
+    return entry.params.get(inner) if entry is not None else None
 
 
 def beyond(value: float, declared: list[float], edge: str, scale: str) -> float:
@@ -177,7 +202,7 @@ def propose(suite: Suite, tuning: ArmTuning, best: tuple, means: dict[tuple, flo
         if len(line) < 2:  # the best's other settings were tried at one value of this one: nothing to judge
             continue
         value = tuned_values(suite, template)[key]
-        scale = scale_of(declared)
+        scale = scale_of(template.config, key, declared)
         integer = all(isinstance(v, int) for v in declared)
         edge = "largest" if value == line[-1] else "smallest" if value == line[0] else None
         if edge is not None:
@@ -200,6 +225,8 @@ def propose(suite: Suite, tuning: ArmTuning, best: tuple, means: dict[tuple, flo
         pairs = zip(declared, declared[1:], strict=False)
         step = min(b / a if scale == "log" else b - a for a, b in pairs)  # the declared grid's finest step
         i = line.index(value)
+        # both sides: loss against a learning rate is no parabola (a gentle slope, then a cliff), so the side
+        # of the better neighbour does not tell where the minimum is (one side only missed it by 2.5 steps)
         for neighbour in (line[i - 1], line[i + 1]):
             gap = max(neighbour, value) / min(neighbour, value) if scale == "log" else abs(neighbour - value)
             finest = step ** (0.5**suite.tune_refine) if scale == "log" else step * 0.5**suite.tune_refine
