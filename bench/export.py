@@ -93,7 +93,7 @@ def check_tracking_uri(uri: str) -> None:
             raise ConfigError("--to", f"mlflow: {path} is not a file")
         if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
             raise ConfigError("--to", f"mlflow: folder {path.parent} does not exist or is not writable")
-        if path.is_file() and path.stat().st_size and path.open("rb").read(16) != b"SQLite format 3\x00":
+        if path.is_file() and path.stat().st_size and path.read_bytes()[:16] != b"SQLite format 3\x00":
             raise ConfigError("--to", f"mlflow: {path} is not an SQLite database; refusing to write to it")
         return
     with quick_http():
