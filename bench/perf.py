@@ -290,7 +290,7 @@ def fabricate_results(suite_path: str, storage: str, seed: int = 0) -> int:
             status="diverged" if diverged else "complete", status_step=steps // 2 if diverged else None,
             final_val_loss=None if diverged else val[-1], best_val_loss=None if diverged else min(val),
             loss_floor=1.0, steps=steps, tokens=steps * run.config.tokens_per_step, wall_time=steps / 100,
-            train_time=steps / 110, tokens_per_second=1e5, peak_memory_mb=300.0, n_params=100_000,
+            train_time=steps / 110, cpu_time=steps / 120, tokens_per_second=1e5, peak_memory_mb=300.0, n_params=100_000,
             target=suite.target, target_step=reached, target_tokens=reached and reached * run.config.tokens_per_step,
             target_time=reached and reached / 110,
             curves={"train_loss": train_loss, "grad_norm": [1.0] * steps, "lr": [1e-3] * steps,

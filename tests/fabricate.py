@@ -36,6 +36,7 @@ def record(cfg, status: str, rng: random.Random, level: float, target: float | N
         error="Traceback (most recent call last):\n  fabricated failure" if status == "failed" else None,
         final_val_loss=val[-1] if finished else None, best_val_loss=min(val) if finished else None,
         loss_floor=1.0, steps=stop, tokens=stop * cfg.tokens_per_step, wall_time=stop / 100, train_time=stop / 110,
+        cpu_time=stop / 120,
         tokens_per_second=1e5, peak_memory_mb=300.0, n_params=100_000, target=target,
         target_step=reached, target_tokens=reached and reached * cfg.tokens_per_step,
         target_time=reached and reached / 110,
