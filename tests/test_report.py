@@ -84,10 +84,12 @@ def test_tuned_arms_and_missing_target_and_too_few_seeds(tmp_path):
     board = section(html, "leaderboard")
     assert "tuned per arm" in board and "too few seeds" in board
     assert ">optimizer=lion</td>" in board and "Best setting" in board  # arms are the optimizers alone
-    assert board.count("optimizer.lr=") == 3  # each arm's best learning rate, once
+    table = board.split("<table", 1)[1]  # the headline names the best arm's setting too
+    assert table.count("optimizer.lr=") == 3  # each arm's best learning rate, once
     assert "sets no target" in section(html, "target")
     comparisons = section(html, "comparisons")  # two seeds: mean differences only, and why
-    assert "p (Holm)" not in comparisons and "Effect size" not in comparisons and "font-weight: 700" not in comparisons
+    tests = comparisons.split("<table", 1)[1]  # (the note above the table explains every column)
+    assert "p (Holm)" not in tests and "Effect size" not in tests and "font-weight: 700" not in tests
     assert "Paired tests need 3 or more seeds that finish" in comparisons and "Mean difference" in comparisons
 
 
@@ -475,7 +477,8 @@ clip = ["none"]
     html = build_report(suite, storage, tmp_path / "r.html", sample=False).read_text()
     assert "Baseline: <b>base</b>" in section(html, "comparisons")
     board = section(html, "leaderboard")
-    assert ">all<" not in board and board.count("optimizer.lr=") == 3  # each arm's best rate
+    table = board.split("<table", 1)[1]  # (the headline names the base's setting too)
+    assert ">all<" not in table and table.count("optimizer.lr=") == 3  # each arm's best rate
     assert "init=orthogonal, optimizer.lr" not in board  # the best setting column says the tuned part alone
 
 
