@@ -113,8 +113,9 @@ stage_suite() {
     local rc=$?
     "$PY" - "$store" <<'PY'
 import sys
+from bench.results import suite_results
 from bench.suite import Suite
-frame = Suite.load("suites/gpu_workers.toml").results(sys.argv[1])
+frame = suite_results(Suite.load("suites/gpu_workers.toml"), sys.argv[1])
 for _, row in frame.iterrows():
     env = row["env"] or {}
     print(f"  {row['arm']}: {row['status']}, val {row['value']}, device {env.get('device')} "

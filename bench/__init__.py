@@ -1,8 +1,8 @@
 """optbench: benchmark the techniques used to train language models on one fixed small GPT."""
 
-__version__ = "0.1.0"
+from bench.version import __version__
 
-__all__ = ["load_results"]
+__all__ = ["__version__", "load_results"]
 
 
 def __getattr__(name: str):  # `from bench import load_results` without importing optuna at `import bench`

@@ -1,6 +1,7 @@
 """The one table of axes. Every axis a run varies is declared here once: its registry, its default, whether
 one entry is chosen or several combine, whether a search chooses among its entries, the contract its
-builders follow (a Protocol) and the check each entry must pass (bench.contracts).
+builders follow (a Protocol) and the static check each entry must pass (`check_entry`; bench.contracts
+runs each entry against its contract).
 
 `RunConfig`'s fields and defaults, validation, `optbench list`, search spaces, the store's distributions,
 plugins and the contract tests iterate over `AXES`; nothing else lists the axes. A new axis is one `Axis`
@@ -11,6 +12,7 @@ This module imports nothing heavy: `optbench list` and `--help` stay fast.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,7 +23,7 @@ from bench.techniques.corpora import CORPORA
 from bench.techniques.init import INITS
 from bench.techniques.models import MODEL_PARAMS, MODELS
 from bench.techniques.optimizers import OPTIMIZERS
-from bench.techniques.regularization import REGULARIZERS
+from bench.techniques.regularization import REGULARIZERS, Regularizer
 from bench.techniques.schedules import SCHEDULES
 
 # -- the builders' contracts ----------------------------------------------------------------------
@@ -48,7 +50,7 @@ class BuildInit(Protocol):
 class BuildClip(Protocol):
     def __call__(self, p: dict[str, Any]) -> Callable[[list[Any]], Any]:
         """A function clipping the parameters' gradients in place and returning their global norm before.
-        Promise: `promise(p) -> (measure, bound)`, measure one of bench.contracts.CLIP_MEASURES."""
+        Promise: `promise(p) -> (measure, bound)`, measure one of CLIP_MEASURES."""
 
 
 class BuildRegularizer(Protocol):
@@ -59,6 +61,42 @@ class BuildRegularizer(Protocol):
 class BuildCorpus(Protocol):
     def __call__(self, p: dict[str, Any]) -> Any:
         """A bench.data.Corpus (bench.data.text_corpus tokenizes and splits any text)."""
+
+
+# What a clip's promise may bound: the global L2 norm of all gradients, each element's absolute value, each
+# unit's (row's) gradient norm over max(its weight norm, eps), or nothing.
+CLIP_MEASURES = ("global_norm", "max_abs", "unit_ratio", "unbounded")
+STOP_STATUSES = ("stopped_early", "diverged")  # what an after_evaluation hook may stop a run with
+
+
+def check_entry(axis: Axis, entry: Entry) -> None:
+    """ValueError when `entry` breaks `axis`'s static contract: the builder's shape, its promise, its
+    required parameters (a plugin's entries are checked on load; bench.contracts.verify runs them)."""
+    where = f"{axis.name} entry '{entry.name}'"
+    missing = [p for p in axis.required_params if p not in entry.params]
+    if missing:
+        raise ValueError(f"{where} must take parameter(s) {', '.join(missing)}")
+    if axis.contract is None:
+        if entry.build is not None:
+            raise ValueError(f"{where}: {axis.name} entries take parameters only, no builder")
+        return
+    if not callable(entry.build):
+        raise ValueError(f"{where} has no builder (register it as a decorator on a function)")
+    wanted = [p for p in inspect.signature(axis.contract.__call__).parameters if p != "self"]
+    try:
+        inspect.signature(entry.build).bind(*wanted)
+    except TypeError:
+        raise ValueError(f"{where}: its builder must take ({', '.join(wanted)})") from None
+    except ValueError:  # a builtin without a signature: trusted
+        pass
+    if axis.contract is BuildRegularizer:  # cheap to build: its hooks object must be a Regularizer
+        built = entry.build({n: param.default for n, param in entry.params.items()})
+        if not isinstance(built, Regularizer):
+            raise ValueError(f"{where}: its builder must return a bench.techniques.regularization.Regularizer")
+    if axis.promise and not callable(entry.promise):
+        doc = inspect.getdoc(axis.contract.__call__) or ""
+        said = doc[doc.find("Promise:") :].splitlines()[0] if "Promise:" in doc else ""
+        raise ValueError(f"{where} declares no promise=... for its contract test ({said.rstrip('.')})")
 
 
 # -- the table ------------------------------------------------------------------------------------
@@ -80,8 +118,6 @@ class Axis:
 
     def check(self, entry: Entry) -> None:
         """ValueError when `entry` breaks this axis's contract (a plugin's entries are checked on load)."""
-        from bench.contracts import check_entry
-
         check_entry(self, entry)
 
 

@@ -3,35 +3,26 @@
 Two choices depend on the CPU a suite lands on: which optimizer kernels `impl = "auto"` takes (fused,
 foreach or for-loop: fused AdamW was the fastest on an AMD EPYC and 8-30% slower than foreach on an Intel
 Xeon of the same 2-core kind, issue 13), and how `optbench run` splits the cores between worker processes
-and torch threads. `calibrate_impls` and `calibrate_split` time the alternatives side by side (alternated
+and torch threads. `calibrate_impls` and `measure_split` time the alternatives side by side (alternated
 rounds, medians) and cache the verdict with its reason under the machine's key: CPU model, torch version,
-core count. The cache is `$OPTBENCH_CALIBRATION` or `<cache dir>/calibration.json`; `OPTBENCH_CALIBRATION=off`
-keeps torch's own rule (fused where torch has it), as the tests do so their numbers never hinge on a cache.
+core count (bench.machine keeps the cache and reads it back for everyone else).
 
-The library only reads the cache (`impl_choice`, `split_choice`); the command line measures what is missing
-before it trains (`optbench train`, `optbench run`) and `optbench calibrate --force` measures again.
-A choice that changes kernels may change the last bits of a run's numbers (fused AdamW rounds differently
-from foreach), so every record names the kernels it ran in `env["calibration"]`; set `impl` to pin them.
+This module only measures; the command line runs it for what is missing before it trains (`optbench
+train`, `optbench run`), and `optbench calibrate --force` measures again.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bench import plugins
-from bench.files import atomic_path
-from bench.techniques.optimizers import FUSED
+from bench.machine import FUSED, Choice, cache_path, impl_choice, impl_key, load, save, split_key, torch_default
 
 # Another implementation replaces torch's default only when it takes under this share of its time
 # (median of alternated rounds): within noise the default stays, so a re-measurement rarely flips it.
@@ -40,105 +31,7 @@ IMPL_MARGIN = 0.95
 SPLIT_MARGIN = 0.95
 
 
-@dataclass(frozen=True)
-class Choice:
-    value: Any
-    reason: str
-
-
-def cache_path() -> Path | None:
-    """Where the verdicts live; None when calibration is switched off."""
-    setting = os.environ.get("OPTBENCH_CALIBRATION", "")
-    if setting == "off":
-        return None
-    if setting:
-        return Path(setting)
-    from bench.data import cache_dir
-
-    return cache_dir() / "calibration.json"
-
-
-def machine_key() -> str:
-    import torch
-
-    from bench.env import cpu_model
-
-    return f"{cpu_model()} | torch {torch.__version__} | {os.cpu_count()} cores"
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}  # missing or damaged: measured again and rewritten whole
-    return data if isinstance(data, dict) else {}
-
-
-def load() -> dict[str, Any]:
-    """This machine's cached verdicts: {"impl": {key: {...}}, "split": {key: {...}}}."""
-    path = cache_path()
-    return _read(path).get(machine_key(), {}) if path else {}
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-def save(kind: str, key: str, verdict: dict[str, Any]) -> None:
-    """Add one verdict to the cache file (locked, written whole, other machines' entries kept)."""
-    path = cache_path()
-    if path is None:
-        return
-    with _locked(path):
-        data = _read(path)
-        data.setdefault(machine_key(), {}).setdefault(kind, {})[key] = verdict
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-
-
 # -- optimizer kernels -------------------------------------------------------------------------------
-
-
-def torch_default(cls_name: str) -> str:
-    return "fused" if cls_name in FUSED else "foreach"
-
-
-def impl_key(cls_name: str, n_params: int, threads: int) -> str:
-    return f"{cls_name}, {n_params} params, {threads} threads"
-
-
-def impl_choice(cls_name: str, impl: str, device: str, n_params: int, threads: int) -> Choice:
-    """The kernels a torch.optim class runs with for the `impl` a config asks for, and why."""
-    if impl != "auto":
-        return Choice(impl, "set in the config")
-    if not device.startswith("cpu"):
-        return Choice(torch_default(cls_name), "torch's default on this device")
-    if cache_path() is None:
-        return Choice(torch_default(cls_name), "torch's default; calibration off")
-    verdict = load().get("impl", {}).get(impl_key(cls_name, n_params, threads))
-    if verdict:
-        return Choice(verdict["impl"], verdict["reason"])
-    return Choice(torch_default(cls_name), "torch's default; no calibration for this machine and model")
-
-
-def kernels_used(cfg: Any, optimizers: list, n_params: int, device: str) -> dict[str, dict[str, str]]:
-    """For the record's environment: the kernels each torch.optim optimizer of a run was built with and why."""
-    import torch
-
-    used = {}
-    for opt in optimizers:
-        cls_name = type(opt).__name__
-        if not type(opt).__module__.startswith("torch.optim") or "foreach" not in opt.defaults:
-            continue  # Lion, schedule-free AdamW, Muon's own update: one implementation each
-        impl = "fused" if opt.defaults.get("fused") else "foreach" if opt.defaults.get("foreach") else "forloop"
-        requested = cfg.optimizer.get("impl", "set in the config")  # a class_path optimizer takes its own kwargs
-        reason = impl_choice(cls_name, requested, device, n_params, torch.get_num_threads()).reason
-        used[cls_name] = {"impl": impl, "reason": reason}
-    return used
 
 
 def pick(seconds: dict[str, list[float]], default: str, margin: float) -> tuple[str, str]:
@@ -165,8 +58,8 @@ def measure_impls(cfg: Any, rounds: int = 7, steps: int = 10) -> Choice:
     model with the same fixed gradients."""
     import torch
 
-    from bench.data import load_corpus
     from bench.techniques.class_path import optimizer_entry
+    from bench.techniques.corpora import load_corpus
     from bench.train import build_model
 
     entry = optimizer_entry(cfg.optimizer)
@@ -203,7 +96,7 @@ def measure_impls(cfg: Any, rounds: int = 7, steps: int = 10) -> Choice:
 
 
 def model_params(cfg: Any) -> int:
-    from bench.data import load_corpus
+    from bench.techniques.corpora import load_corpus
     from bench.train import build_model
 
     return build_model(cfg, load_corpus(cfg.data), "cpu").num_params()
@@ -239,17 +132,6 @@ def calibrate_impls(cfgs: list[Any], threads: int, force: bool = False) -> list[
 
 
 # -- workers x threads -------------------------------------------------------------------------------
-
-
-def split_key(cfg: Any, cores: int) -> str:
-    m = cfg.model
-    return f"{m['n_layer']}x{m['n_embd']} context {m['block_size']}, batch {cfg.batch_size}, {cores} cores"
-
-
-def split_choice(cfg: Any, cores: int) -> Choice | None:
-    """The cached (workers, threads) verdict for runs shaped like `cfg`, or None."""
-    verdict = load().get("split", {}).get(split_key(cfg, cores))
-    return Choice(tuple(verdict["split"]), verdict["reason"]) if verdict else None
 
 
 def splits(cores: int) -> list[tuple[int, int]]:

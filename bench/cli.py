@@ -82,16 +82,16 @@ def summary(record: Any) -> str:
 def calibrate_split(suite: Any) -> str:
     """Measure this machine's workers x threads split for the suite's model when it has none cached
     (bench.calibrate); the reason of the split `optbench run` takes."""
-    from bench import calibrate
+    from bench import calibrate, machine
     from bench.runner import rule_split
 
     cores = os.cpu_count() or 1
-    if suite.base.device != "cpu" or calibrate.cache_path() is None:
+    if suite.base.device != "cpu" or machine.cache_path() is None:
         return "the rule for this model width (calibration off)"
-    choice = calibrate.split_choice(suite.base, cores)
+    choice = machine.split_choice(suite.base, cores)
     if choice is None:
         print(f"optbench: calibrating the workers x threads split for this model on this machine "
-              f"(once; cached in {calibrate.cache_path()})", file=sys.stderr)  # fmt: skip
+              f"(once; cached in {machine.cache_path()})", file=sys.stderr)  # fmt: skip
         choice = calibrate.measure_split(suite.base, rule_split(suite.base, cores), cores)
     return choice.reason
 
@@ -105,11 +105,11 @@ def report_kernels(cfgs: list[Any], threads: int, force: bool = False) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from bench.config import load_run_config
+    from bench.runfile import load_run_config
 
     cfg = load_run_config(args.file, args.set)
-    from bench.data import check_corpora
     from bench.resources import check_fits
+    from bench.techniques.corpora import check_corpora
 
     check_corpora([cfg], args.file)
     check_fits([cfg], source=args.file)
@@ -128,15 +128,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from bench import calibrate
-    from bench.config import load_run_config, read_toml
+    from bench import calibrate, machine
+    from bench.runfile import load_run_config, read_toml
     from bench.runner import rule_split
 
     cfg = load_run_config(args.file, args.set)
-    if calibrate.cache_path() is None:
+    if machine.cache_path() is None:
         raise ConfigError("OPTBENCH_CALIBRATION", "calibration is off; unset it or name a file")
     cores = os.cpu_count() or 1
-    split = None if args.force else calibrate.split_choice(cfg, cores)
+    split = None if args.force else machine.split_choice(cfg, cores)
     if split is None:
         split = calibrate.measure_split(cfg, rule_split(cfg, cores), cores)
     print(f"optbench run: {split.value[0]} worker(s) x {split.value[1]} thread(s): {split.reason}")
@@ -148,7 +148,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for threads in sorted({split.value[1], cores}):  # a suite's workers, and one `optbench train`
         for line in calibrate.calibrate_impls(cfgs, threads, args.force):
             print(f"optbench: {line}")
-    print(f"cached in {calibrate.cache_path()}", file=sys.stderr)
+    print(f"cached in {machine.cache_path()}", file=sys.stderr)
     return 0
 
 
@@ -165,17 +165,17 @@ def check_sample_flags(args: argparse.Namespace) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from bench.config import load_run_config
+    from bench.runfile import load_run_config
 
     check_sample_flags(args)
     cfg = load_run_config(args.file, args.set)
-    from bench.data import check_corpora
+    from bench.techniques.corpora import check_corpora
 
     check_corpora([cfg], args.file)
     import torch
 
     from bench.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
-    from bench.data import load_corpus
+    from bench.techniques.corpora import load_corpus
     from bench.train import resolve_device, run_training
 
     corpus = load_corpus(cfg.data)
@@ -208,7 +208,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def suite_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.config import parse_set
+    from bench.runfile import parse_set
 
     overrides = parse_set(getattr(args, "set", None))
     if getattr(args, "device", None):
@@ -236,7 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.suite import Suite
 
     suite = Suite.load(args.suite, suite_overrides(args))  # every run validated before anything is written
-    from bench.data import check_corpora
+    from bench.techniques.corpora import check_corpora
 
     check_corpora([r.config for r in suite.runs()], args.suite)
     if not args.no_report:
@@ -332,7 +332,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.export:
         check_output_path(args.export, "--export")
     suite = Suite.load(args.suite, suite_overrides(args))
-    from bench.data import check_corpora
+    from bench.techniques.corpora import check_corpora
 
     check_corpora([suite.base, *(r.config for r in suite.runs())], args.suite)
     if not args.no_report:
@@ -428,6 +428,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from bench.results import suite_results
     from bench.store import load_results, search_study_names
     from bench.suite import Suite
 
@@ -437,7 +438,7 @@ def cmd_results(args: argparse.Namespace) -> int:
         return 0
     frames = []
     if args.study in ("all", "runs"):
-        runs = suite.results(args.storage, with_curves=args.format == "json")
+        runs = suite_results(suite, args.storage, with_curves=args.format == "json")
         if runs.attrs["left_out"]:
             left_out = runs.attrs["left_out"]
             print(f"{left_out} stored run(s) no longer implied by {args.suite} are left out", file=sys.stderr)
@@ -459,7 +460,7 @@ def cmd_results(args: argparse.Namespace) -> int:
         for f in frames
     )
     print(listed or f"no results for suite '{suite.name}' yet", file=sys.stderr)
-    frame = pd.concat(frames, ignore_index=True) if frames else suite.results(args.storage, with_curves=False)
+    frame = pd.concat(frames, ignore_index=True) if frames else suite_results(suite, args.storage, with_curves=False)
     from bench.plugins import describe_used
     from bench.report import flat_configs
 
@@ -501,9 +502,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def kernel_suite_dir() -> Path:
-    import bench
-
-    path = Path(bench.__file__).resolve().parent.parent / "suites" / "kernels"
+    path = Path(__file__).resolve().parent.parent / "suites" / "kernels"
     if not path.is_dir():
         raise ConfigError("", f"the kernel suites are not beside this installation (looked in {path})")
     return path
@@ -613,7 +612,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="optbench", description="Benchmark LM training techniques on one fixed small GPT.")
-    from bench import __version__
+    from bench.version import __version__
 
     parser.add_argument("--version", action="version", version=f"optbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

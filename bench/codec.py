@@ -21,6 +21,8 @@ import math
 from enum import StrEnum
 from typing import Any
 
+from bench.labels import label
+
 CURVE_POINTS = 500
 
 
@@ -134,8 +136,6 @@ def write_stale(storage: Any, trial_id: int) -> None:
 
 def search_attrs(values: dict[str, Any], records: list, seeds: list[int], objective_field: str) -> dict[str, Any]:
     """A search trial's attributes: its first seed's record and run hash, its arm, every seed it trained."""
-    from bench.suite import label
-
     first = records[0]
     return {
         "run_hash": first.config_hash,
@@ -314,8 +314,8 @@ def trial_row(run_hash: str, t: Any, attempts: int, with_curves: bool = True) ->
         "value": t.values[0] if t.values and trial_status(t) in FINISHED else None,
         "attempts": attempts,
     }
-    for key, label in (t.user_attrs.get("arm") or {}).items():
-        row[f"arm.{key}"] = label
+    for key, text in (t.user_attrs.get("arm") or {}).items():
+        row[f"arm.{key}"] = text
     for key in RECORD_COLUMNS:
         if key != "status":
             row[key] = t.user_attrs.get(key)

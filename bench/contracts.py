@@ -1,7 +1,7 @@
 """What every entry of every axis must do, checked the same way for built-ins and plugins.
 
-`check_entry` is static (a builder of the contract's shape, its promise, its required parameters): a plugin's
-entries pass it when the plugin loads, or the plugin is bad input. `verify` runs the entry (torch needed): an
+The static check of an entry (its builder's shape, its promise, its required parameters) lives with the axis
+table (bench.axes.check_entry): a plugin's entries pass it when the plugin loads. `verify` runs the entry: an
 init gives the statistics it promises, a clip bounds what it promises, a regularizer changes what its hooks
 say, an optimizer lowers the tiny model's loss, a schedule hits its defining values, a corpus round-trips
 its text. tests/test_contracts.py runs `verify` on every entry of every axis, generated from bench.axes.
@@ -9,47 +9,20 @@ its text. tests/test_contracts.py runs `verify` on every entry of every axis, ge
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
-from bench.axes import BuildClip, BuildCorpus, BuildInit, BuildOptimizer, BuildRegularizer, ScheduleFactor
+from bench.axes import (
+    CLIP_MEASURES,
+    STOP_STATUSES,
+    BuildClip,
+    BuildCorpus,
+    BuildInit,
+    BuildOptimizer,
+    BuildRegularizer,
+    ScheduleFactor,
+)
 from bench.registry import Entry
-
-# What a clip's promise may bound: the global L2 norm of all gradients, each element's absolute value, each
-# unit's (row's) gradient norm over max(its weight norm, eps), or nothing.
-CLIP_MEASURES = ("global_norm", "max_abs", "unit_ratio", "unbounded")
-STOP_STATUSES = ("stopped_early", "diverged")  # what an after_evaluation hook may stop a run with
-
-
-def check_entry(axis: Any, entry: Entry) -> None:
-    where = f"{axis.name} entry '{entry.name}'"
-    missing = [p for p in axis.required_params if p not in entry.params]
-    if missing:
-        raise ValueError(f"{where} must take parameter(s) {', '.join(missing)}")
-    if axis.contract is None:
-        if entry.build is not None:
-            raise ValueError(f"{where}: {axis.name} entries take parameters only, no builder")
-        return
-    if not callable(entry.build):
-        raise ValueError(f"{where} has no builder (register it as a decorator on a function)")
-    wanted = [p for p in inspect.signature(axis.contract.__call__).parameters if p != "self"]
-    try:
-        inspect.signature(entry.build).bind(*wanted)
-    except TypeError:
-        raise ValueError(f"{where}: its builder must take ({', '.join(wanted)})") from None
-    except ValueError:  # a builtin without a signature: trusted
-        pass
-    if axis.contract is BuildRegularizer:  # cheap to build: its hooks object must be a Regularizer
-        from bench.techniques.regularization import Regularizer
-
-        built = entry.build({n: param.default for n, param in entry.params.items()})
-        if not isinstance(built, Regularizer):
-            raise ValueError(f"{where}: its builder must return a bench.techniques.regularization.Regularizer")
-    if axis.promise and not callable(entry.promise):
-        doc = inspect.getdoc(axis.contract.__call__) or ""
-        said = doc[doc.find("Promise:") :].splitlines()[0] if "Promise:" in doc else ""
-        raise ValueError(f"{where} declares no promise=... for its contract test ({said.rstrip('.')})")
 
 
 def verify(axis: Any, entry: Entry) -> None:

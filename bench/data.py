@@ -21,13 +21,13 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from bench.files import atomic_path
-from bench.registry import Choice, ConfigError
+from bench.machine import cache_dir
+from bench.registry import ConfigError
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -35,13 +35,6 @@ TINYSHAKESPEARE_FILE = "tinyshakespeare.txt"
 TRAIN_FRACTION = 0.9
 # Offsets the validation batches' seed from every data seed a run may use.
 VAL_SEED = 1_000_003
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("OPTBENCH_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "optbench"
-    )
-    return Path(root)
 
 
 @dataclass
@@ -239,32 +232,6 @@ def make_tokenizer(name: str, text: str, vocab_size: int):
 
 
 # -------------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=8)
-def load_corpus(choice: Choice) -> Corpus:
-    """The corpus a config's `data` names, built by its entry (bench.techniques.corpora). Cached per process."""
-    from bench.techniques.corpora import CORPORA
-
-    return CORPORA[choice.name].build(choice.params)
-
-
-def check_corpora(cfgs: Any, source: str | None) -> None:
-    """Build every distinct corpus the configs use (cached: training reuses them) and check that each split
-    holds more than one context, so that a missing, empty, non-UTF-8 or too short corpus is bad input
-    naming `source` before a store is opened or anything printed, not once a worker starts."""
-    seen = set()
-    for cfg in cfgs:
-        key = (cfg.data, cfg.model["block_size"])
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            corpus = load_corpus(cfg.data)
-            for name, tokens in (("training", corpus.train), ("validation", corpus.val)):
-                check_context(tokens, cfg.model["block_size"], name)
-        except ConfigError as e:
-            raise e.with_source(source) from None
 
 
 def check_context(tokens: torch.Tensor, block_size: int, split_name: str = "") -> None:

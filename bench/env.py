@@ -8,13 +8,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import bench
+from bench.version import __version__
 
 
 @functools.cache
 def git_commit() -> str | None:
     """The commit of the optbench checkout, with '+dirty' when it has uncommitted changes."""
-    root = Path(bench.__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
@@ -54,7 +54,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
     import torch
 
     env = {
-        "optbench": bench.__version__,
+        "optbench": __version__,
         "commit": git_commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),

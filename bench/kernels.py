@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from bench.flops import causal_attention_flops
 from bench.techniques.models import MODELS
 
 BATCH = 12
@@ -113,11 +114,6 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tor
     scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))
     mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
     return scores.masked_fill(~mask, float("-inf")).softmax(dim=-1) @ v
-
-
-def causal_attention_flops(B: int, H: int, T: int, hd: int) -> float:
-    """QK^T and PV over the causal triangle only: T(T+1)/2 scores per head, 2 hd FLOPs each, twice."""
-    return 4 * B * H * hd * T * (T + 1) / 2
 
 
 def _attention_work(q: torch.Tensor) -> tuple[float, float]:
@@ -350,7 +346,8 @@ def optimizer_step(preset: str, name: str, impl: str, device: str) -> Kernel:
 
 def optimizer_impls(name: str, device: str) -> list[str]:
     """The implementations of a registered optimizer that torch has on `device` (fused only where it runs)."""
-    from bench.techniques.optimizers import OPTIMIZERS, fused_available
+    from bench.machine import fused_available
+    from bench.techniques.optimizers import OPTIMIZERS
 
     entry = OPTIMIZERS[name]
     if "impl" not in entry.params:  # a single implementation, timed as the for-loop reference

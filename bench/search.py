@@ -510,8 +510,8 @@ def run_search(plan: SearchPlan) -> list[tuple[str, Any]]:
     """Every arm's study, optimized by plan.workers processes. Returns (study name, study) per arm."""
     import optuna
 
-    from bench.runner import run_workers
     from bench.store import Store
+    from bench.workers import run_workers
 
     check_choice("--sampler", plan.sampler, SAMPLERS)  # before the store is opened: nothing written
     check_choice("--pruner", plan.pruner, PRUNERS)

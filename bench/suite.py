@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import plugins
-from bench.config import MAX_SEED, RunConfig, read_toml
+from bench.config import MAX_SEED, RunConfig
+from bench.labels import LABEL_DIGITS, label, label_digits
 from bench.registry import ConfigError, closest, is_finite, unknown_key
+from bench.runfile import read_toml
 
 DESIGNS = ("grid", "ablation")
 METRICS = {"val_loss": "final_val_loss", "best_val_loss": "best_val_loss"}
@@ -38,7 +40,6 @@ GRID_LIMIT = int(os.environ.get("OPTBENCH_GRID_LIMIT", "100000"))
 # A file name holds 255 bytes; the longest one a suite's name makes is the report's temporary file,
 # `.NAME.html.PID.part` (bench.files.atomic_path), with a pid of up to 7 digits (Linux's pid_max 2**22).
 NAME_BYTES = 255 - len("..html.1234567.part")
-LABEL_DIGITS = 4  # significant digits of a float in an axis label, more only where two values need them
 
 
 @dataclass(frozen=True)
@@ -352,21 +353,6 @@ class Suite:
                 parts += [f"{key}.{k}={label(value[k])}" for k in inner if k in value]
         return ", ".join(parts)
 
-    def results(self, storage: str | None = None, with_curves: bool = True) -> Any:
-        """The stored runs that this suite file implies now, in its order (a pandas DataFrame). Runs
-        stored under the suite's name by an earlier version of the file stay in the store, for reuse,
-        but are left out here; `frame.attrs["left_out"]` counts them."""
-        from bench.store import load_results
-
-        frame = load_results(self.name, storage, with_curves=with_curves)
-        position = {r.hash: i for i, r in enumerate(self.runs())}
-        current = frame["run_hash"].isin(position)
-        # in the file's order, whatever order the runs finished in: figures list axis values as written
-        kept = frame[current].sort_values("run_hash", key=lambda h: h.map(position), kind="stable")
-        kept = kept.reset_index(drop=True)
-        kept.attrs["left_out"] = int((~current).sum())
-        return kept
-
     @property
     def metric_field(self) -> str:
         return METRICS[self.metric]
@@ -437,34 +423,3 @@ def expand(combo: Mapping[str, Any]) -> dict[str, Any]:
 def ordered_axes(axes: Mapping[str, Any]) -> list[str]:
     """Whole values (optimizer) apply before fields (optimizer.lr), so a field refines the choice made."""
     return sorted(axes, key=lambda k: k.count("."))
-
-
-def label_digits(key: str, values: list[Any]) -> int:
-    """The fewest significant digits (LABEL_DIGITS or more) at which the distinct values get distinct labels."""
-    for digits in range(LABEL_DIGITS, 18):  # 17 digits write any float exactly
-        labels = [label(v, digits) for v in values]
-        if len(set(labels)) == len(labels):
-            return digits
-    raise ConfigError(key, f"two values read the same: {values!r}")
-
-
-def label(value: Any, digits: int = LABEL_DIGITS) -> str:
-    """A short, stable text for an axis value: 'lion', 'lion(lr=0.0001)', '0.001', '[0.9, 0.95]'. Floats get
-    `digits` significant digits."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping):
-        if not value:  # a combining axis with nothing enabled (regularization = {})
-            return "none"
-        name = value.get("name")
-        rest = ", ".join(f"{k}={label(v, digits)}" for k, v in value.items() if k != "name")
-        if name is None:
-            return "{" + rest + "}"
-        return f"{name}({rest})" if rest else str(name)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    if isinstance(value, list | tuple):
-        return json.dumps(list(value))
-    return str(value)

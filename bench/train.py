@@ -22,15 +22,16 @@ import torch
 from torch.nn import functional as F
 
 from bench.axes import AXES
-from bench.calibrate import kernels_used
 from bench.config import RunConfig
-from bench.data import BatchStream, Corpus, fixed_batches, load_corpus
+from bench.data import BatchStream, Corpus, fixed_batches
 from bench.devices import check_available, context_broken, precision, run_device, use_device
 from bench.env import environment, set_threads
+from bench.flops import step_flops
+from bench.machine import kernels_used
 from bench.model import GPT, GPTConfig
 from bench.registry import ConfigError
-from bench.roofline import step_flops
 from bench.techniques.class_path import optimizer_entry
+from bench.techniques.corpora import load_corpus
 from bench.techniques.regularization import Regularizer, overridden
 from bench.techniques.schedules import multiplier
 

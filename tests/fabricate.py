@@ -19,8 +19,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.codec import record_attrs
+from bench.labels import label
 from bench.store import Store
-from bench.suite import Suite, label
+from bench.suite import Suite
 from bench.train import RunRecord
 
 ENV = {"optbench": "0.1.0", "commit": "fabricated", "torch": "x", "device": "cpu", "device_name": "cpu", "threads": 1}

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from suite_files import write_suite
 
-from bench import calibrate, cli
+from bench import calibrate, cli, machine
 from bench.runner import Plan, default_split, rule_split, run_suite
 from bench.store import load_results
 from bench.suite import Suite
@@ -56,8 +56,8 @@ def test_pick_keeps_the_default_unless_another_is_clearly_faster(data):
 def test_auto_takes_the_cached_verdict_and_the_record_says_why(cache, tiny):
     cfg = tiny()
     for threads in {1, torch.get_num_threads()}:  # train() runs at cfg.threads (1), Training at this process's
-        key = calibrate.impl_key("AdamW", n_params(cfg), threads)
-        calibrate.save("impl", key, {"impl": "foreach", "reason": "measured: foreach 0.80 of fused"})
+        key = machine.impl_key("AdamW", n_params(cfg), threads)
+        machine.save("impl", key, {"impl": "foreach", "reason": "measured: foreach 0.80 of fused"})
     (opt,) = Training(cfg).optimizers
     assert impl_of(opt) == "foreach"  # the old rule took fused whatever the machine
     record = train(cfg)
@@ -71,10 +71,10 @@ def test_auto_takes_the_cached_verdict_and_the_record_says_why(cache, tiny):
 
 def test_calibration_off_keeps_torchs_rule(tiny, monkeypatch):
     monkeypatch.setenv("OPTBENCH_CALIBRATION", "off")
-    assert calibrate.cache_path() is None
-    assert calibrate.impl_choice("AdamW", "auto", "cpu", 10, 1).value == "fused"
-    assert calibrate.impl_choice("NAdam", "auto", "cpu", 10, 1).value == "foreach"
-    assert calibrate.impl_choice("AdamW", "auto", "cuda", 10, 1).reason == "torch's default on this device"
+    assert machine.cache_path() is None
+    assert machine.impl_choice("AdamW", "auto", "cpu", 10, 1).value == "fused"
+    assert machine.impl_choice("NAdam", "auto", "cpu", 10, 1).value == "foreach"
+    assert machine.impl_choice("AdamW", "auto", "cuda", 10, 1).reason == "torch's default on this device"
 
 
 def test_measure_impls_times_every_implementation_and_caches_the_verdict(cache, tiny):
@@ -82,7 +82,7 @@ def test_measure_impls_times_every_implementation_and_caches_the_verdict(cache, 
         cfg = tiny(optimizer=name)
         choice = calibrate.measure_impls(cfg, rounds=3, steps=2)
         cls_name = {"adamw": "AdamW", "nadam": "NAdam"}[name]
-        verdict = calibrate.load()["impl"][calibrate.impl_key(cls_name, n_params(cfg), torch.get_num_threads())]
+        verdict = machine.load()["impl"][machine.impl_key(cls_name, n_params(cfg), torch.get_num_threads())]
         assert set(verdict["seconds"]) == impls and all(len(t) == 3 for t in verdict["seconds"].values())
         assert choice.value == verdict["impl"] in impls and choice.reason == verdict["reason"]
     assert len(json.loads(cache.read_text())) == 1  # one machine key holding both verdicts
@@ -90,9 +90,9 @@ def test_measure_impls_times_every_implementation_and_caches_the_verdict(cache, 
 
 def test_a_damaged_cache_is_ignored_and_rewritten_whole(cache, tiny):
     cache.write_text('{"half a file')
-    assert calibrate.load() == {}
-    calibrate.save("impl", "k", {"impl": "fused", "reason": "r"})
-    assert json.loads(cache.read_text()) == {calibrate.machine_key(): {"impl": {"k": {"impl": "fused", "reason": "r"}}}}
+    assert machine.load() == {}
+    machine.save("impl", "k", {"impl": "fused", "reason": "r"})
+    assert json.loads(cache.read_text()) == {machine.machine_key(): {"impl": {"k": {"impl": "fused", "reason": "r"}}}}
 
 
 @settings(max_examples=30, deadline=None)
@@ -105,7 +105,7 @@ def test_splits_fill_the_cores_exactly(cores):
 def test_default_split_takes_the_cached_verdict(cache, tmp_path):
     suite = Suite.load(write_suite(tmp_path, "split", 'optimizer = ["adamw"]'))
     assert default_split(suite, cores=2) == rule_split(suite.base, 2) == (2, 1)
-    calibrate.save("split", calibrate.split_key(suite.base, 2), {"split": [1, 2], "reason": "measured 1x2 0.80"})
+    machine.save("split", machine.split_key(suite.base, 2), {"split": [1, 2], "reason": "measured 1x2 0.80"})
     assert default_split(suite, cores=2) == (1, 2)
     assert default_split(suite, cores=4) == (4, 1)  # no verdict for 4 cores: the rule
 
@@ -113,7 +113,7 @@ def test_default_split_takes_the_cached_verdict(cache, tmp_path):
 def test_measure_split_probes_every_split_in_fresh_processes(cache, tiny):
     cfg = tiny()
     choice = calibrate.measure_split(cfg, (2, 1), cores=2, rounds=1, seconds=0.2)
-    verdict = calibrate.load()["split"][calibrate.split_key(cfg, 2)]
+    verdict = machine.load()["split"][machine.split_key(cfg, 2)]
     assert set(verdict["seconds_per_step"]) == {"1x2", "2x1"}
     assert all(s[0] > 0 for s in verdict["seconds_per_step"].values())
     assert choice.value in ((1, 2), (2, 1)) and tuple(verdict["split"]) == choice.value
@@ -133,20 +133,20 @@ def test_optbench_calibrate_and_train_say_what_they_chose(cache, tmp_path, capsy
     path = write_suite(tmp_path, "cal", 'optimizer = ["adamw", "nadam"]', seeds="[0]")
     base = Suite.load(path).base
     # the split is measured above and AdamW's kernels cached here, so `calibrate` measures NAdam's alone
-    calibrate.save("split", calibrate.split_key(base, os.cpu_count()), {"split": [os.cpu_count(), 1], "reason": "r"})
+    machine.save("split", machine.split_key(base, os.cpu_count()), {"split": [os.cpu_count(), 1], "reason": "r"})
     for threads in {1, os.cpu_count(), torch.get_num_threads()}:
-        key = calibrate.impl_key("AdamW", n_params(base), threads)
-        calibrate.save("impl", key, {"impl": "fused", "reason": "measured before"})
+        key = machine.impl_key("AdamW", n_params(base), threads)
+        machine.save("impl", key, {"impl": "fused", "reason": "measured before"})
     assert cli.main(["calibrate", str(path)]) == 0
     out = capsys.readouterr().out
     assert "optbench run:" in out and f"on {os.cpu_count()} thread(s)" in out
     assert "AdamW kernels" in out and "NAdam kernels" in out  # every optimizer of the suite's runs
-    verdicts = calibrate.load()
-    assert verdicts["impl"][calibrate.impl_key("NAdam", n_params(base), 1)]["reason"].startswith("measured time")
+    verdicts = machine.load()
+    assert verdicts["impl"][machine.impl_key("NAdam", n_params(base), 1)]["reason"].startswith("measured time")
     assert cli.main(["train", str(path), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "AdamW kernels for" in err and "measured before" in err
-    assert calibrate.load() == verdicts  # cached: nothing measured again
+    assert machine.load() == verdicts  # cached: nothing measured again
 
 
 @pytest.mark.parametrize("name", ["adafactor", "rmsprop", "nadam"])

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.config import RunConfig, load_run_config, parse_set
+from bench.config import RunConfig
 from bench.registry import ConfigError
 
 
@@ -58,15 +58,6 @@ def test_tokens_budget_sets_steps():
     assert cfg.tokens_per_step == 1024 and cfg.total_steps == 10
 
 
-def test_parse_set_reads_toml_values_and_bare_words():
-    assert parse_set(["optimizer.lr=3e-4", "optimizer.name=lion", "optimizer.betas=[0.9, 0.95]", "x=true"]) == {
-        "optimizer.lr": 3e-4,
-        "optimizer.name": "lion",
-        "optimizer.betas": [0.9, 0.95],
-        "x": True,
-    }
-
-
 def test_flat_has_dotted_columns():
     flat = RunConfig.build().flat()
     assert flat["optimizer.name"] == "adamw" and flat["optimizer.betas"] == "[0.9, 0.99]"
@@ -115,23 +106,6 @@ def test_bad_values_name_the_key(values, key, text):
     assert info.value.format().startswith("run.toml: key ")
 
 
-def test_run_file_reads_base_table(tmp_path):
-    path = tmp_path / "run.toml"
-    path.write_text('[base]\nmodel = "tiny"\noptimizer = { name = "lion", lr = 3e-4 }\n')
-    cfg = load_run_config(str(path), ["optimizer.lr=1e-4"])
-    assert cfg.model.name == "tiny" and cfg.optimizer.name == "lion" and cfg.optimizer["lr"] == 1e-4
-
-
-def test_run_file_errors(tmp_path):
-    path = tmp_path / "run.toml"
-    path.write_text("[base\nmodel = 1")
-    with pytest.raises(ConfigError, match="not valid TOML"):
-        load_run_config(str(path), None)
-    path.write_text("[bsae]\nmodel = 'tiny'")
-    with pytest.raises(ConfigError, match="unknown table"):
-        load_run_config(str(path), None)
-
-
 @pytest.mark.parametrize(
     ("values", "suggestion"),
     [
@@ -147,16 +121,6 @@ def test_did_you_mean_knows_case_and_synonyms(values, suggestion):
     with pytest.raises(ConfigError) as e:
         RunConfig.build(values)
     assert f"did you mean '{suggestion}'" in e.value.message
-
-
-def test_set_data_to_an_existing_file_is_a_text_corpus(tmp_path):
-    corpus = tmp_path / "my.txt"
-    corpus.write_text("hello world\n" * 100)
-    cfg = load_run_config(None, [f"data={corpus}"])
-    assert cfg.data.name == "text" and cfg.data["path"] == str(corpus)
-    with pytest.raises(ConfigError) as e:  # a name that is neither a corpus nor a file stays an error
-        load_run_config(None, [f"data={tmp_path / 'missing.txt'}"])
-    assert "unknown" in e.value.message and "text" in e.value.message
 
 
 def test_an_empty_key_is_named_in_the_message():

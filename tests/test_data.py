@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import BatchStream, BPETokenizer, CharTokenizer, MarkovSource, fixed_batches, load_corpus
+from bench.data import BatchStream, BPETokenizer, CharTokenizer, MarkovSource, fixed_batches
 from bench.registry import Choice, ConfigError
+from bench.techniques.corpora import load_corpus
 
 
 def test_entropy_rate_matches_empirical_cross_entropy_of_long_sample():

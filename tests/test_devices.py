@@ -16,13 +16,15 @@ from hypothesis import strategies as st
 from processes import exit_poisoned_once
 from suite_files import write_suite
 
-from bench import devices, kernels
+from bench import devices, kernels, machine
 from bench.cli import main
 from bench.config import RunConfig
 from bench.registry import ConfigError
-from bench.runner import default_split, run_workers, worker_loop
+from bench.results import suite_results
+from bench.runner import default_split, worker_loop
 from bench.suite import Suite
 from bench.train import Training, train
+from bench.workers import run_workers
 
 NO_CUDA = "needs a CUDA device: " + ("present" if torch.cuda.is_available() else devices.why_no_cuda())
 
@@ -174,7 +176,7 @@ def test_a_run_that_breaks_the_context_is_marked_and_its_worker_exits(tmp_path, 
     with pytest.raises(SystemExit) as stop:
         worker_loop(Plan(str(path), {}, str(tmp_path / "s.journal"), 1, 1))
     assert stop.value.code == devices.CUDA_POISONED_EXIT
-    frame = Suite.load(path).results(str(tmp_path / "s.journal"))
+    frame = suite_results(Suite.load(path), str(tmp_path / "s.journal"))
     assert list(frame["status"]) == ["failed"]  # stored before the worker left; the other run waits for a fresh one
 
 
@@ -238,15 +240,6 @@ def test_float32_peak_follows_tf32(monkeypatch):
         assert kernels.peak("cuda:0", torch.float32)[0] == pytest.approx(494.7e12)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
-
-
-@settings(max_examples=50, deadline=None)
-@given(T=st.integers(1, 24), hd=st.integers(1, 8), B=st.integers(1, 3), H=st.integers(1, 3))
-def test_causal_attention_flops_count_the_triangle(T, hd, B, H):
-    pairs = sum(1 for i in range(T) for j in range(T) if j <= i)  # scores the causal mask keeps
-    assert kernels.causal_attention_flops(B, H, T, hd) == B * H * pairs * 2 * hd * 2
-    q = torch.zeros(B, H, T, hd)
-    assert kernels._attention_work(q)[0] == kernels.causal_attention_flops(B, H, T, hd)
 
 
 # -- 1: comparison across devices --------------------------------------------------------------------------------
@@ -456,17 +449,17 @@ def test_fused_falls_back_where_torch_lacks_it(monkeypatch):
                 raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of cpu")
             return super().step(closure)
 
-    optimizers.fused_available.cache_clear()
+    machine.fused_available.cache_clear()
     monkeypatch.setattr(torch.optim, "Adagrad", OldAdagrad)
     try:
-        assert not optimizers.fused_available("Adagrad", "cpu")
+        assert not machine.fused_available("Adagrad", "cpu")
         assert optimizers.impl_kwargs("Adagrad", "auto", "cpu") == {"foreach": True}
         with pytest.raises(ValueError, match="fused"):
             optimizers.impl_kwargs("Adagrad", "fused", "cpu")
         assert "fused" not in kernels.optimizer_impls("adagrad", "cpu")
     finally:
-        optimizers.fused_available.cache_clear()
-    assert optimizers.fused_available("AdamW", "cpu") and not optimizers.fused_available("NAdam", "cpu")
+        machine.fused_available.cache_clear()
+    assert machine.fused_available("AdamW", "cpu") and not machine.fused_available("NAdam", "cpu")
 
 
 # -- on a real GPU ------------------------------------------------------------------------------------------------

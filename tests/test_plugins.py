@@ -193,7 +193,7 @@ def test_editing_a_plugin_changes_the_identity_of_its_runs_and_only_theirs(tmp_p
 
 
 def test_a_run_files_plugins_load_before_its_base_is_read(tmp_path):
-    from bench.config import load_run_config
+    from bench.runfile import load_run_config
 
     shutil.copy(EXAMPLE, tmp_path / "p.py")
     path = tmp_path / "run.toml"

@@ -1,12 +1,13 @@
 import re
 
 import pytest
+from fabricate import fabricate_runs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.cli import main
-from bench.perf import fabricate_results
 from bench.report import SECTIONS, build_report
+from bench.results import suite_results
 from bench.store import load_results
 from bench.suite import Suite
 
@@ -31,8 +32,9 @@ def make(tmp_path, name="rep", description="Which optimizer?", seeds="[0, 1, 2]"
     path.write_text(SUITE.replace("NAME", name).replace("DESCRIPTION", description).replace("SEEDS", seeds)
                     .replace("EXTRA", extra))  # fmt: skip
     storage = str(tmp_path / "r.journal")
-    fabricate_results(str(path), storage)
-    return Suite.load(path), storage
+    suite = Suite.load(path)
+    fabricate_runs(suite, storage, status=lambda i: "diverged" if i % 33 == 5 else "complete")
+    return suite, storage
 
 
 def section(html, name):
@@ -177,7 +179,7 @@ def test_runs_the_edited_suite_file_no_longer_implies_are_left_out(tmp_path, cap
     path = tmp_path / "rep.toml"
     path.write_text(path.read_text().replace('optimizer = ["adamw", "lion", "sgd"]', 'optimizer = ["lion", "adamw"]'))
     edited = Suite.load(path)
-    frame = edited.results(storage)
+    frame = suite_results(edited, storage)
     assert len(frame) == 8 and frame.attrs["left_out"] == 4
     assert list(frame["run_hash"]) == [r.hash for r in edited.runs()]  # the file's order, not the store's
     assert list(dict.fromkeys(frame["arm.optimizer"])) == ["lion", "adamw"]
@@ -412,7 +414,7 @@ def test_ablation_of_a_joint_axis_labels_the_base_with_its_fields_and_unreached_
     storage = str(tmp_path / "j.journal")
     fabricate_runs(Suite.load(path), storage, status=lambda i: "complete")
     suite = Suite.load(path)
-    views = axis_views(suite, suite.results(storage), "ablation")
+    views = axis_views(suite, suite_results(suite, storage), "ablation")
     assert list(dict.fromkeys(views["batch"]["arm.batch"])) == [
         "{batch_size=4, grad_accum=1} (base)", "{batch_size=8, grad_accum=2}"]  # fmt: skip
     html = build_report(suite, storage, tmp_path / "j.html").read_text()
@@ -484,8 +486,8 @@ clip = ["none"]
 
 def test_a_joint_axis_labels_the_base_by_the_fields_its_values_set():
     """An ablation's joint axis labelled its base with the base's whole optimizer table (120 characters)."""
+    from bench.labels import label
     from bench.report import base_value
-    from bench.suite import label
 
     suite = Suite.parse({
         "suite": {"name": "joint", "design": "ablation"},

@@ -6,9 +6,9 @@ import subprocess
 
 import numpy as np
 import pytest
+from fabricate import fabricate_runs
 from matplotlib.image import imread
 
-from bench.perf import fabricate_results
 from bench.report import build_report
 from bench.suite import Suite
 
@@ -26,7 +26,7 @@ def test_report_opens_in_chromium_without_errors_and_the_leaderboard_is_not_blan
         'eval_interval = 50\nschedule = "constant"\n[axes]\noptimizer = ["adamw", "lion", "sgd"]\n'
     )
     storage = str(tmp_path / "r.journal")
-    fabricate_results(str(path), storage)
+    fabricate_runs(Suite.load(path), storage, status=lambda i: "complete")
     report = build_report(Suite.load(path), storage, tmp_path / "browser.html", sample=False)
     shot, dom = chromium_check(tmp_path, report)
     assert 'id="T_leaderboard"' in dom and "Best: optimizer=" in dom
@@ -131,7 +131,6 @@ def test_every_figures_text_is_at_least_9_pixels_as_chromium_draws_it(tmp_path, 
         report = forty_arm_report(tmp_path)
     else:
         from fabricate import fabricate_search
-
         from test_conclusions import SEARCH
 
         path = tmp_path / "srch.toml"

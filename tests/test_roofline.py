@@ -4,40 +4,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch.profiler import ProfilerActivity, profile
 
-from bench import kernels, roofline
-from bench.train import Training
-from conftest import tiny_config
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.sampled_from(["tiny", "small", "base"]), st.integers(1, 64))
-def test_step_flops_agree_with_the_kernel_suites_count(preset, batch):
-    cfg = tiny_config(model=preset, batch_size=batch)
-    shape = {**kernels.shape(preset), "B": batch}
-    assert roofline.step_flops(cfg, kernels.VOCAB) == pytest.approx(kernels._model_flops(shape))
-
-
-@pytest.mark.parametrize("values", [{}, {"model.n_layer": 3, "batch_size": 3}, {"model.n_embd": 32}])
-def test_matmul_shapes_are_the_matmuls_a_step_runs(tiny, values):
-    """torch.profiler's mm calls of one Training.step: the same count and FLOPs as matmul_shapes says."""
-    run = Training(tiny(**values))
-    run.step()
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        run.step()
-    ran = []
-    for event in prof.events():
-        if event.name in ("aten::mm", "aten::addmm"):
-            a, b = event.input_shapes[-2:]
-            ran.append(2 * a[0] * a[1] * b[1])
-    shapes = roofline.matmul_shapes(run.cfg, run.corpus.vocab_size)
-    assert len(ran) == sum(mm.count for mm in shapes)
-    assert sum(ran) == sum(mm.flops for mm in shapes)
+from bench import flops, roofline
 
 
 def test_matmul_rate_times_every_shape(tiny):
-    shapes = roofline.matmul_shapes(tiny(), 8)
+    shapes = flops.matmul_shapes(tiny(), 8)
     seconds, rate = roofline.matmul_rate(shapes, repeats=2)
     assert seconds > 0 and rate == pytest.approx(sum(mm.flops for mm in shapes) / seconds)
     assert roofline.matmul_rate(shapes[:1], torch.bfloat16, repeats=2)[1] > 0
@@ -93,6 +65,6 @@ def test_a_run_records_its_step_flops(tiny):
 
     cfg = tiny(steps=4, eval_interval=2)
     record = train(cfg)
-    from bench.data import load_corpus
+    from bench.techniques.corpora import load_corpus
 
-    assert record.env["step_flops"] == pytest.approx(roofline.step_flops(cfg, load_corpus(cfg.data).vocab_size))
+    assert record.env["step_flops"] == pytest.approx(flops.step_flops(cfg, load_corpus(cfg.data).vocab_size))

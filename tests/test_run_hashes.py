@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import RunConfig, load_run_config
+from bench.config import RunConfig
+from bench.runfile import load_run_config
 
 ROOT = Path(__file__).parent.parent
 PINNED = json.loads((ROOT / "tests" / "golden" / "run_hashes.json").read_text())

@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 from processes import children, logs, optbench, running_trials, wait_until_gone
 
 from bench.cli import main
-from bench.config import RunConfig, load_run_config
+from bench.config import RunConfig
 from bench.registry import ConfigError
+from bench.runfile import load_run_config
 from bench.search import (
     PRUNERS,
     REDUCTION_FACTOR,

@@ -4,8 +4,9 @@ from hypothesis import strategies as st
 from suite_files import GRID_12, write_suite
 
 from bench.cli import main
+from bench.labels import label
 from bench.registry import ConfigError
-from bench.suite import NAME_BYTES, SUITE_KEYS, Suite, flatten_axes, label
+from bench.suite import NAME_BYTES, SUITE_KEYS, Suite, flatten_axes
 
 
 def test_grid_is_every_combination_times_seeds(tmp_path):

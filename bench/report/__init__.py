@@ -20,7 +20,9 @@ import pandas as pd
 
 from bench.conclusions import MIN_SEEDS_FOR_CI, baseline_arm, conclude, dumps, judged_runs
 from bench.files import atomic_path
+from bench.labels import label
 from bench.registry import ConfigError
+from bench.results import suite_results
 from bench.stats import performance_profile
 from bench.suite import Suite
 
@@ -58,7 +60,7 @@ def report_inputs(suite: Suite, storage: str | None) -> tuple[pd.DataFrame, list
     runs the suite file no longer implies. A suite that was only searched: its trials are the runs."""
     from bench.store import load_results
 
-    frame = suite.results(storage)
+    frame = suite_results(suite, storage)
     left_out = frame.attrs["left_out"]
     studies = search_studies(suite, storage)
     design = suite.design
@@ -226,8 +228,6 @@ def axis_views(suite: Suite, frame: pd.DataFrame, design: str) -> dict[str, pd.D
     grid: every run. ablation: the runs that change this axis, and the base runs labelled with the base's
     own value (the base's value need not be one of the axis's). search: every categorical setting the
     trials varied (at most MAX_EFFECT_LEVELS values), over the trials that set it."""
-    from bench.suite import label
-
     views: dict[str, pd.DataFrame] = {}
     if design == "search":
         axes = [c.removeprefix("arm.") for c in frame.columns if c.startswith("arm.")]
@@ -592,8 +592,8 @@ def sample_context(frame: pd.DataFrame, best_arm: str) -> dict[str, Any]:
 
     from bench.checkpoint import CheckpointError, load_checkpoint
     from bench.config import RunConfig
-    from bench.data import load_corpus
     from bench.env import set_threads
+    from bench.techniques.corpora import load_corpus
 
     finished = frame[frame["status"].isin(("complete", "stopped_early"))]
     runs = finished[finished["arm"] == best_arm]

@@ -6,9 +6,10 @@ A plugin corpus registers the same way: a builder `build(params) -> Corpus`, mos
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from bench.registry import ConfigError, Param, Registry
+from bench.registry import Choice, ConfigError, Param, Registry
 
 CORPORA = Registry("corpus", "the text the model learns")
 TOKENIZER = Param(str, "char", "tokenizer", choices=("char", "byte", "bpe"))
@@ -81,3 +82,29 @@ def build_text(p: dict[str, Any]) -> Any:
     from bench.data import read_text, text_corpus
 
     return text_corpus("text", read_text(Path(p["path"]).expanduser()), p["tokenizer"], p["vocab_size"])
+
+
+@functools.lru_cache(maxsize=8)
+def load_corpus(choice: Choice) -> Any:
+    """The corpus a config's `data` names, built by its entry. Cached per process."""
+    return CORPORA[choice.name].build(choice.params)
+
+
+def check_corpora(cfgs: Any, source: str | None) -> None:
+    """Build every distinct corpus the configs use (cached: training reuses them) and check that each split
+    holds more than one context, so that a missing, empty, non-UTF-8 or too short corpus is bad input
+    naming `source` before a store is opened or anything printed, not once a worker starts."""
+    from bench.data import check_context
+
+    seen = set()
+    for cfg in cfgs:
+        key = (cfg.data, cfg.model["block_size"])
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            corpus = load_corpus(cfg.data)
+            for name, tokens in (("training", corpus.train), ("validation", corpus.val)):
+                check_context(tokens, cfg.model["block_size"], name)
+        except ConfigError as e:
+            raise e.with_source(source) from None

@@ -8,9 +8,9 @@ Most entries are torch.optim; Lion and schedule-free AdamW come from their autho
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
+from bench.machine import FUSED, fused_available, impl_choice
 from bench.registry import Param, Registry
 
 OPTIMIZERS = Registry("optimizer", "the update rule")
@@ -18,26 +18,6 @@ OPTIMIZERS = Registry("optimizer", "the update rule")
 BETAS = Param(tuple, (0.9, 0.999), "(beta1, beta2)", length=2, low=0.0, high=1.0)
 EPS = Param(float, 1e-8, "denominator epsilon", positive=True)
 IMPLS = ("auto", "forloop", "foreach", "fused")
-# torch.optim classes that have fused kernels in this project's torch range (see torch.optim docs); on a
-# given device `fused_available` asks torch itself: fused Adagrad on CUDA is missing from older builds.
-FUSED = {"SGD", "Adam", "AdamW", "Adagrad"}
-
-
-@functools.cache
-def fused_available(cls_name: str, device_type: str) -> bool:
-    """Whether torch.optim.<cls_name>(fused=True) steps on `device_type` in this torch build: one step of a
-    one-element parameter, since torch checks the device only at the first step."""
-    import torch
-
-    if cls_name not in FUSED:
-        return False
-    try:
-        p = torch.zeros(1, device=device_type, requires_grad=True)
-        p.grad = torch.zeros_like(p)
-        getattr(torch.optim, cls_name)([p], lr=0.1, fused=True).step()
-    except (RuntimeError, TypeError, ValueError):
-        return False
-    return True
 
 
 def _common(lr: float, weight_decay: float = 0.0, impls: tuple[str, ...] | None = IMPLS, **params: Param) -> dict:
@@ -63,12 +43,10 @@ def param_groups(model: Any, p: dict) -> list[dict]:
 
 def impl_kwargs(cls_name: str, impl: str, device: str, n_params: int = 0) -> dict:
     """Keyword arguments that select the kernels; 'auto' takes this machine's calibrated choice for the
-    model's size (bench.calibrate), else fused where torch has it on this device, else foreach."""
+    model's size (bench.machine), else fused where torch has it on this device, else foreach."""
     device_type = device.split(":")[0]
     if impl == "auto":
         import torch
-
-        from bench.calibrate import impl_choice
 
         impl = impl_choice(cls_name, impl, device, n_params, torch.get_num_threads()).value
         if impl == "fused" and not (cls_name in FUSED and fused_available(cls_name, device_type)):
