@@ -206,6 +206,7 @@ def conclude(
         "schema_version": SCHEMA_VERSION,
         "suite": {"name": suite.name, "description": suite.description, "design": design, "metric": suite.metric,
                   "target": suite.target, "tune": list(suite.tune), "seeds": list(suite.seeds)},  # fmt: skip
+        "headline": None,  # drawn last, from everything below, and read first
         "runs": {"total": len(frame), "by_status": {s: int((frame["status"] == s).sum()) for s in STATUSES},
                  "left_out": int(left_out)},  # fmt: skip
         "method": method(),
@@ -224,7 +225,7 @@ def conclude(
 def method() -> dict[str, Any]:
     return {
         "confidence": CONFIDENCE,
-        "interval": "Student-t interval of the mean over seeds (scipy.stats.ttest_1samp)",
+        "interval": "Student-t interval of the mean over seeds (as scipy.stats.ttest_1samp gives it)",
         "min_seeds": MIN_SEEDS_FOR_CI,
         "rank": "1 + the number of arms whose interval lies wholly below this arm's; arms sharing a rank are tied",
         "paired": "each arm against the baseline over matching seeds: paired t-test, Holm-adjusted over the arms "
