@@ -389,12 +389,14 @@ def headline(c: dict[str, Any], design: str, metric: str) -> dict[str, Any]:
         others = [a for a in arms[1:] if not (told_by_pairs and a["arm"] == baseline)]
         ties = [a["arm"] for a in others if a["rank"] == 1]
         besides = " besides the baseline" if told_by_pairs else ""
+        baseline_tied = any(a["arm"] == baseline and a["rank"] == 1 for a in arms)
         if not best["ci"]:
             text += f" With fewer than {MIN_SEEDS_FOR_CI} finished seeds it has no interval to rank it by."
         elif ties:
             out["ties"], out["ties_beside"] = ties, len(ties) > TIES_IN_TEXT
             listed = f": {arms_text(ties)}" if len(ties) <= TIES_IN_TEXT else " (listed beside)"
-            text += (f" It shares rank 1 with {len(ties)} other arm{'s' * (len(ties) != 1)}{besides} whose "
+            text += (f" It shares rank 1 with {len(ties)} other arm{'s' * (len(ties) != 1)}"
+                     f"{besides if baseline_tied else ''} whose "
                      f"intervals overlap its own{listed}.")  # fmt: skip
         elif others:
             text += f" Its interval lies wholly below those of the {len(others)} other arm(s){besides}."
@@ -553,23 +555,31 @@ def timing_findings(judged: pd.DataFrame, suite: Any) -> dict[str, Any]:
                        f"target with any spread between them, so there is no spread of identical configurations to "
                        f"judge their differences against. Tokens to target lead: {tokens_text}.")  # fmt: skip
     elif noise:
-        test = f"Welch's ANOVA on log seconds over {testable} arms, p {p_all:.2g}"
+        test = f"Welch's ANOVA on log seconds, p {p_all:.2g}"
         if p_all < ALPHA:
             test += "; no arm is slower than the fastest after Holm correction"
-        out["text"] = (f"Time to target: the arms' differences lie within the spread of their own seeds ({test}): "
-                       f"the time ranking is noise on this machine. Tokens to target lead: {tokens_text}.")  # fmt: skip
+        out["text"] = (f"Time to target: among the {testable} arms whose seeds' times to target differ, the "
+                       f"differences lie within the spread of their own seeds ({test}): the time ranking is noise "
+                       f"on this machine. Tokens to target lead: {tokens_text}.")  # fmt: skip
     else:
         f = compared.loc[fastest]
         within_text = f". Within it: {arms_text(within)}" if within else ""
         out["text"] = (f"Time to target: {fastest} is fastest ({fmt(f['median'], 2)} s median, {fmt(f['min'], 2)}-"
                        f"{fmt(f['max'], 2)} s over its seeds); slower beyond the spread of the seeds: "
                        f"{arms_text(separated)}{within_text}.")  # fmt: skip
+    unjudged = sum(1 for a in out["arms"] if a["time_verdict"] == "not tested" and a["reached"])
+    if unjudged and not untestable:
+        out["text"] += (f" {unjudged} arm{'s' * (unjudged != 1)} that reached the target on fewer than two seeds, or "
+                        "in the same time on each, are not judged by time.")  # fmt: skip
     cpu = cpu_per_wall(frame[counted])
     if cpu is not None:
         out["cpu_per_wall"] = cpu
-        varied = ": the machine's load varied between runs" if cpu["max"] > 1.2 * cpu["min"] else ""
-        spread = f"{cpu['min']:.2f}-{cpu['max']:.2f}"
-        out["text"] += f" CPU seconds per training second ranged {spread} over the runs{varied}."
+        if cpu["max"] > cpu["min"] * 1.005:
+            varied = ": the machine's load varied between runs" if cpu["max"] > 1.2 * cpu["min"] else ""
+            spread = f"ranged {cpu['min']:.2f}-{cpu['max']:.2f} over the runs{varied}"
+        else:
+            spread = f"was {cpu['median']:.2f} in every run"
+        out["text"] += f" CPU seconds per training second {spread}."
     return out
 
 

@@ -393,6 +393,8 @@ def test_at_forty_arms_no_legend_covers_data_and_heatmaps_share_one_scale(tmp_pa
     assert legends >= 5  # main effects' floor, curves, stability, profile
     profile = next(f for f in drawn if any("other arms" in t.get_text() for lg in f.legends for t in lg.get_texts()))
     assert len(profile.legends[0].get_texts()) <= 7  # the top arms named, the rest grey
+    # its legend sits below the axes: beside them, long labels squeezed the axes to about 100 px
+    assert profile.axes[0].get_window_extent().width >= 0.7 * profile.bbox.width
     heatmaps = [f for f in drawn if any(ax.collections and hasattr(ax.collections[0], "get_clim") and
                                         ax.collections[0].get_array() is not None and ax.get_label() != "<colorbar>"
                                         and len(ax.texts) > 1 for ax in f.axes)]  # fmt: skip

@@ -336,7 +336,7 @@ def importance_figure(values: dict[str, float]) -> str:
     fig = Figure(figsize=(8, 0.35 * len(data) + 1.2))
     ax = fig.subplots()
     sns.barplot(data=data, y="parameter", x="importance", ax=ax, color="#1f5fa8", errorbar=None)
-    ax.set_xlabel("importance (share of the top trials' variation, PED-ANOVA)")
+    ax.set_xlabel("importance (Optuna's PED-ANOVA, normalized to sum to 1)")
     ax.set_ylabel("")
     ax.tick_params(labelsize=10)
     return png(fig)
