@@ -246,14 +246,12 @@ def performance_profile(times: pd.DataFrame, taus: np.ndarray, r_max: float = 4.
     interrupted run: no miss, no workload of that arm). r = t / best t of the workload; rho(tau) = share of
     the arm's workloads with r <= tau; the score is the area under rho from 1 to r_max, normalized to [0, 1]."""
     best = times.min(axis=1, skipna=True)
-    ratios = times.div(best, axis=0)
-    counted = times.notna()
-
-    def share(arm: str, tau: float) -> float:
-        n = int(counted[arm].sum())
-        return float((ratios[arm][counted[arm]] <= tau).sum() / n) if n else math.nan
-
-    rho = pd.DataFrame({arm: [share(arm, tau) for tau in taus] for arm in times.columns}, index=taus)
+    ratios = times.div(best, axis=0).to_numpy(dtype=float)  # (workloads, arms); NaN: no workload
+    counted = ~np.isnan(ratios)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        within = (ratios[None, :, :] <= np.asarray(taus)[:, None, None]).sum(axis=1)  # (taus, arms)
+        shares = within / counted.sum(axis=0)[None, :]
+    rho = pd.DataFrame(shares, index=taus, columns=times.columns)
     grid = taus[(taus >= 1) & (taus <= r_max)]
     scores = pd.Series({arm: float(np.trapezoid(rho.loc[grid, arm], grid) / (r_max - 1)) for arm in times.columns})
     return rho, scores
