@@ -449,8 +449,11 @@ def ablation_headline(c: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     base = next((x for x in c["arms"] if x["arm"] == a["base"]), None)
     base_setting = f" at {base['tuned_setting']}" if base and base["tuned_setting"] else ""
     named = "" if a["base"] == "base" else f" ({a['base']})"
-    out["text"] = (f"What each change does to the base{named}{base_setting}, paired over seeds "
-                   f"{seeds_text(a['seeds'])}, Holm-corrected over {a['tested']} test{'s' * (a['tested'] != 1)}: "
+    over = f"seeds {seeds_text(a['seeds'])}"
+    if base and base["judged_on"] == "confirming":
+        over = f"confirming {over} (each setting chosen on {seeds_text(base['tuning_seeds'])})"
+    out["text"] = (f"What each change does to the base{named}{base_setting}, paired over {over}, "
+                   f"Holm-corrected over {a['tested']} test{'s' * (a['tested'] != 1)}: "
                    f"of {n} change{'s' * (n != 1)}, " + ", ".join(parts) + ". Lower "
                    f"{c['suite']['metric']} is better; ordered by effect:")  # fmt: skip
     out["lines"] = [ch["text"] for ch in changes]

@@ -385,10 +385,9 @@ def seeds_cell(arm: dict[str, Any]) -> str:
     from bench.conclusions import seeds_text
 
     if arm["judged_on"] == "confirming":
-        chose = seeds_text(arm["tuning_seeds"])
-        return f"{arm['n']}: confirming {seeds_text(arm['confirming_seeds'])} (chosen on {chose})"
+        return f"confirming {seeds_text(arm['confirming_seeds'])}; chosen on {seeds_text(arm['tuning_seeds'])}"
     if arm["judged_on"] == "tuning":
-        return f"{arm['n']}: {seeds_text(arm['seeds'])}, which chose the setting"
+        return f"{seeds_text(arm['seeds'])}, which also chose"
     return str(arm["n"])
 
 
