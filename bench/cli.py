@@ -58,9 +58,8 @@ class RichProgress:
     def update(self, step: int, train_loss: float) -> None:
         self.bar.update(self.task, completed=step, loss=f"{train_loss:.4f}")
 
-    def evaluated(self, step: int, val_loss: float) -> bool:
+    def evaluated(self, step: int, val_loss: float) -> None:
         self.bar.console.print(f"step {step:>6}  val_loss {val_loss:.4f}")
-        return False
 
     def finish(self, record: Any) -> None:
         if self.bar is not None:
@@ -230,11 +229,12 @@ def check_suite_devices(suite: Any, source: str) -> set[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.devices import sharing, worker_devices
-    from bench.runner import Plan, default_split, run_suite
+    from bench.devices import sharing
+    from bench.runner import Plan, run_suite
     from bench.store import Store
     from bench.suite import Suite
 
+    check_crew_flags(args)
     suite = Suite.load(args.suite, suite_overrides(args))  # every run validated before anything is written
     from bench.techniques.corpora import check_corpora
 
@@ -243,22 +243,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from bench.report import default_report_path
 
         check_output_path(default_report_path(suite), "reports")
-    for flag in ("workers", "threads", "workers_per_gpu"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')}", f"must be >= 1, got {value}")
-    devices = check_suite_devices(suite, args.suite)
-    gpus = worker_devices(devices, args.workers, args.workers_per_gpu)
+    check_suite_devices(suite, args.suite)
     Store.open(args.storage).check_writable()  # an unreachable storage is bad input, reported before any work
-    split_reason = "set on the command line" if args.workers or args.threads else "one worker per GPU"
-    if args.workers is None and args.threads is None and not any(gpus):
-        split_reason = calibrate_split(suite)
-    workers, threads = default_split(suite)
-    if args.workers is not None or any(gpus):
-        workers = len(gpus) if any(gpus) else args.workers
-        threads = max(1, (os.cpu_count() or 1) // workers)
-    threads = args.threads or threads
-    gpus = gpus if any(gpus) else []
+    workers, threads, gpus, split_reason = crew_for(suite, args, args.suite)  # (calibrates when it must)
     from bench.resources import check_fits
 
     check_fits([r.config for r in suite.runs()], workers, args.suite)
@@ -322,8 +309,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_crew_flags(args: argparse.Namespace) -> None:
+    for flag in ("workers", "threads", "workers_per_gpu", "trials"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')}", f"must be >= 1, got {value}")
+
+
+def crew_for(suite: Any, args: argparse.Namespace, source: str) -> tuple[int, int, list[str | None], str]:
+    """(workers, threads each, each worker's GPU, why): the split `optbench run` and `optbench search` take,
+    from the flags, one worker per GPU, or this machine's calibration for the suite's model."""
+    from bench.devices import worker_devices
+    from bench.runner import default_split
+
+    devices = check_suite_devices(suite, source)
+    gpus = worker_devices(devices, args.workers, getattr(args, "workers_per_gpu", 1))
+    reason = "set on the command line" if args.workers or args.threads else "one worker per GPU"
+    if args.workers is None and args.threads is None and not any(gpus):
+        reason = calibrate_split(suite)
+    workers, threads = default_split(suite)
+    if args.workers is not None or any(gpus):
+        workers = len(gpus) if any(gpus) else args.workers
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    return workers, args.threads or threads, gpus if any(gpus) else [], reason
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from bench import search
+    from bench.space import parse_space
+    from bench.stats import param_importances
     from bench.store import Store
     from bench.suite import Suite
 
@@ -331,6 +345,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise ConfigError("--timeout", f"must be a finite number of seconds > 0, got {args.timeout}")
     if args.export:
         check_output_path(args.export, "--export")
+    check_crew_flags(args)
     suite = Suite.load(args.suite, suite_overrides(args))
     from bench.techniques.corpora import check_corpora
 
@@ -339,55 +354,45 @@ def cmd_search(args: argparse.Namespace) -> int:
         from bench.report import default_report_path
 
         check_output_path(default_report_path(suite), "reports")
-    check_suite_devices(suite, args.suite)
     if not suite.search:
         raise ConfigError("search", "the suite has no [search] table to search", args.suite)
     try:
-        space = search.parse_space(suite.search, suite.base)
+        space = parse_space(suite.search, suite.base)
     except ConfigError as e:
         raise e.with_source(args.suite) from None
-    objectives = tuple(o.strip() for o in args.objectives.split(","))
-    search.check_choice("--sampler", args.sampler, search.SAMPLERS)
-    search.check_choice("--pruner", args.pruner, search.PRUNERS)
-    for o in objectives:
-        if o not in search.OBJECTIVES:
-            raise ConfigError("--objectives", f"unknown objective '{o}'; allowed: {', '.join(search.OBJECTIVES)}")
-    for flag in ("trials", "workers", "threads"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{flag}", f"must be >= 1, got {value}")
     reduction_factor = search.REDUCTION_FACTOR if args.reduction_factor is None else args.reduction_factor
     if reduction_factor < 2:
         raise ConfigError("--reduction-factor", f"must be >= 2, got {reduction_factor}")
-    if args.sampler == "grid":
-        space.grid()
-    from bench.runner import default_split
-
-    workers, threads = default_split(suite)  # the split `optbench run` uses (README, Performance)
-    if args.workers is not None:
-        workers = args.workers
-        threads = max(1, (os.cpu_count() or 1) // workers)
-    threads = args.threads or threads
+    workers, threads, gpus, reason = crew_for(suite, args, args.suite)
+    objectives = tuple(o.strip() for o in args.objectives.split(","))
     plan = search.SearchPlan(
         args.suite, suite_overrides(args), args.storage, args.trials, args.sampler, args.pruner, objectives,
         args.timeout, workers, threads, args.per_arm, reduction_factor=reduction_factor, show_progress=not args.quiet,
+        gpus=gpus, split_reason=reason,
     )  # fmt: skip
-    search.study_names(plan, suite, space)  # a bad --per-arm is reported before any work
+    plan.check()
+    if args.sampler == "grid":
+        space.grid()
+    found = search.arms(plan, suite, space)  # a bad --per-arm is reported before any work
     from bench.resources import check_fits
 
     check_fits([suite.base], workers, args.suite)
-    Store.open(args.storage).check_writable()
-    print(f"{suite.name}: search of {args.trials} trials, {workers} worker(s) x {threads} thread(s)", file=sys.stderr)
+    store = Store.open(args.storage)
+    store.check_writable()
+    search.check_studies(plan, store, found, space)
+    print(f"{suite.name}: search of {args.trials} trials, {workers} worker(s) x {threads} thread(s) ({reason})",
+          file=sys.stderr)  # fmt: skip
     studies = search.run_search(plan)
     exported = None
     rows = []
     for name, study in studies:
-        finished = [t for t in study.trials if t.state.name == "COMPLETE"]
-        pruned = sum(t.state.name == "PRUNED" for t in study.trials)
-        steps = sum(t.user_attrs.get("steps_trained", 0) for t in study.trials)
+        finished = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        pruned = sum(t.state.name == "PRUNED" for t in study.get_trials(deepcopy=False))
+        steps = sum(t.user_attrs.get("steps_trained", 0) for t in study.get_trials(deepcopy=False))
         print(f"{name}: {len(finished)} complete, {pruned} pruned, {steps} training steps", file=sys.stderr)
         if not finished:
             continue
+        best = search.best_trial(study)
         if len(objectives) > 1:
             print(f"Pareto front ({', '.join(objectives)}):")
             for t in sorted(study.best_trials, key=lambda t: t.values):
@@ -396,20 +401,19 @@ def cmd_search(args: argparse.Namespace) -> int:
                     + ", ".join(f"{v:.4f}" for v in t.values)
                     + f"  trial {t.number}: {t.user_attrs.get('arm_label')}"
                 )
-            continue
-        importances = search.importances(study)
-        study.set_user_attr("importances", importances)
-        best = study.best_trial
-        rows.append((name, best.value, best.user_attrs.get("arm_label", "")))
-        print(f"# best of {name}: {objectives[0]} {best.value:.4f} (trial {best.number})")
-        if len(best.user_attrs.get("seeds") or []) > 1:
-            print(f"# {search.seeds_text(best)}")
-        if importances:
-            print("# importances: " + ", ".join(f"{k} {v:.2f}" for k, v in importances.items()))
-        text = search.recipe_toml(search.best_config(study), best, name)
+            print(f"# the recipe of the Pareto point best in {objectives[0]}: trial {best.number}")
+        else:
+            importances = param_importances(study)
+            if study.user_attrs.get("importances") != importances:
+                study.set_user_attr("importances", importances)
+            print(f"# best of {name}: {objectives[0]} {best.value:.4f} (trial {best.number})")
+            if importances:
+                print("# importances: " + ", ".join(f"{k} {v:.2f}" for k, v in importances.items()))
+        rows.append((name, best.values[0], best.user_attrs.get("arm_label", "")))
+        text = search.recipe_toml(search.best_config(study), best, name, threads)
         print(text)
-        if exported is None or best.value < exported[0]:
-            exported = (best.value, text)
+        if exported is None or best.values[0] < exported[0]:
+            exported = (best.values[0], text)
     if len(rows) > 1:
         print("best of each arm, equal budgets:")
         for name, value, label in sorted(rows, key=lambda r: r[1]):
@@ -674,9 +678,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, help="worker processes (default: as `optbench run`, one per core for small models)"
     )
     p.add_argument("--threads", type=int, help="torch threads per worker")
+    p.add_argument("--workers-per-gpu", type=int, default=1, help="on GPUs: workers allowed to share one GPU")
     p.add_argument("--storage", help="results store (default results/optbench.journal) or postgresql://...")
     p.add_argument("--sampler", default="tpe", help="tpe, random, cmaes, qmc or grid (all seeded)")
-    p.add_argument("--pruner", default="hyperband", help="none, median, successive_halving or hyperband")
+    p.add_argument(
+        "--pruner",
+        help="none, median, successive_halving or hyperband (default: hyperband; none where "
+        "--objectives names several, which Optuna cannot prune)",
+    )
     p.add_argument("--objectives", default="val_loss", help="val_loss, or e.g. val_loss,train_time for a Pareto front")
     p.add_argument("--per-arm", help="give every value of this [search] axis its own equal budget of trials")
     p.add_argument("--reduction-factor", type=int, help="successive_halving/hyperband: keep 1/N per rung (default 4)")

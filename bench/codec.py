@@ -1,23 +1,25 @@
 """The one mapping between a run (its config and RunRecord) and an Optuna trial.
 
-A trial's parameters are the run's config fields (numbers as single-point float/int distributions, names
-and switches as categorical over everything the registry allows, so suites and searches can share a study
-without distribution clashes); its value is the suite's metric; its intermediate values are the validation
-losses; its user attributes hold the rest of the RunRecord, and its state with the `status` attribute
-gives the run's Status. The runner, the search, the store's readers and the doctor write and read trials
-only through this module.
+A trial's parameters are what its study varies: a suite run's axes (`axis_params`), a search trial's
+sampled fields; the constant rest of its config is a user attribute, so Optuna's importances and the
+dashboard weigh only what varied. Its values are the suite's metric (a search's objectives, means over its
+seeds); its intermediate values are the validation losses; its user attributes hold the rest of the
+RunRecord, and its state with the `status` attribute gives the run's Status. The executor, the store's
+readers and the doctor write and read trials only through this module.
 
 Optuna's public API is used wherever it has one. Two things it lacks are isolated here:
 - a trial's storage id: `FrozenTrial` keeps it private (`_trial_id`); the storage's public
   `get_trial_id_from_study_id_trial_number` gives it from the study's name and the trial's number.
 - creating a trial whose id comes back: `Study.add_trial` returns nothing and `Study.ask` writes the trial
   before its attributes (a kill between them leaves a claim nobody can identify), so a claim is created with
-  the storage's public `create_new_trial(study_id, template_trial)`, in one journal record / transaction.
+  the storage's public `create_new_trial(study_id, template_trial)`, in one journal record / transaction,
+  naming its worker; a search then samples on it through `optuna.Trial(study, trial_id)`, as `ask` does.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -80,39 +82,52 @@ def claim_attrs(run: Any, suite_name: str, session: str, worker: dict[str, Any])
     }
 
 
-def create_running_trial(storage: Any, study: Any, user_attrs: dict[str, Any], flat: dict[str, Any]) -> int:
-    """A RUNNING trial with its attributes and parameters, written as one journal record (one transaction
-    in a database): a claim is whole or absent. Returns its trial id."""
+def create_running_trial(
+    storage: Any, study: Any, user_attrs: dict[str, Any], params: dict[str, tuple[Any, Any]] | None = None
+) -> int:
+    """A RUNNING trial with its attributes and parameters (name -> (value, distribution)), written as one
+    journal record (one transaction in a database): a claim is whole or absent. Returns its trial id."""
     import datetime
 
     from optuna.trial import FrozenTrial, TrialState
 
-    dists = param_distributions(flat)
+    params = params or {}
     template = FrozenTrial(
         number=0, state=TrialState.RUNNING, value=None,
         datetime_start=datetime.datetime.now(), datetime_complete=None,
-        params={name: value for name, (value, _) in dists.items()},
-        distributions={name: dist for name, (_, dist) in dists.items()},
+        params={name: value for name, (value, _) in params.items()},
+        distributions={name: dist for name, (_, dist) in params.items()},
         user_attrs=user_attrs, system_attrs={}, intermediate_values={}, trial_id=0,
     )  # fmt: skip
     return storage.create_new_trial(study_id(storage, study), template_trial=template)
 
 
-def write_record(storage: Any, trial_id: int, record: Any, metric_field: str) -> None:
-    """Store a RunRecord in its claimed trial and close it: COMPLETE, or FAIL for a failed run."""
+def write_result(
+    storage: Any, trial_id: int, record: Any, values: list[float] | None, attrs: dict[str, Any] | None = None
+) -> None:
+    """Store a RunRecord (and any further attributes) in its claimed trial and close it: FAIL for a failed
+    run, PRUNED for a pruned one, else COMPLETE with `values` (a diverged run's are infinite: it ranks last,
+    as infinitely bad; Optuna rejects only NaN). Raises optuna's UpdateFinishedTrialError when the claim
+    was failed meanwhile (its worker was judged gone): the caller drops the result."""
     from optuna.trial import TrialState
 
     for step, value in zip(record.curves.get("val_step", []), record.curves.get("val_loss", []), strict=False):
         if value is not None and math.isfinite(value):
             storage.set_trial_intermediate_value(trial_id, step, value)
-    for key, value in record_attrs(record).items():
+    for key, value in {**record_attrs(record), **(attrs or {})}.items():
         storage.set_trial_user_attr(trial_id, key, value)
     if record.status == Status.FAILED:
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        return
-    value = getattr(record, metric_field)
-    # a diverged run has no loss: it ranks last, as infinitely bad (Optuna rejects only NaN)
-    storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [float(value) if value is not None else math.inf])
+    elif record.status == Status.PRUNED:
+        storage.set_trial_state_values(trial_id, TrialState.PRUNED)
+    else:
+        storage.set_trial_state_values(trial_id, TrialState.COMPLETE, values)
+
+
+def metric_value(record: Any, metric_field: str) -> float:
+    """The value a trial is ranked by: the record's metric, infinite where the run has none (diverged)."""
+    value = getattr(record, metric_field) if not isinstance(record, dict) else record.get(metric_field)
+    return float(value) if value is not None else math.inf
 
 
 def write_interrupted(storage: Any, trial_id: int) -> None:
@@ -134,32 +149,33 @@ def write_stale(storage: Any, trial_id: int) -> None:
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
 
-def search_attrs(values: dict[str, Any], records: list, seeds: list[int], objective_field: str) -> dict[str, Any]:
-    """A search trial's attributes: its first seed's record and run hash, its arm, every seed it trained."""
+def search_attrs(values: dict[str, Any], records: list, objective_field: str) -> dict[str, Any]:
+    """A search trial's attributes beside its first seed's record (write_result writes that): its run hash,
+    its arm, every seed it trained with each later seed's own record."""
     first = records[0]
     return {
         "run_hash": first.config_hash,
-        "seed": seeds[0],
+        "seed": first.config["seed"],
         "config": first.config,
         "arm": {k: label(v) for k, v in values.items()},
         "arm_label": ", ".join(f"{k}={label(v)}" for k, v in values.items()),
         "seeds": [r.config["seed"] for r in records],
         "steps_trained": sum(r.steps for r in records),
-        **record_attrs(first),
         "objective_per_seed": [getattr(r, objective_field) for r in records],
         # every later seed's own record: results and the report show a row per seed, as for a suite's runs
         "other_seeds": [{"run_hash": r.config_hash, "seed": r.config["seed"], **record_attrs(r)} for r in records[1:]],
     }
 
 
-def copied_trial(trial: Any, run: Any, from_study: str) -> Any:
-    """A finished trial of another study, as a trial of this suite's study (its arm as this suite names it)."""
+def copied_trial(trial: Any, run: Any, from_study: str, params: dict[str, tuple[Any, Any]], metric_field: str) -> Any:
+    """A finished trial of another study, as a trial of this suite's study: its arm, parameters and value as
+    this suite names and ranks them (the other suite may vary other axes or rank by another metric)."""
     import optuna
 
     return optuna.trial.create_trial(
-        params=trial.params,
-        distributions=trial.distributions,
-        value=trial.value,
+        params={name: value for name, (value, _) in params.items()},
+        distributions={name: dist for name, (_, dist) in params.items()},
+        value=metric_value(trial.user_attrs, metric_field),
         intermediate_values=trial.intermediate_values,
         user_attrs={**trial.user_attrs, "arm": run.arm, "arm_label": run.arm_label, "copied_from": from_study},
     )
@@ -183,47 +199,53 @@ def record_attrs(record: Any) -> dict[str, Any]:
     return d
 
 
-def param_distributions(flat: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """name -> (value, distribution) for the fields Optuna can hold as parameters."""
+def axis_params(
+    axes: Mapping[str, list[Any]], values: Mapping[str, Any], label_of: Callable[[str, Any], str]
+) -> dict[str, tuple[Any, Any]]:
+    """A suite run's trial parameters: the axes it varies, nothing constant, so that Optuna's importances
+    and the dashboard weigh only what varied. A numeric axis is a float (or int) range over its values (on a
+    log scale where they are all positive and span a factor of 10 or more); any other axis is categorical
+    over its values' labels. Name -> (value, distribution)."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     out: dict[str, tuple[Any, Any]] = {}
-    for name, value in flat.items():
-        if value is None or name == "data.path":
-            continue
-        if isinstance(value, bool):
-            out[name] = (value, CategoricalDistribution((False, True)))
-        elif isinstance(value, int):
-            out[name] = (value, IntDistribution(value, value))
-        elif isinstance(value, float):
-            out[name] = (value, FloatDistribution(value, value))
-        elif isinstance(value, str):
-            choices = allowed_strings(name)
-            if choices and value in choices:
-                out[name] = (value, CategoricalDistribution(tuple(choices)))
+    for name, value in values.items():
+        given = axes[name]
+        numbers = [v for v in given if isinstance(v, int | float) and not isinstance(v, bool)]
+        if len(numbers) == len(given) and all(math.isfinite(v) for v in numbers):
+            low, high = min(numbers), max(numbers)
+            log = low > 0 and high >= 10 * low
+            if all(isinstance(v, int) for v in numbers):
+                out[name] = (int(value), IntDistribution(int(low), int(high), log=log))
+            else:
+                out[name] = (float(value), FloatDistribution(float(low), float(high), log=log))
+        else:
+            out[name] = (label_of(name, value), CategoricalDistribution(tuple(label_of(name, v) for v in given)))
     return out
 
 
-def allowed_strings(name: str) -> list[str] | None:
-    """Every string a dotted config field may hold (for a categorical distribution), or None if any string."""
-    from bench.axes import AXES
-    from bench.config import SCALARS
+def fit_params(params: dict[str, tuple[Any, Any]], trials: list) -> dict[str, tuple[Any, Any]]:
+    """`params` renamed where the study already holds a parameter of that name with a distribution Optuna
+    would refuse beside it (an edited suite's axis: a categorical's choices cannot change): 'optimizer'
+    becomes 'optimizer #2', the first name whose held distribution fits or that is free."""
+    from optuna.distributions import check_distribution_compatibility
 
-    head, _, rest = name.partition(".")
-    if head in SCALARS:
-        return list(SCALARS[head].choices) if SCALARS[head].choices else None
-    if head not in AXES:
-        return None
-    axis = AXES[head]
-    if axis.combine:  # regularization.dropout.p: one entry's parameter
-        entry_name, _, rest = rest.partition(".")
-        entries = [axis.registry.entries[entry_name]] if entry_name in axis.registry.entries else []
-    elif rest == "name":
-        return axis.registry.names()
-    else:
-        entries = list(axis.registry)
-    options = {tuple(e.params[rest].choices) for e in entries if rest in e.params and e.params[rest].choices}
-    return sorted({c for opts in options for c in opts}) if options else None
+    held: dict[str, Any] = {}
+    for t in trials:
+        for name, dist in t.distributions.items():
+            held.setdefault(name, dist)
+    out = {}
+    for name, (value, dist) in params.items():
+        candidate, n = name, 1
+        while candidate in held:
+            try:
+                check_distribution_compatibility(held[candidate], dist)
+                break
+            except ValueError:
+                n += 1
+                candidate = f"{name} #{n}"
+        out[candidate] = (value, dist)
+    return out
 
 
 # -- reading --------------------------------------------------------------------------------------

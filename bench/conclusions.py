@@ -623,9 +623,9 @@ def search_findings(study: Any) -> dict[str, Any]:
                                   f"{'s' * (complete != 1)}, fewer than the {MIN_TRIALS_FOR_IMPORTANCE} that Optuna's "
                                   "PED-ANOVA evaluator asks for (5 trials in its top 10%).")  # fmt: skip
     else:
-        from bench.search import importances
+        from bench.stats import param_importances
 
-        values = importances(study)
+        values = param_importances(study)
         out["importances"] = {k: num(v) for k, v in values.items()} or None
         out["importance_note"] = (f"Parameter importances by Optuna's PED-ANOVA evaluator over {complete} complete "
                                   "trials." if values else f"No parameter importances: the {complete} complete "

@@ -108,7 +108,9 @@ def check_lock(path: Path, repair: bool) -> list[Finding]:
 
 
 def check_studies(store: Any, repair: bool) -> list[Finding]:
-    """Orphaned claims and trials without a run hash, in suite studies (searches keep their own)."""
+    """In every study, suites' and searches' alike: RUNNING trials whose worker is gone (or that name none),
+    finished trials holding another number of values than their study has objectives (no reader can rank
+    them), and trials without a run hash."""
     import optuna
     from optuna.trial import TrialState
 
@@ -116,16 +118,18 @@ def check_studies(store: Any, repair: bool) -> list[Finding]:
 
     findings = []
     for summary in optuna.get_all_study_summaries(store.storage, include_best_trial=False):
-        if summary.study_name.endswith(".search") or "search" in summary.user_attrs:
-            continue
         study = optuna.load_study(study_name=summary.study_name, storage=store.storage)
         stale = {t.number: why for t, why in store.stale_claims(study)}
+        objectives = len(study.directions)
         for t in study.get_trials(deepcopy=False):
             where = f"study '{summary.study_name}' trial {t.number}"
             if t.number in stale:
                 if repair:
                     codec.write_stale(store.storage, codec.trial_id(store.storage, study, t))
                 findings.append(Finding(f"{where}: RUNNING, {stale[t.number]}; its run is claimable again", repair))
+            elif t.state == TrialState.COMPLETE and len(t.values or []) != objectives:
+                findings.append(Finding(f"{where}: {len(t.values or [])} value(s) in a study of {objectives} "
+                                        "objective(s); results rank it by its first", harmless=True))  # fmt: skip
             elif "run_hash" not in t.user_attrs and t.state != TrialState.RUNNING:
                 findings.append(Finding(f"{where}: no run hash ({t.state.name}); results ignore it", harmless=True))
     return findings

@@ -1,35 +1,33 @@
-"""Executes a suite: worker processes, exactly-once claims, resume, progress, failures.
+"""Runs a suite: every run of it exactly once, by any number of workers, resumable.
 
-Every worker, in this process or another, on this machine or another, runs the same loop: under the
-store's claim lock, fail stale claims and claim the first run that has no finished trial, no live
-claim and no failure in this session; train it; store the record. It waits while other workers still
-hold claims (one of them may die and leave its run to be claimed again) and stops when every run is
-settled. Running the same command again resumes: finished runs are skipped, interrupted and failed ones
-run again.
+A suite's runs are a fixed list; `SuiteWork` hands the executor (bench.executor) the first run that has no
+finished trial, no live claim and no failure in this session, claimed as a trial whose parameters are the
+axes the run varies. Running the same command again resumes: finished runs are skipped, interrupted and
+failed ones run again, and runs another suite of the same store already finished are copied, not
+trained again.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import os
-import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import interrupts
-from bench.codec import FINISHED, claim_attrs, copied_trial, latest_per_run, trial_status, write_interrupted
-from bench.devices import CUDA_POISONED_EXIT, sharing
-from bench.env import set_threads
-from bench.registry import ConfigError
+from bench.codec import (
+    FINISHED,
+    axis_params,
+    claim_attrs,
+    copied_trial,
+    fit_params,
+    latest_per_run,
+    metric_value,
+    trial_status,
+)
+from bench.executor import Crew, Job, execute
 from bench.store import Store, this_worker
 from bench.suite import Run, Suite
-from bench.workers import POLL_SECONDS, run_workers
-
-WAIT_NOTICE_SECONDS = 30.0  # between notices while waiting for other workers' claims
 
 
 @dataclass
@@ -46,6 +44,14 @@ class Plan:
     # `cuda`; empty for CPU suites.
     gpus: list[str | None] = field(default_factory=list)
     split_reason: str = ""  # why this many workers and threads, for every record's environment
+
+    def open(self) -> SuiteWork:
+        """The suite's work, as each worker process opens it."""
+        return SuiteWork(self)
+
+    @property
+    def crew(self) -> Crew:
+        return Crew(self.workers, self.threads, self.gpus, self.split_reason)
 
 
 def default_split(suite: Suite, cores: int | None = None) -> tuple[int, int]:
@@ -68,9 +74,8 @@ def rule_split(cfg: Any, cores: int) -> tuple[int, int]:
     return 1, cores
 
 
-def settle_state(study: Any, runs: dict[str, Run], session: str) -> tuple[list[str], int]:
-    """(claimable run hashes in suite order, number of live claims)."""
-    trials = study.get_trials(deepcopy=False)
+def settle_state(trials: list, runs: dict[str, Run], session: str) -> tuple[list[str], int]:
+    """(claimable run hashes in suite order, number of live claims) among a study's trials."""
     finished, running, failed_here = set(), 0, set()
     for t in trials:
         run_hash = t.user_attrs.get("run_hash")
@@ -86,132 +91,79 @@ def settle_state(study: Any, runs: dict[str, Run], session: str) -> tuple[list[s
     return claimable, running
 
 
-def claim(store: Store, study: Any, run: Run, suite: Suite, session: str) -> int:
-    """Create the run's RUNNING trial with its run hash, worker and parameters in one write, so that a
-    kill can never leave a claim that nobody can identify (an orphan)."""
-    attrs = claim_attrs(run, suite.name, session, this_worker())
-    return store.create_running_trial(study, attrs, run.config.flat())
+class SuiteWork:
+    """A suite's runs for the executor: claim the first run nobody has settled, store its record."""
+
+    def __init__(self, plan: Plan):
+        self.suite = Suite.load(plan.suite_path, plan.overrides)
+        self.store = Store.open(plan.storage)
+        self.study = self.store.study(self.suite.name)
+        self.runs = {r.hash: r for r in self.suite.runs()}  # built once: polling must stay cheap
+        self.title, self.session = self.suite.name, plan.session
+        self.lock_key = f"optbench:{self.suite.name}"
+        self.metric_field = self.suite.metric_field
+        self.running = 0
+        self.started = time.perf_counter()
+        self.copied = 0
+
+    def claim(self) -> Job | None:
+        trials = self.study.get_trials(deepcopy=False)
+        claimable, self.running = settle_state(trials, self.runs, self.session)
+        if not claimable:
+            return None
+        run = self.runs[claimable[0]]
+        attrs = claim_attrs(run, self.suite.name, self.session, this_worker())
+        trial_id = self.store.create_running_trial(self.study, attrs, run_params(self.suite, run, trials))
+        return Job(trial_id, f"run {run.arm_label} (seed {run.seed})", [run.config], context=run)
+
+    def exhausted(self) -> bool:
+        return self.running == 0
+
+    def finish(self, job: Job, records: list[Any]) -> None:
+        (record,) = records
+        self.store.finish(job.trial_id, record, [metric_value(record, self.metric_field)])
+
+    def progress(self) -> tuple[int, int, dict[str, str]]:
+        s = self.summary()
+        best = f"{s.best[1]:.4f} ({s.best[0]})" if s.best else "-"
+        return (
+            sum(s.counts.get(x, 0) for x in (*FINISHED, "failed")),
+            s.total,
+            {"failed": str(s.failures), "best": best},
+        )
+
+    def summary(self) -> Summary:
+        return summarize(self.study, set(self.runs), self.started, self.copied)
 
 
-def import_finished_runs(store: Store, study: Any, runs: dict[str, Run]) -> int:
+def run_params(suite: Suite, run: Run, trials: list) -> dict[str, tuple[Any, Any]]:
+    """The trial parameters of one of the suite's runs: the axes it varies (bench.codec.axis_params), named
+    apart from any the study holds with other choices (an edited axis)."""
+    return fit_params(axis_params(suite.axes, run.values, suite.axis_label), trials)
+
+
+def import_finished_runs(store: Store, study: Any, suite: Suite, runs: dict[str, Run]) -> int:
     """Copy runs another study of this storage already finished, so no run is trained twice."""
     import optuna
 
-    have = {t.user_attrs.get("run_hash") for t in study.get_trials(deepcopy=False) if trial_status(t) in FINISHED}
+    trials = study.get_trials(deepcopy=False)
+    have = {t.user_attrs.get("run_hash") for t in trials if trial_status(t) in FINISHED}
     wanted = set(runs) - have
     if not wanted:
         return 0
-    copied = 0
+    copied = []
     for summary in optuna.get_all_study_summaries(store.storage, include_best_trial=False):
         if summary.study_name == study.study_name or not wanted:
             continue
         other = optuna.load_study(study_name=summary.study_name, storage=store.storage)
         for run_hash, (t, _) in latest_per_run(other.get_trials(deepcopy=False)).items():
             if run_hash in wanted and trial_status(t) in FINISHED and len(t.values or []) == 1:
-                study.add_trial(copied_trial(t, runs[run_hash], summary.study_name))
+                run = runs[run_hash]
+                params = run_params(suite, run, trials + copied)
+                copied.append(copied_trial(t, run, summary.study_name, params, suite.metric_field))
                 wanted.discard(run_hash)
-                copied += 1
-    return copied
-
-
-def worker_loop(plan: Plan, on_finish: Callable[[Run, Any], None] | None = None, gpu: str | None = None) -> int:
-    """Claim, train and store runs until every run of the suite is settled. Returns runs trained. `gpu`: this
-    worker's GPU. A run that breaks the CUDA context is stored as failed, then this worker exits with
-    CUDA_POISONED_EXIT for the runner to start a fresh process in its place."""
-    from bench.train import RunRecord, run_training
-
-    shared_by = sharing(plan.gpus).get(gpu, 1) if gpu else None
-
-    suite = Suite.load(plan.suite_path, plan.overrides)
-    store = Store.open(plan.storage)
-    study = store.study(suite.name)
-    runs = {r.hash: r for r in suite.runs()}
-    trained = 0
-    last_notice = -math.inf
-    while True:
-        trial_id = None  # the claimed run, while it is ours to finish or mark interrupted
-        try:
-            with interrupts.deferred():  # a claim is written whole: Ctrl-C or SIGTERM waits for its end
-                with store.claim_lock(f"optbench:{suite.name}"):
-                    store.fail_stale(study)
-                    claimable, running = settle_state(study, runs, plan.session)
-                    trial_id = claim(store, study, runs[claimable[0]], suite, plan.session) if claimable else None
-            if trial_id is None:
-                if running == 0:
-                    return trained
-                if time.monotonic() - last_notice > WAIT_NOTICE_SECONDS:
-                    last_notice = time.monotonic()
-                    announce_wait(study, plan.session)
-                time.sleep(POLL_SECONDS)  # others hold claims; one may go stale and come back to us
-                continue
-            run = runs[claimable[0]]
-            with store.heartbeat(trial_id):
-                record, model = run_training(run.config.override({"threads": plan.threads}), device=gpu)
-            record.env["split"] = f"{plan.workers} worker(s) x {plan.threads} thread(s): {plan.split_reason}"
-            if shared_by is not None and record.env.get("device") == gpu:
-                record.env["gpu_workers"] = shared_by  # >1: timings shared the GPU with other workers
-            if record.status == "failed":  # the traceback is in the record; one line here
-                print(f"optbench: run {run.arm_label} (seed {run.seed}) failed: {record.reason}", file=sys.stderr)
-            with interrupts.deferred():
-                store.finish(trial_id, record, suite.metric_field)
-                trial_id = None
-            keep_weights_if_best(study, run, record, model, suite.metric_field)
-        except (KeyboardInterrupt, ConfigError):  # a stop, or bad input found while training (a corpus)
-            if trial_id is not None:
-                with contextlib.suppress(ConfigError):  # an unwritable store cannot take the mark either
-                    mark_interrupted(store, trial_id)
-            raise
-        trained += 1
-        if on_finish:
-            on_finish(run, record if isinstance(record, RunRecord) else None)
-        if record.env.get("cuda_context_lost"):
-            raise SystemExit(CUDA_POISONED_EXIT)
-
-
-def announce_wait(study: Any, session: str) -> None:
-    """Say on stderr which claims of other sessions this worker waits for, and for how long at most."""
-    from optuna.trial import TrialState
-
-    from bench.store import GRACE_PERIOD, owners
-
-    others = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if t.user_attrs.get("session") != session
-    ]  # fmt: skip
-    if not others:
-        return  # only this command's own workers: they finish or are stopped with it
-    print(
-        f"optbench: waiting for {len(others)} run(s) claimed by other workers ({', '.join(owners(others))}); "
-        f"a claim whose worker dies is retried within {GRACE_PERIOD} s",
-        file=sys.stderr,
-    )
-
-
-def keep_weights_if_best(study: Any, run: Run, record: Any, model: Any, metric_field: str) -> None:
-    """Save the weights of a run that finished as the best of its suite so far: the report samples text
-    from them and never trains."""
-    from bench.checkpoint import save_checkpoint
-
-    value = getattr(record, metric_field)
-    if model is None or value is None or record.status not in ("complete", "stopped_early"):
-        return
-    others = [t.value for t in study.get_trials(deepcopy=False) if trial_status(t) in FINISHED and t.value is not None]
-    if value <= min(others, default=value):
-        save_checkpoint(run.hash, model)
-
-
-def mark_interrupted(store: Store, trial_id: int) -> None:
-    with interrupts.deferred():  # a second signal must not leave the mark half-written
-        write_interrupted(store.storage, trial_id)
-
-
-def _suite_worker(plan: Plan, gpu: str | None = None) -> None:
-    set_threads(plan.threads)
-    if gpu:
-        from bench.devices import use_device
-
-        use_device(gpu)  # before any CUDA call, so nothing of this worker lands on GPU 0
-    worker_loop(plan, gpu=gpu)
+    study.add_trials(copied)
+    return len(copied)
 
 
 @dataclass
@@ -242,60 +194,15 @@ def summarize(study: Any, wanted: set[str], started: float, copied: int = 0) -> 
 
 
 def run_suite(plan: Plan, show_progress: bool = True) -> Summary:
-    """Run every run of the suite once (resuming), with plan.workers processes; the store keeps all."""
+    """Run every run of the suite once (resuming), with the plan's workers; the store keeps all."""
     suite = Suite.load(plan.suite_path, plan.overrides)
     store = Store.open(plan.storage)
     started = time.perf_counter()
-    runs = {r.hash: r for r in suite.runs()}  # built once: polling below must stay cheap
+    runs = {r.hash: r for r in suite.runs()}
     with store.claim_lock(f"optbench:{suite.name}"):
         study = store.study(suite.name)
-        study.set_user_attr("suite", suite.describe())
-        copied = import_finished_runs(store, study, runs)
-
-    def current() -> Summary:
-        return summarize(study, set(runs), started, copied)
-
-    progress = SuiteProgress(suite.name, len(runs), show_progress, current())
-    try:
-        gpus = plan.gpus or [None] * plan.workers
-        if plan.workers == 1 and gpus[0] is None:  # on a GPU a process of its own, replaceable if CUDA breaks
-            with interrupts.on_stop_signals():
-                set_threads(plan.threads)
-                worker_loop(plan, on_finish=lambda run, record: progress.update(current()))
-        else:
-            run_workers(_suite_worker, [(plan, g) for g in gpus], plan.threads, poll=lambda: progress.update(current()))
-    finally:
-        progress.stop()
-    return current()
-
-
-class SuiteProgress:
-    """Runs done of total, failures, elapsed, ETA and the best result so far, on stderr."""
-
-    def __init__(self, name: str, total: int, enabled: bool, start: Summary):
-        self.bar = None
-        if not enabled:
-            return
-        from bench.progress import progress_bar
-
-        self.bar = progress_bar(name, "failed {task.fields[failed]}", "best {task.fields[best]}")
-        # starts at the runs settled before (resumed, or copied from other suites): the ETA counts only the
-        # pace of runs trained now
-        self.task = self.bar.add_task(name, total=total, completed=self.done(start), failed=0, best="-")
-        self.bar.start()
-        self.update(start)
-
-    @staticmethod
-    def done(summary: Summary) -> int:
-        return sum(summary.counts.get(s, 0) for s in (*FINISHED, "failed"))
-
-    def update(self, summary: Summary) -> None:
-        if self.bar is None:
-            return
-        best = f"{summary.best[1]:.4f} ({summary.best[0]})" if summary.best else "-"
-        self.bar.update(self.task, completed=self.done(summary), failed=summary.failures, best=best)
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
+        if study.user_attrs.get("suite") != suite.describe():  # stored once, not again at every run
+            study.set_user_attr("suite", suite.describe())
+        copied = import_finished_runs(store, study, suite, runs)
+    work = execute(plan.open, plan.crew, show_progress)
+    return summarize(work.study, set(work.runs), started, copied)

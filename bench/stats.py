@@ -305,3 +305,24 @@ def compare_times(times: dict[str, Sequence[float]]) -> tuple[pd.DataFrame, floa
         table.loc[idx, "p"], table.loc[idx, "p_holm"] = p, q
         table.loc[idx, "verdict"] = "slower" if q < ALPHA else "within noise"
     return table, p_all
+
+
+def param_importances(study: Any) -> dict[str, float]:
+    """Optuna's default evaluator (PED-ANOVA in Optuna 5) over a study's complete trials; {} when too few.
+    Only the parameters every complete trial has and not all set alike (a per-arm study's pinned arm
+    explains nothing)."""
+    import optuna
+
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(finished) < 3 or len(study.directions) > 1:
+        return {}
+    common = set.intersection(*(set(t.params) for t in finished))
+    varied = [name for name in sorted(common) if len({repr(t.params[name]) for t in finished}) > 1]
+    if not varied:
+        return {}
+    try:
+        with warnings.catch_warnings():  # PED-ANOVA warns about sparse regimes of conditional parameters
+            warnings.simplefilter("ignore")
+            return dict(optuna.importance.get_param_importances(study, params=varied))
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        return {}

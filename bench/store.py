@@ -291,13 +291,17 @@ class Store:
 
     # -- writing results ---------------------------------------------------------------------------
 
-    def create_running_trial(self, study: Any, user_attrs: dict[str, Any], flat: dict[str, Any]) -> int:
+    def create_running_trial(
+        self, study: Any, user_attrs: dict[str, Any], params: dict[str, tuple[Any, Any]] | None = None
+    ) -> int:
         """A claim, whole or absent (bench.codec.create_running_trial)."""
-        return codec.create_running_trial(self.storage, study, user_attrs, flat)
+        return codec.create_running_trial(self.storage, study, user_attrs, params)
 
-    def finish(self, trial_id: int, record: Any, metric_field: str) -> None:
-        """Store a RunRecord in its claimed trial and close it (bench.codec.write_record)."""
-        codec.write_record(self.storage, trial_id, record, metric_field)
+    def finish(
+        self, trial_id: int, record: Any, values: list[float] | None, attrs: dict[str, Any] | None = None
+    ) -> None:
+        """Store a RunRecord in its claimed trial and close it (bench.codec.write_result)."""
+        codec.write_result(self.storage, trial_id, record, values, attrs)
 
 
 def wait_for_flock(f: Any, path: Path, quiet_seconds: float = 2.0) -> None:

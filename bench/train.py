@@ -14,7 +14,7 @@ import math
 import resource
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -88,12 +88,17 @@ class RunRecord:
 
 
 class Progress(Protocol):
+    """What a run shows while it trains; it only displays (what may stop a run is an evaluation hook)."""
+
     def start(self, cfg: RunConfig, total_steps: int) -> None: ...
     def update(self, step: int, train_loss: float) -> None: ...
-    def evaluated(self, step: int, val_loss: float) -> bool | None:
-        """After each evaluation; returning True stops the run as `pruned` (a search's pruner asked)."""
-
+    def evaluated(self, step: int, val_loss: float) -> None: ...
     def finish(self, record: RunRecord) -> None: ...
+
+
+# After each evaluation: (step, validation loss) -> a status that stops the run ("pruned" from a search's
+# pruner, "stopped_early" from early stopping), or None to go on.
+EvaluationHook = Callable[[int, float], "str | None"]
 
 
 def resolve_device(device: str, worker_device: str | None = None) -> str:
@@ -173,14 +178,17 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def train(cfg: RunConfig, progress: Progress | None = None, device: str | None = None) -> RunRecord:
+def train(
+    cfg: RunConfig, progress: Progress | None = None, device: str | None = None, hooks: Sequence[EvaluationHook] = ()
+) -> RunRecord:
     """One run. A failing run does not raise: its record says how it ended (bad input and Ctrl-C do raise).
-    `device`: the GPU a suite worker was given, used for runs whose device is a plain `cuda`."""
-    return run_training(cfg, progress, device)[0]
+    `device`: the GPU a suite worker was given, used for runs whose device is a plain `cuda`. `hooks`: called
+    after each evaluation, after the run's own (a search's pruner)."""
+    return run_training(cfg, progress, device, hooks)[0]
 
 
 def run_training(
-    cfg: RunConfig, progress: Progress | None = None, device: str | None = None
+    cfg: RunConfig, progress: Progress | None = None, device: str | None = None, hooks: Sequence[EvaluationHook] = ()
 ) -> tuple[RunRecord, GPT | None]:
     """train() that also hands back the trained model (the weights evaluated: EMA or averaged ones)."""
     record = RunRecord(config=cfg.to_dict(), config_hash=cfg.hash, target=cfg.target)
@@ -189,7 +197,7 @@ def run_training(
     device = resolve_device(cfg.device, device)  # bad input raises here, before any work
     try:
         with torch_threads(cfg.threads), deterministic_kernels(cfg.deterministic):
-            model = _train(cfg, record, progress, device)
+            model = _train(cfg, record, progress, device, hooks)
     except ConfigError:
         raise  # bad input (a missing corpus, say) is the caller's to report, not a failed run
     except Exception:
@@ -364,20 +372,20 @@ class Target:
         return None
 
 
-def evaluation_hooks(run: Training, record: RunRecord, clock: Clock, progress: Progress | None) -> list[Any]:
-    """What may stop a run after an evaluation, in order: the search's pruner, a non-finite loss, then the
-    target's record and the techniques' own hooks (early stopping)."""
-    total = run.cfg.total_steps
-    hooks: list[Any] = []
-    if progress:  # at the end there is nothing to save
-        hooks.append(lambda step, val: "pruned" if progress.evaluated(step, val) and step < total else None)
-    hooks.append(lambda step, val: None if math.isfinite(val) else "diverged")
+def evaluation_hooks(
+    run: Training, record: RunRecord, clock: Clock, extra: Sequence[EvaluationHook]
+) -> list[EvaluationHook]:
+    """What may stop a run after an evaluation, in order: a non-finite loss, the target's record, the
+    caller's hooks (a search's pruner), then the techniques' own (early stopping)."""
+    hooks: list[EvaluationHook] = [lambda step, val: None if math.isfinite(val) else "diverged"]
     if run.cfg.target is not None:
         hooks.append(Target(run.cfg, record, clock).after_evaluation)
-    return hooks + run.after_evaluation
+    return hooks + list(extra) + run.after_evaluation
 
 
-def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None, device: str) -> GPT:
+def _train(
+    cfg: RunConfig, record: RunRecord, progress: Progress | None, device: str, hooks: Sequence[EvaluationHook]
+) -> GPT:
     use_device(device)
     m = cfg.model
     record.env = environment(device)
@@ -391,7 +399,7 @@ def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None, device:
     total = cfg.total_steps
     curves = Curves(total, device, cfg.divergence_factor)
     clock = Clock(device, warmup=min(TIMING_WARMUP_STEPS, total - 1))  # a 1-step run keeps its one step timed
-    after_evaluation = evaluation_hooks(run, record, clock, progress)
+    after_evaluation = evaluation_hooks(run, record, clock, hooks)
     if progress:
         progress.start(cfg, total)
     clock.resume()
@@ -415,6 +423,8 @@ def _train(cfg: RunConfig, record: RunRecord, progress: Progress | None, device:
             clock.resume()
             curves.val_steps.append(done)
             curves.val_losses.append(val)
+            if progress:
+                progress.evaluated(done, val)
             stop = next((s for s in (hook(done, val) for hook in after_evaluation) if s), None)
             if stop:
                 record.status, record.status_step = stop, done

@@ -24,36 +24,24 @@ schedule = ["warmup_cosine", "wsd", "constant"]
 
 
 def bench_pruning(trials: int, reduction_factors: list[int], seed: int = 0) -> None:
-    """The same trials (the same sampled settings, in the same order) searched without pruning and with
-    Hyperband at each reduction factor: training steps used and the best value found (target: <= 40% of
-    the steps, best within 0.02)."""
+    """The same trials (the same sampled settings, in the same order: a random sampler seeded by the trial's
+    number draws them whatever earlier trials scored) searched without pruning and with Hyperband at each
+    reduction factor, by `optbench search`'s own code: training steps used and the best value found (target:
+    <= 40% of the steps, best within 0.02)."""
     import optuna
 
-    from bench import search
-    from bench.store import Store
+    from bench.search import SearchPlan, run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "pruning_bench.toml"
-        path.write_text(PRUNING_SUITE)
         storage = str(Path(tmp) / "p.journal")
-        suite = search.Suite.load(path)
-        space = search.parse_space(suite.search, suite.base)
-        sampler_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-        settings = []
-        for _ in range(trials):  # the fixed set of trials every search runs
-            trial = sampler_study.ask()
-            settings.append(space.sample(trial))
-            sampler_study.tell(trial, 0.0)
 
         def steps_and_best(pruner: str, reduction_factor: int = 3) -> tuple[int, float]:
-            plan = search.SearchPlan(str(path), {}, storage, trials, "random", pruner)
-            study = optuna.create_study(study_name=f"pruning_bench.{pruner}.{reduction_factor}",
-                                        storage=Store.open(storage).storage,
-                                        pruner=search.make_pruner(pruner, suite.base, reduction_factor))  # fmt: skip
-            for values in settings:
-                study.enqueue_trial(values)
-            study.optimize(search.objective_factory(plan, suite, space, {}), n_trials=trials)
+            path = Path(tmp) / f"pruning_{pruner}_{reduction_factor}.toml"
+            path.write_text(PRUNING_SUITE.replace("pruning_bench", path.stem))
+            plan = SearchPlan(str(path), {}, storage, trials, "random", pruner, seed=seed,
+                              reduction_factor=reduction_factor)  # fmt: skip
+            ((_, study),) = run_search(plan)
             return sum(t.user_attrs.get("steps_trained", 0) for t in study.trials), study.best_value
 
         print(f"{trials} identical trials (sampled with seed {seed}), tiny model, synthetic order-2 corpus, "

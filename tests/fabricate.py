@@ -71,7 +71,7 @@ def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], see
     import optuna
     from optuna.trial import TrialState
 
-    from bench.codec import param_distributions
+    from bench.runner import run_params
 
     rng = random.Random(seed)
     store = Store.open(storage)
@@ -97,7 +97,7 @@ def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], see
                 state = TrialState.COMPLETE
                 metric = getattr(rec, suite.metric_field)
                 value = float(metric) if metric is not None else float("inf")
-        params = param_distributions(run.config.flat())
+        params = run_params(suite, run, [])
         trials.append(optuna.trial.create_trial(
             state=state, value=value, params={k: v for k, (v, _) in params.items()},
             distributions={k: d for k, (_, d) in params.items()}, user_attrs=attrs,
@@ -135,7 +135,7 @@ def fabricate_search(suite: Suite, storage: str, trials: int, pruned: Callable[[
     Sampled in memory, then written to the store in one batch."""
     import optuna
 
-    from bench.search import parse_space, trial_config
+    from bench.space import parse_space
 
     space = parse_space(suite.search, suite.base)
     memory = optuna.create_study(directions=["minimize"] * objectives, sampler=optuna.samplers.RandomSampler(seed=seed))
@@ -143,7 +143,7 @@ def fabricate_search(suite: Suite, storage: str, trials: int, pruned: Callable[[
     for i in range(trials):
         trial = memory.ask()
         values = space.sample(trial)
-        cfg = trial_config(space, suite.base, values, suite.seeds[0])
+        cfg = space.config(suite.base, values, suite.seeds[0])
         is_pruned = objectives == 1 and pruned(i)
         rec = record(cfg, "pruned" if is_pruned else "complete", rng, 1.2 + 0.6 * rng.random(), suite.target,
                      time_sd=0.1)

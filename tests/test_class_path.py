@@ -12,7 +12,7 @@ from bench.config import RunConfig
 from bench.model import GPT, GPTConfig
 from bench.registry import ConfigError
 from bench.runner import Plan, run_suite
-from bench.search import parse_space, trial_config
+from bench.space import parse_space
 from bench.store import load_results
 from bench.suite import Suite
 from bench.techniques.class_path import optimizer_entry
@@ -97,7 +97,7 @@ def test_a_searched_range_reaches_any_numeric_constructor_argument():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(10):
         values = space.sample(study.ask())
-        cfg = trial_config(space, base, values, seed=0)
+        cfg = space.config(base, values, seed=0)
         assert (
             cfg.optimizer["momentum"] == values["optimizer.momentum"] and cfg.optimizer["lr"] == values["optimizer.lr"]
         )

@@ -29,7 +29,7 @@ def test_a_run_written_as_a_trial_reads_back_as_the_same_run(tmp_path_factory, o
     study = store.study(SUITE.name)
     runs = SUITE.runs()
     for run, (status, loss, val) in zip(runs, outcomes, strict=False):
-        trial_id = store.create_running_trial(study, codec.claim_attrs(run, SUITE.name, "s", {}), run.config.flat())
+        trial_id = store.create_running_trial(study, codec.claim_attrs(run, SUITE.name, "s", {}))
         (claim,) = [t for t in study.get_trials() if t.user_attrs["run_hash"] == run.hash]
         assert codec.trial_status(claim) is Status.RUNNING and codec.trial_id(store.storage, study, claim) == trial_id
         if status is Status.INTERRUPTED:
@@ -41,7 +41,7 @@ def test_a_run_written_as_a_trial_reads_back_as_the_same_run(tmp_path_factory, o
             train_time=loss, cpu_time=2 * loss,
             curves={"val_step": list(range(1, len(val) + 1)), "val_loss": val, "train_loss": val},
         )  # fmt: skip
-        store.finish(trial_id, record, SUITE.metric_field)
+        store.finish(trial_id, record, [codec.metric_value(record, SUITE.metric_field)])
     frame = load_results(SUITE.name, path).set_index("run_hash")
     assert len(frame) == min(len(runs), len(outcomes))
     for run, (status, loss, val) in zip(runs, outcomes, strict=False):

@@ -19,9 +19,10 @@ from suite_files import write_suite
 from bench import devices, kernels, machine
 from bench.cli import main
 from bench.config import RunConfig
+from bench.executor import work_loop
 from bench.registry import ConfigError
 from bench.results import suite_results
-from bench.runner import default_split, worker_loop
+from bench.runner import default_split
 from bench.suite import Suite
 from bench.train import Training, train
 from bench.workers import run_workers
@@ -174,7 +175,8 @@ def test_a_run_that_breaks_the_context_is_marked_and_its_worker_exits(tmp_path, 
     from bench.runner import Plan
 
     with pytest.raises(SystemExit) as stop:
-        worker_loop(Plan(str(path), {}, str(tmp_path / "s.journal"), 1, 1))
+        plan = Plan(str(path), {}, str(tmp_path / "s.journal"), 1, 1)
+        work_loop(plan.open(), plan.crew)
     assert stop.value.code == devices.CUDA_POISONED_EXIT
     frame = suite_results(Suite.load(path), str(tmp_path / "s.journal"))
     assert list(frame["status"]) == ["failed"]  # stored before the worker left; the other run waits for a fresh one

@@ -1,5 +1,5 @@
-"""The package's layers point one way, imports inside functions included: the import-linter contract in
-pyproject.toml ([tool.importlinter]) holds, and a breach of it is caught."""
+"""The package's layers point one way, imports inside functions included, and reports never import what
+trains: the import-linter contracts in pyproject.toml ([tool.importlinter]) hold, and a breach is caught."""
 
 import os
 import shutil
@@ -20,7 +20,7 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess:
 def test_the_layers_contract_is_kept():
     done = lint_imports(ROOT)
     assert done.returncode == 0, done.stdout[-3000:]
-    assert "Contracts: 1 kept, 0 broken" in done.stdout
+    assert "Contracts: 2 kept, 0 broken" in done.stdout
 
 
 def test_an_upward_import_inside_a_function_breaks_it(tmp_path):
@@ -30,3 +30,12 @@ def test_an_upward_import_inside_a_function_breaks_it(tmp_path):
         f.write("\n\ndef _upward():\n    from bench.store import Store\n\n    return Store\n")
     done = lint_imports(tmp_path)
     assert done.returncode == 1 and "bench.labels -> bench.store" in done.stdout, done.stdout[-3000:]
+
+
+def test_a_report_importing_the_training_loop_breaks_it(tmp_path):
+    shutil.copytree(ROOT / "bench", tmp_path / "bench", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    with open(tmp_path / "bench" / "report" / "figures.py", "a") as f:
+        f.write("\n\ndef _trains():\n    from bench.train import train\n\n    return train\n")
+    done = lint_imports(tmp_path)
+    assert done.returncode == 1 and "Reports read, they never train BROKEN" in done.stdout, done.stdout[-3000:]

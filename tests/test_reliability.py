@@ -148,16 +148,15 @@ def test_journal_locks_point_at_absolute_paths(tmp_path, monkeypatch):
 
 
 def test_a_claim_is_one_journal_write(tmp_path):
-    from bench.runner import claim
+    from bench.runner import Plan
 
-    suite = Suite.load(write_suite(tmp_path, "one", GRID_12))
-    store = Store.open(str(tmp_path / "j.journal"))
-    study = store.study("one")
-    before = len(Path(store.url).read_bytes().splitlines())
-    trial_id = claim(store, study, suite.runs()[0], suite, "s")
-    assert len(Path(store.url).read_bytes().splitlines()) == before + 1
-    trial = study.get_trials()[0]
-    assert trial._trial_id == trial_id and trial.user_attrs["run_hash"] and trial.user_attrs["worker"]
+    path = write_suite(tmp_path, "one", GRID_12)
+    work = Plan(str(path), {}, str(tmp_path / "j.journal"), 1, 1).open()
+    before = len(Path(work.store.url).read_bytes().splitlines())
+    job = work.claim()
+    assert len(Path(work.store.url).read_bytes().splitlines()) == before + 1
+    trial = work.study.get_trials()[0]
+    assert trial._trial_id == job.trial_id and trial.user_attrs["run_hash"] and trial.user_attrs["worker"]
     assert trial.params
 
 
@@ -337,18 +336,20 @@ def test_temporary_files_of_killed_writers_are_cleaned(tmp_path):
 
 def test_a_failed_run_says_why_in_one_line_and_keeps_the_traceback(tmp_path, monkeypatch, capsys):
     from bench import train as train_module
-    from bench.runner import Plan, worker_loop
+    from bench.executor import work_loop
+    from bench.runner import Plan
 
     path = write_suite(tmp_path, "fails", 'optimizer = ["adamw"]', seeds="[0]")
     error = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: boom'
     monkeypatch.setattr(
         train_module, "run_training",
-        lambda cfg, device=None: (train_module.RunRecord(cfg.to_dict(), cfg.hash, error=error), None),
+        lambda cfg, device=None, hooks=(): (train_module.RunRecord(cfg.to_dict(), cfg.hash, error=error), None),
     )  # fmt: skip
     storage = str(tmp_path / "j.journal")
     import torch
 
-    worker_loop(Plan(str(path), {}, storage, 1, torch.get_num_threads()))  # threads kept: see tests/faults.py
+    plan = Plan(str(path), {}, storage, 1, torch.get_num_threads())
+    work_loop(plan.open(), plan.crew)  # threads kept: see tests/faults.py
     assert "failed: ValueError: boom" in capsys.readouterr().err
     (trial,) = Store.open(storage).existing_study("fails").get_trials()
     assert trial.user_attrs["error"] == error and trial.user_attrs["status"] == "failed"
@@ -439,7 +440,7 @@ def test_a_full_disk_while_writing_the_report_is_one_line(tmp_path):
     storage = str(tmp_path / "j.journal")
     args = ("run", str(suite), "--storage", storage, "--workers", "1", "--quiet", "--no-sample")
     assert optbench(*args, "--no-report").returncode == 0
-    # two study creations (runner and worker), the suite attribute, then the report file
-    done = optbench(*args, env={"OPTBENCH_FAULT": "enospc:4"}, cwd=tmp_path)
+    # two study creations (runner and worker), then the report file (the suite's description is stored once)
+    done = optbench(*args, env={"OPTBENCH_FAULT": "enospc:3"}, cwd=tmp_path)
     assert "No space left on device" in one_line_error(done, after_start=2)
     assert not list(tmp_path.rglob("*.part"))

@@ -125,18 +125,6 @@ def test_report_never_trains_and_says_why_a_sample_is_missing(tmp_path, capsys):
     assert "No sample: the weights in" in note and "cannot be read" in note and "Traceback" not in note
 
 
-def test_report_imports_neither_the_training_loop_nor_the_cli():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, bench.report, bench.report.figures; "
-        "print(sorted(m for m in sys.modules if m in ('bench.train', 'bench.cli', 'bench.runner')))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
-
-
 def test_run_saves_the_best_weights_and_the_report_samples_them(tmp_path, monkeypatch):
     from suite_files import write_suite
 

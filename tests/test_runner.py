@@ -12,13 +12,19 @@ from suite_files import GRID_12, write_suite
 
 from bench import interrupts
 from bench.codec import latest_per_run, trial_status
-from bench.runner import Plan, default_split, run_suite, worker_loop
+from bench.executor import work_loop
+from bench.runner import Plan, default_split, run_suite
 from bench.store import Store, load_results, this_worker
 from bench.suite import Suite
 
 
 def plan_for(path, storage, workers=1, **kw):
     return Plan(str(path), {}, storage, workers, 1, **kw)
+
+
+def loop(plan):
+    """One worker's loop in this process, as `optbench run --workers 1` runs it; the runs it trained."""
+    return work_loop(plan.open(), plan.crew)
 
 
 def finished_per_run(storage, name):
@@ -40,17 +46,29 @@ def test_runs_every_run_once_and_resumes(tmp_path):
     assert set(frame["run_hash"]) == {r.hash for r in Suite.load(path).runs()}
     assert {"config.optimizer.name", "config.optimizer.lr", "arm.optimizer", "seed", "value"} <= set(frame.columns)
     # the same command again trains nothing
-    assert worker_loop(plan_for(path, storage)) == 0
+    assert loop(plan_for(path, storage)) == 0
     assert len(Store.open(storage).existing_study("resume").get_trials()) == 12
 
 
-def test_trial_params_are_config_fields(tmp_path):
-    path = write_suite(tmp_path, "params", 'optimizer = ["adamw", "lion"]', seeds="[0]")
+def test_trial_params_are_the_axes_the_suite_varies(tmp_path):
+    """Every config field was a parameter, with a categorical over every registry value: Optuna's importances
+    and the dashboard gave constant fields more weight than the axes that varied."""
+    path = write_suite(tmp_path, "params", 'optimizer = ["adamw", "lion"]\n"optimizer.lr" = [1e-3, 1e-2]', seeds="[0]")
     storage = str(tmp_path / "p.journal")
     run_suite(plan_for(path, storage), show_progress=False)
-    trials = Store.open(storage).existing_study("params").get_trials()
-    assert {t.params["optimizer.name"] for t in trials} == {"adamw", "lion"}
-    assert all(t.params["model.n_layer"] == 2 and t.params["optimizer.lr"] > 0 for t in trials)
+    study = Store.open(storage).existing_study("params")
+    trials = study.get_trials()
+    assert all(set(t.params) == {"optimizer", "optimizer.lr"} for t in trials)
+    assert {(t.params["optimizer"], t.params["optimizer.lr"]) for t in trials} == {
+        (o, lr) for o in ("adamw", "lion") for lr in (1e-3, 1e-2)
+    }
+    assert trials[0].distributions["optimizer.lr"] == optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)
+    assert set(optuna.importance.get_param_importances(study)) == {"optimizer", "optimizer.lr"}
+    # the axis edited: its runs' parameter is named apart, since a categorical's choices cannot change
+    path.write_text(path.read_text().replace('optimizer = ["adamw", "lion"]', 'optimizer = ["adamw", "lion", "sgd"]'))
+    run_suite(plan_for(path, storage), show_progress=False)
+    new = [t for t in study.get_trials() if t.user_attrs["arm"]["optimizer"] == "sgd"]
+    assert len(new) == 2 and all(set(t.params) == {"optimizer #2", "optimizer.lr"} for t in new)
 
 
 def test_interrupted_and_failed_runs_run_again(tmp_path):
@@ -70,7 +88,7 @@ def test_interrupted_and_failed_runs_run_again(tmp_path):
     store.storage.set_trial_user_attr(failed._trial_id, "status", "failed")
     store.storage.set_trial_user_attr(failed._trial_id, "session", "earlier")
     store.storage.set_trial_state_values(failed._trial_id, optuna.trial.TrialState.FAIL)
-    assert worker_loop(plan_for(path, storage)) == 2
+    assert loop(plan_for(path, storage)) == 2
     latest = latest_per_run(Store.open(storage).existing_study("retry").get_trials())
     assert {h: (trial_status(t), n) for h, (t, n) in latest.items()} == {
         runs[0].hash: ("complete", 2),
@@ -135,7 +153,7 @@ def test_a_stop_signal_during_a_claim_waits_for_it_and_marks_the_run_interrupted
 
     monkeypatch.setattr(Store, "create_running_trial", signalled_midway)
     with interrupts.on_stop_signals(), pytest.raises(KeyboardInterrupt):
-        worker_loop(plan_for(path, storage))
+        loop(plan_for(path, storage))
     (trial,) = Store.open(storage).existing_study("claimsig").get_trials()
     assert trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs["status"] == "interrupted"
     assert trial.params  # the claim was written whole

@@ -1,5 +1,6 @@
 import os
 import signal
+from pathlib import Path
 
 import optuna
 import pytest
@@ -19,12 +20,10 @@ from bench.search import (
     best_config,
     make_pruner,
     make_sampler,
-    parse_space,
     recipe_toml,
     run_search,
-    to_toml,
-    trial_config,
 )
+from bench.space import parse_space
 from bench.store import Store
 from bench.suite import Suite
 
@@ -66,7 +65,7 @@ def test_conditional_space_samples_each_optimizers_own_parameters(tmp_path):
         name = values["optimizer.name"]
         assert all(k.split(".")[1] == name for k in values if k.count(".") == 2)  # only the chosen one's
         assert ("optimizer.momentum.momentum" in values) == (name == "momentum")
-        cfg = trial_config(space, suite.base, values, seed=0)
+        cfg = space.config(suite.base, values, seed=0)
         assert cfg.optimizer.name == name and cfg.schedule["warmup"] == values["schedule.warmup"]
         if name == "lion":
             assert cfg.optimizer["lr"] == values["optimizer.lion.lr"]
@@ -236,13 +235,13 @@ def test_recipe_reads_back_as_the_same_run(budget, steps, batch_size, grad_accum
         assert cfg.total_steps == steps
 
 
-def test_to_toml_round_trip():
+def test_a_recipe_of_awkward_values_round_trips():
     import tomllib
 
-    d = {"optimizer": {"name": "adamw", "betas": [0.9, 0.99], "decay_all": False}, "steps": 10, "target": None,
-         "regularization": {"ema": {"decay": 0.9}}, "data": {"name": "text", "path": 'a "b".txt'}}  # fmt: skip
-    parsed = tomllib.loads(to_toml(d))["base"]
-    assert parsed == {k: v for k, v in d.items() if v is not None}
+    cfg = RunConfig.build({"model": "tiny", "data": {"name": "text", "path": 'a "b"\\c.txt'},
+                           "regularization": {"ema": {"decay": 0.9}, "dropout": {}}, "target": None})  # fmt: skip
+    parsed = tomllib.loads(recipe_toml(cfg))["base"]
+    assert RunConfig.build(parsed).hash == cfg.hash and parsed["data"]["path"] == 'a "b"\\c.txt'
 
 
 @pytest.mark.parametrize(
@@ -433,7 +432,7 @@ def test_a_per_arm_search_is_in_the_report_arm_by_arm(tmp_path, capsys):
 
 def test_importances_leave_out_what_every_trial_set_alike(tmp_path, capsys):
     """A per-arm study's pinned arm showed as a parameter of importance < 0.01 in its plot."""
-    from bench.search import importances
+    from bench.stats import param_importances as importances
 
     path = write(tmp_path, "pinned", '"optimizer.lr" = { low = 1e-4, high = 1e-2, log = true }\nbatch_size = [4, 8]')
     path.write_text(path.read_text().replace("[search]", '[search]\noptimizer = ["adamw", "lion"]'))
@@ -488,3 +487,145 @@ def test_a_search_short_of_its_budget_says_who_holds_the_rest(tmp_path, capsys):
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 1
     err = capsys.readouterr().err
     assert "held.search: 1 of 2 trials finished; 1 running elsewhere (elsewhere:4242) count toward --trials" in err
+
+
+# -- one run path: the search's defects that lived in its own copy of the run path ---------------------------
+
+
+def test_a_search_whose_objectives_differ_from_its_study_exits_2_before_training(tmp_path, capsys):
+    """Both workers trained a trial, then died (`The number of the values 2 did not match the number of the
+    objectives 1`), exit 0, their trials left RUNNING."""
+    path = write(tmp_path, "objectives")
+    storage = str(tmp_path / "o.journal")
+    assert main(["search", str(path), "--trials", "1", "--no-report", "--storage", storage]) == 0
+    before = Path(storage).read_bytes()
+    capsys.readouterr()
+    code = main(["search", str(path), "--trials", "3", "--objectives", "val_loss,train_time", "--no-report",
+                 "--storage", storage])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "study 'objectives.search' was searched for val_loss, not val_loss,train_time" in err
+    assert "--objectives val_loss" in err and "optuna delete-study" in err and "\n" not in err.strip()
+    assert Path(storage).read_bytes() == before  # nothing trained, nothing written
+
+
+def test_a_search_over_other_choices_than_its_study_exits_2(tmp_path, capsys):
+    path = write(tmp_path, "space")
+    storage = str(tmp_path / "s.journal")
+    assert main(["search", str(path), "--trials", "1", "--no-report", "--pruner", "none", "--storage", storage]) == 0
+    path.write_text(path.read_text().replace('"adamw", "momentum", "lion"', '"adamw", "lion"'))
+    capsys.readouterr()
+    assert main(["search", str(path), "--trials", "2", "--no-report", "--storage", storage]) == 2
+    err = capsys.readouterr().err
+    assert "search.optimizer.name" in err and "one study holds one space" in err
+
+
+def test_a_pruner_with_several_objectives_is_refused_and_export_takes_the_first_objectives_best(tmp_path, capsys):
+    """--pruner hyperband was dropped silently, and --export wrote nothing and said nothing (exit 0)."""
+    path = write(tmp_path, "pareto")
+    storage = str(tmp_path / "p.journal")
+    multi = ["--objectives", "val_loss,train_time", "--no-report", "--storage", storage]
+    assert main(["search", str(path), "--trials", "3", "--pruner", "hyperband", *multi]) == 2
+    assert "cannot prune" in capsys.readouterr().err and not Path(storage).exists()
+    out = tmp_path / "best.toml"
+    assert main(["search", str(path), "--trials", "3", "--export", str(out), *multi]) == 0
+    study = Store.open(storage).existing_study("pareto.search")
+    first = min(study.best_trials, key=lambda t: t.values[0])
+    assert load_run_config(str(out), None).hash == first.user_attrs["run_hash"]
+    assert f"best in val_loss: trial {first.number}" in capsys.readouterr().out
+
+
+def test_class_path_choices_search_per_arm_with_readable_studies_and_no_warnings(tmp_path, capsys):
+    """A class_path optimizer in a [search] list: the importance plot raised `unhashable type: 'dict'`, one
+    study was named `...search.{'class_path': ...}`, and every later command warned about its choices."""
+    pytest.importorskip("pytorch_optimizer")
+    space = 'optimizer = ["adamw", { class_path = "pytorch_optimizer.Lamb", lr = 3e-3 }]\nbatch_size = [4, 8]'
+    path = write(tmp_path, "third", space)
+    storage = str(tmp_path / "t.journal")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna's "Choices for a categorical distribution should be ..." fails it
+        assert main(["search", str(path), "--trials", "3", "--per-arm", "optimizer", "--pruner", "none",
+                     "--storage", storage]) == 0  # fmt: skip
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(Store.open(storage).storage))
+        assert main(["doctor", "--storage", storage]) == 0
+    from bench.labels import label
+
+    lamb = label({"class_path": "pytorch_optimizer.Lamb", "lr": 3e-3})
+    assert names == ["third.search.adamw", f"third.search.{lamb}"] and "{'" not in "".join(names)
+    study = Store.open(storage).existing_study(f"third.search.{lamb}")
+    cfg = best_config(study)
+    assert cfg.optimizer["class_path"] == "pytorch_optimizer.Lamb" and cfg.optimizer["lr"] == 3e-3
+    html = (tmp_path / "reports" / "third.html").read_text()
+    assert f"{lamb}: 3 trials: 3 complete." in html
+
+
+def test_the_exported_recipe_reproduces_its_trials_number_exactly(tmp_path, capsys):
+    """The search ran 1 thread per worker and the export left `threads` out: `optbench train best.toml` ran
+    at 2 threads and gave 2.469797 for a trial of 2.468898, with the same run hash."""
+    path = write(tmp_path, "exact")
+    out = tmp_path / "best.toml"
+    storage = str(tmp_path / "x.journal")
+    assert main(["search", str(path), "--trials", "2", "--workers", "2", "--pruner", "none", "--export", str(out),
+                 "--no-report", "--storage", storage]) == 0  # fmt: skip
+    best = Store.open(storage).existing_study("exact.search").best_trial
+    cfg = load_run_config(str(out), None)
+    assert cfg.threads == best.user_attrs["env"]["threads"] == 1
+    from bench.train import train
+
+    assert train(cfg).final_val_loss == best.value  # exactly: same run, same threads
+
+
+def test_a_search_trial_is_claimed_in_one_write_and_its_parameters_are_what_it_sampled(tmp_path):
+    """The search claimed with study.ask() and then set_user_attr: two writes, a kill between them left a
+    claim nobody could identify. Its parameters are the sampled fields alone."""
+    from bench.search import Arm, SearchPlan, open_studies
+
+    path = write(tmp_path, "claimed")
+    storage = str(tmp_path / "c.journal")
+    plan = SearchPlan(str(path), {}, storage, trials=2, sampler="random")
+    arm = Arm(plan, "claimed.search", {})
+    open_studies(plan, Store.open(storage), [arm])
+    work = arm.open()
+    lines = Path(storage).read_bytes().count(b"\n")
+    with work.store.claim_lock(work.lock_key):
+        job = work.claim()
+    claim = Path(storage).read_bytes().splitlines()[lines]  # the first record after the study's own
+    assert b'"worker"' in claim and b'"op_code":4' in claim
+    trial = work.study.get_trials()[0]
+    assert trial.user_attrs["worker"] and set(trial.params) == set(job.context) == {
+        "optimizer.name", f"optimizer.{job.context['optimizer.name']}.lr",
+        f"optimizer.{job.context['optimizer.name']}.weight_decay", "schedule.warmup",
+    } | ({"optimizer.momentum.momentum"} if job.context["optimizer.name"] == "momentum" else set())  # fmt: skip
+
+
+def test_a_progress_display_cannot_prune_a_run(tiny):
+    """The pruner rode on the progress display (`Progress.evaluated` returning True stopped a run); a
+    display only displays, and the pruner is an after-evaluation hook."""
+    from bench.train import train
+
+    class Pushy:
+        def start(self, cfg, total): ...
+        def update(self, step, loss): ...
+        def evaluated(self, step, val):
+            return True
+
+        def finish(self, record): ...
+
+    assert train(tiny(), Pushy()).status == "complete"
+    assert train(tiny(), hooks=[lambda step, val: "pruned" if step == 10 else None]).status == "pruned"
+
+
+def test_doctor_names_running_search_trials_whose_workers_are_gone(tmp_path, capsys):
+    """Two dead workers' trials stayed RUNNING while `doctor` said healthy (it skipped search studies)."""
+    storage = str(tmp_path / "d.journal")
+    store = Store.open(storage)
+    study = store.study("dead.search")
+    from bench.store import this_worker
+
+    store.create_running_trial(study, {"worker": {**this_worker(), "pid": 2**22 + 7}})
+    assert main(["doctor", "--storage", storage]) == 1
+    out = capsys.readouterr().out
+    assert "study 'dead.search' trial 0: RUNNING, its worker (pid" in out
+    assert main(["doctor", "--storage", storage, "--repair"]) == 0
+    assert study.get_trials()[0].state == optuna.trial.TrialState.FAIL

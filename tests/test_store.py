@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.codec import downsample, param_distributions, record_attrs
+from bench.codec import axis_params, downsample, fit_params, metric_value, record_attrs
 from bench.store import Store, load_results
 from bench.suite import Suite
 from bench.train import RunRecord
@@ -17,12 +17,30 @@ def test_downsample_keeps_ends_and_caps_points():
     assert downsample([1, 2, 3], 500) == ([0, 1, 2], [1, 2, 3])
 
 
-def test_param_distributions_are_stable_across_values():
-    a = param_distributions({"optimizer.name": "adamw", "optimizer.lr": 1e-3, "steps": 10, "model.bias": False})
-    b = param_distributions({"optimizer.name": "lion", "optimizer.lr": 3e-3, "steps": 20, "model.bias": True})
-    for name in a:
-        optuna.distributions.check_distribution_compatibility(a[name][1], b[name][1])
-    assert "lion" in a["optimizer.name"][1].choices
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.one_of(st.floats(1e-6, 1e3), st.integers(-5, 5), st.sampled_from(["adamw", "lion"])), min_size=1,
+             max_size=5, unique_by=repr),
+    st.data(),
+)  # fmt: skip
+def test_axis_params_hold_each_value_within_one_distribution_per_axis(values, data):
+    """Every run of a suite gets the same distribution per axis (Optuna's importances need that), and its own
+    value inside it."""
+    value = data.draw(st.sampled_from(values))
+    a = axis_params({"x": values}, {"x": value}, lambda k, v: str(v))
+    b = axis_params({"x": values}, {"x": values[0]}, lambda k, v: str(v))
+    assert a["x"][1] == b["x"][1]
+    dist = a["x"][1]
+    assert dist._contains(dist.to_internal_repr(a["x"][0]))
+
+
+def test_fit_params_renames_a_parameter_whose_choices_changed():
+    first = axis_params({"optimizer": ["adamw", "lion"]}, {"optimizer": "adamw"}, lambda k, v: v)
+    trial = optuna.trial.create_trial(params={"optimizer": "adamw"}, distributions={"optimizer": first["optimizer"][1]},
+                                      value=1.0)  # fmt: skip
+    edited = axis_params({"optimizer": ["adamw", "lion", "sgd"]}, {"optimizer": "sgd"}, lambda k, v: v)
+    assert set(fit_params(edited, [trial])) == {"optimizer #2"}
+    assert set(fit_params(first, [trial])) == {"optimizer"}  # an unchanged axis keeps its name
 
 
 def test_record_attrs_downsample_curves():
@@ -58,7 +76,7 @@ def test_finish_stores_outcomes(tmp_path):
             error="Traceback: boom" if status == "failed" else None,
             curves={"val_step": [5], "val_loss": [1.3]},
         )
-        store.finish(trial._trial_id, record, "final_val_loss")
+        store.finish(trial._trial_id, record, [metric_value(record, "final_val_loss")])
     frame = load_results("outcomes", str(tmp_path / "s.journal")).set_index("run_hash")
     assert frame.loc["complete", "value"] == 1.25 and frame.loc["complete", "status"] == "complete"
     assert math.isinf(frame.loc["diverged", "value"]) and frame.loc["diverged", "status_step"] == 7
