@@ -1,6 +1,6 @@
 """The findings of a suite's runs, as data: every headline, interval and verdict a report states.
 
-`conclude(suite, frame, ...)` turns a results frame (`Suite.results()`, or a search's trials) into one
+`conclude(suite, frame, ...)` turns a results frame (`bench.results.suite_results`, or a search's trials) into one
 JSON-ready dict, versioned by SCHEMA_VERSION and documented field by field in docs/conclusions.md. The HTML
 report renders this dict and decides nothing itself; `build_report` writes it beside the HTML as
 `reports/<suite>.json`, and a script, a CI job or a paper's table reads it from there.
@@ -9,7 +9,7 @@ Tuned arms. A suite that tunes (`tune = ["optimizer.lr"]`) ranks each arm at its
 setting is chosen on the tuning seeds alone; where runs of the chosen setting on confirming seeds exist
 (seeds that took no part in choosing: `confirm_seeds`, or a `confirming` column of the frame), the arm's
 mean, interval, rank and paired tests come from those runs only. Without them the arm is judged on the seeds
-that chose it, and the conclusions say so: its mean is then biased low and its interval too narrow (the
+that chose it, and the conclusions say so: its mean is then biased low, and its interval with it (the
 winner's curse; benchmarks/confirmation.py measures by how much). A tuned setting at either end of its
 numeric grid is flagged wherever the arm appears.
 """
@@ -476,7 +476,7 @@ def cautions(c: dict[str, Any], best: dict[str, Any] | None) -> list[str]:
     if tuning and tuning["judged_on_tuning_seeds"]:
         k = len(tuning["judged_on_tuning_seeds"])
         out.append(f"{k} tuned arm{'s are' if k != 1 else ' is'} judged on the seeds that chose the setting: those "
-                   "means are biased low and their intervals too narrow (the winner's curse). Runs of each chosen "
+                   "means are biased low, and their intervals with them (the winner's curse). Runs of each chosen "
                    "setting on confirming seeds would judge them afresh.")  # fmt: skip
     short = [a["arm"] for a in c["arms"] if a["ci"] is None and a["mean"] is not None]
     if short:
