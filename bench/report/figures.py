@@ -87,7 +87,7 @@ def compact_label(arm: str, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def display_labels(arms: list[str], width: int = 48) -> dict[str, str]:
+def display_labels(arms: list[str], width: int = 64) -> dict[str, str]:
     """arm label -> a label that fits a figure: the settings that differ (short_labels), without dotted
     prefixes, cut to `width` characters; labels cut alike get ' #2', ' #3' so no two arms merge."""
     short = short_labels(arms)
@@ -189,7 +189,7 @@ def curves(frame: pd.DataFrame, arms: dict[str, str], floor: float | None) -> st
     """Validation loss against steps and against tokens (arms with other batch sizes meet at equal tokens),
     and smoothed training loss, of the chosen arms: mean over seeds, the band from lowest seed to highest.
     The legend sits below the plots, never over a curve."""
-    short = display_labels(list(dict.fromkeys(arms.values())), 60)
+    short = display_labels(list(dict.fromkeys(arms.values())), 70)
     val_rows, train_rows = [], []
     for role, arm in arms.items():
         for _, run in frame[frame["arm"] == arm].iterrows():
@@ -247,7 +247,8 @@ def to_target(frame: pd.DataFrame, column: str, label: str) -> str:
     data[column] = data[column].astype(float)
     reached = data[np.isfinite(data[column])]
     order = list(dict.fromkeys(data["arm"]))
-    fig = Figure(figsize=(8, max(2.5, 0.3 * len(order) + 1)))
+    longest = max(map(len, order), default=0)  # long labels take their room from the axes, not the page
+    fig = Figure(figsize=(8 if longest <= 40 else 6.5, max(2.5, 0.3 * len(order) + 1)))
     ax = fig.subplots()
     if not reached.empty:
         sns.stripplot(data=reached, y="arm", x=column, order=order, ax=ax, color="#1f5fa8", size=5, jitter=False)
