@@ -250,7 +250,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     check_fits([r.config for r in suite.runs()], workers, args.suite)
     plan = Plan(args.suite, suite_overrides(args), args.storage, workers, threads, gpus=gpus, split_reason=split_reason)
-    print(f"{suite.name}: {len(suite.runs())} runs, {workers} worker(s) x {threads} thread(s) ({split_reason})",
+    grows = ""
+    if suite.tune:
+        grows = (f" to start: each arm's grid of {', '.join(suite.tune)} may grow (tune_extend = {suite.tune_extend}, "
+                 f"tune_refine = {suite.tune_refine}) and its choice is confirmed on {len(suite.confirm_seeds)} "
+                 "fresh seed(s)")  # fmt: skip
+    print(f"{suite.name}: {len(suite.runs())} runs{grows}, {workers} worker(s) x {threads} thread(s) ({split_reason})",
           file=sys.stderr)  # fmt: skip
     shared = {g: n for g, n in sharing(gpus).items() if n > 1}
     if shared:

@@ -76,6 +76,7 @@ def claim_attrs(run: Any, suite_name: str, session: str, worker: dict[str, Any])
         "arm": run.arm,
         "arm_label": run.arm_label,
         "config": run.config.to_dict(),
+        "stage": run.stage,
         "suite": suite_name,
         "session": session,
         "worker": worker,
@@ -281,6 +282,15 @@ def latest_per_run(trials: list) -> dict[str, tuple[Any, int]]:
         finished = [t for t in ts if trial_status(t) in FINISHED]
         out[run_hash] = ((finished or ts)[-1], len(ts))
     return out
+
+
+def settled_results(trials: list) -> dict[str, tuple[str, float | None]]:
+    """run hash -> (status, value) of the trial that speaks for each run: what the tuning protocol decides
+    its next stage from (bench.protocol)."""
+    return {
+        run_hash: (trial_status(t).value, t.values[0] if t.values and trial_status(t) in FINISHED else None)
+        for run_hash, (t, _) in latest_per_run(trials).items()
+    }
 
 
 # the RunRecord's fields a results row holds, as columns

@@ -5,7 +5,13 @@ records in the middle), its lock (left by a killed writer), then every suite stu
 whose worker is gone or that name none, trials without a run hash), then the temporary files killed
 writers left of optbench's own files (the journal's repair copy, reports, checkpoints), in those
 folders only. `repair` fixes each finding; nothing that a finished run wrote is ever dropped: a
-corrupt line is moved to `<journal>.torn`, and a record glued onto a torn one is kept.
+corrupt line (torn, not JSON, or nested too deep) is moved to `<journal>.torn`, and a record glued onto a
+torn one is kept.
+
+Repairs hold the journal's lock, which is never taken from a live holder (bench/journal.py). Moving a
+line out of the journal's middle replaces the file, which shifts the byte offsets Optuna's readers keep:
+it is done only when no other process has the store open (the exclusive users lock); otherwise only the
+tail is repaired, in place, and one line names the processes that hold the store.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import journal
+from bench import faults, journal
 from bench.files import pid_alive
 
 
@@ -26,6 +32,7 @@ class Finding:
     problem: str
     repaired: bool = False
     harmless: bool = False  # worth knowing, nothing to repair (readers skip it)
+    line: int | None = None  # of the journal, for a corrupt line in its middle
 
     def __str__(self) -> str:
         return f"{'note' if self.harmless else 'repaired' if self.repaired else 'problem'}: {self.problem}"
@@ -46,65 +53,137 @@ def salvage(line: bytes) -> tuple[bytes, bytes] | None:
 
 
 def check_journal(path: Path, repair: bool) -> list[Finding]:
-    """Torn tail and corrupt middle lines of a journal file (under its lock when repairing)."""
-    findings: list[Finding] = []
+    """Torn tail and corrupt middle lines of a journal file. Repairing holds the journal's lock; moving a
+    middle line aside rewrites the file (os.replace), which only a sole user of the store may do: Optuna's
+    readers keep byte offsets into it. With other users only the tail is repaired, in place."""
     if not path.is_file() or path.stat().st_size == 0:
-        return findings
+        return []
+    if not repair:
+        return scan(path.read_bytes(), path, False)[0]
+    sole = journal.sole_user(path)
     lock = journal.JournalLock(path)
-    with journal._locked(lock) if repair else contextlib.nullcontext():
-        data = path.read_bytes()
-        lines = data.split(b"\n")
-        tail = lines.pop()  # b"" when the file ends with a newline
-        kept: list[bytes] = []
-        torn: list[bytes] = []
-        for number, line in enumerate(lines, start=1):
-            if journal.is_record(line):
-                kept.append(line)
-                continue
-            glued = salvage(line)
-            if glued is not None:
-                what = f"line {number}: a record glued onto {len(glued[0])} bytes of a torn one"
-                kept.append(glued[1])
-                torn.append(glued[0])
-            else:
-                what = f"line {number}: not a journal record ({len(line)} bytes)"
-                torn.append(line)
-            findings.append(Finding(f"{path} {what}", repair))
-        if tail:
-            if journal.is_record(tail):
-                kept.append(tail)
-                findings.append(Finding(f"{path}: the last record lacks its newline", repair))
-            else:
-                torn.append(tail)
-                findings.append(Finding(f"{path}: a torn last record ({len(tail)} bytes)", repair))
-        if repair and findings:
-            torn_path = path.with_name(path.name + journal.TORN_SUFFIX)
-            with open(torn_path, "ab") as out:
-                out.write(b"".join(t + b"\n" for t in torn))
-                out.flush()
-                os.fsync(out.fileno())
-            fixed = path.with_name(f".{path.name}.{os.getpid()}.part")
-            with open(fixed, "wb") as out:
-                out.write(b"".join(k + b"\n" for k in kept))
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(fixed, path)
-    return findings
+    try:
+        with journal._locked(lock):
+            data = path.read_bytes()
+            faults.held("doctor:snapshot")
+            findings, kept, torn = scan(data, path, True)
+            if not findings:
+                return findings
+            if sole is not None:
+                if not rewrite(path, kept, torn, lock):
+                    findings = [Finding(f.problem, line=f.line) for f in findings]
+                    findings.append(Finding(f"{path}: not rewritten: a plain Optuna client took the journal lock "
+                                            "meanwhile; rerun `optbench doctor --repair`"))  # fmt: skip
+                return findings
+            faults.held("doctor:rewritten")
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+            try:
+                journal.repair_torn_tail(fd, path, lock)  # what every append does: safe under live readers
+            except journal.LockLost:
+                pass  # what is left is reported open below
+            finally:
+                os.close(fd)
+            left = {f.problem for f in scan(path.read_bytes(), path, False)[0]}
+            middle = [f for f in findings if f.problem in left]
+            for f in middle:
+                f.repaired = False
+            if middle:
+                users = ", ".join(journal.store_users(path)) or "another process"
+                numbers = ", ".join(str(f.line) for f in middle if f.line)
+                findings.append(Finding(
+                    f"{path}: line(s) {numbers} not moved aside: the store is open in {users} (a rewrite would "
+                    "shift the byte offsets their readers keep); when they have finished, rerun "
+                    "`optbench doctor --repair`"
+                ))  # fmt: skip
+            return findings
+    finally:
+        if sole is not None:
+            sole.close()
+
+
+def scan(data: bytes, path: Path, repair: bool) -> tuple[list[Finding], list[bytes], list[bytes]]:
+    """(findings, the records to keep, the lines to move aside) of a journal's bytes."""
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    findings: list[Finding] = []
+    kept: list[bytes] = []
+    torn: list[bytes] = []
+    for number, line in enumerate(lines, start=1):
+        record, why = journal.parse_record(line)
+        if record is not None:
+            kept.append(line)
+            continue
+        glued = salvage(line)
+        if glued is not None:
+            what = f"line {number}: a record glued onto {len(glued[0])} bytes of a torn one"
+            kept.append(glued[1])
+            torn.append(glued[0])
+        else:
+            what = f"line {number}: {why} ({len(line)} bytes)"
+            torn.append(line)
+        findings.append(Finding(f"{path} {what}", repair, line=number))
+    if tail:
+        if journal.is_record(tail):
+            kept.append(tail)
+            findings.append(Finding(f"{path}: the last record lacks its newline", repair))
+        else:
+            torn.append(tail)
+            findings.append(Finding(f"{path}: a torn last record ({len(tail)} bytes)", repair))
+    return findings, kept, torn
+
+
+def rewrite(path: Path, kept: list[bytes], torn: list[bytes], lock: journal.JournalLock) -> bool:
+    """Copy `torn` to `<journal>.torn` and replace the journal by `kept` (the caller is its sole user and
+    holds `lock`); False, nothing replaced, when the lock was taken meanwhile."""
+    torn_path = path.with_name(path.name + journal.TORN_SUFFIX)
+    with open(torn_path, "ab") as out:
+        out.write(b"".join(t + b"\n" for t in torn))
+        out.flush()
+        os.fsync(out.fileno())
+    fixed = path.with_name(f".{path.name}.{os.getpid()}.part")
+    with open(fixed, "wb") as out:
+        out.write(b"".join(k + b"\n" for k in kept))
+        out.flush()
+        os.fsync(out.fileno())
+    faults.held("doctor:rewritten")
+    if not lock.still_held():  # a plain Optuna client past its grace period may be appending
+        fixed.unlink()
+        return False
+    os.replace(fixed, path)
+    return True
 
 
 def check_lock(path: Path, repair: bool) -> list[Finding]:
-    lock = Path(str(path) + ".lock")
+    """The journal's symlink lock when no live process holds it (the flock says whether one does), and a
+    live holder that has kept it longer than a moment (a paused process: it keeps it until it resumes)."""
+    symlink = Path(f"{path}{journal.SYMLINK_SUFFIX}")
+    holder = journal.holder_of(path)
+    if holder is not None:
+        since = holder.get("since")
+        if isinstance(since, int | float) and time.time() - since > journal.lock_grace():
+            return [Finding(f"{symlink}: held by {journal.describe(holder)}, a live process (paused?): it keeps "
+                            "the lock until it finishes or exits", harmless=True)]  # fmt: skip
+        return []
     try:
-        age = time.time() - os.lstat(lock).st_mtime
+        st = os.lstat(symlink)
     except FileNotFoundError:
         return []
-    if age <= journal.LOCK_GRACE:
-        return []  # a live writer's, most likely
-    target = os.readlink(lock) if lock.is_symlink() else None
-    dangling = " (a relative link to nothing)" if target and not os.path.isabs(target) else ""
-    if repair:
-        journal.break_lock(lock)
-    return [Finding(f"{lock}: a journal lock left {age:.0f} s ago by a killed writer{dangling}", repair)]
+    previous = None
+    with contextlib.suppress(OSError), open(f"{path}{journal.WRITE_LOCK_SUFFIX}", "rb") as f:
+        previous = journal.read_holder(f.fileno())
+    if previous and previous.get("symlink") == [st.st_ino, st.st_mtime_ns]:
+        what = f"a journal lock left by {journal.describe(previous)}, which is gone"
+    else:
+        age = time.time() - st.st_mtime
+        if age <= journal.lock_grace():
+            return []  # a live Optuna client's, most likely
+        target = os.readlink(symlink) if symlink.is_symlink() else None
+        dangling = " (a relative link to nothing)" if target and not os.path.isabs(target) else ""
+        what = f"a journal lock left {age:.0f} s ago by a killed writer{dangling}"
+    if repair:  # the lock's own acquisition breaks it, under the flock: never a new holder's
+        with journal._locked(journal.JournalLock(path)):
+            pass
+    return [Finding(f"{symlink}: {what}", repair)]
 
 
 def check_studies(store: Any, repair: bool) -> list[Finding]:
@@ -157,6 +236,7 @@ def diagnose(url: str | None, repair: bool, reports: Path) -> list[Finding]:
     findings: list[Finding] = []
     path = Path(url.removeprefix("journal://")).expanduser() if "://" not in url or "journal://" in url else None
     if path is not None:
+        journal.lock_grace()  # a bad OPTBENCH_LOCK_GRACE is bad input whatever the store holds
         journal.sniff(path)
         findings += check_lock(path.absolute(), repair)
         findings += check_journal(path.absolute(), repair)

@@ -8,6 +8,10 @@ files of atomic writes, counted together from 1) fail:
 - `erofs`: OSError(EROFS) before anything is written (a read-only store, testable as root).
 Without the variable every call is a plain write. `OPTBENCH_FAULT_COUNT=FILE` appends one line per
 write boundary to FILE, so the harness learns how many boundaries a command has.
+
+`OPTBENCH_FAULT=stop:POINT:N` stops this process (SIGSTOP: every thread, as a laptop's sleep, Ctrl-Z or a
+paused VM does) the N-th time it reaches the lock-held point POINT (see `held`); whoever runs the test
+resumes it with SIGCONT. The count file gets a line `held:POINT N` per point reached.
 """
 
 from __future__ import annotations
@@ -18,14 +22,28 @@ import signal
 from typing import BinaryIO
 
 _count = 0
+_held: dict[str, int] = {}
 
 
 def _plan() -> tuple[str, int] | None:
     spec = os.environ.get("OPTBENCH_FAULT")
-    if not spec:
+    if not spec or spec.startswith("stop:"):
         return None
     mode, _, n = spec.partition(":")
     return mode, int(n)
+
+
+def held(point: str) -> None:
+    """A point where this process holds a journal lock: `append:locked`, `append:checked` (the tail
+    checked, the record not yet written), `append:written` (not yet synced), `doctor:snapshot` (the
+    journal read for its repair), `doctor:rewritten` (the repaired copy written, not yet in place)."""
+    n = _held[point] = _held.get(point, 0) + 1
+    counter = os.environ.get("OPTBENCH_FAULT_COUNT")
+    if counter:
+        with open(counter, "a") as log:
+            log.write(f"held:{point} {n}\n")
+    if os.environ.get("OPTBENCH_FAULT", "") == f"stop:{point}:{n}":
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def _kill_group() -> None:

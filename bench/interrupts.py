@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -70,6 +70,26 @@ def deferred() -> Iterator[None]:
     if not _deferring and _pending:
         _pending = False
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def deferred_waiting() -> Iterator[Callable[[], None]]:
+    """deferred() for a block that may wait on another process (a lock): yields `check`, which the wait
+    calls often. `check` raises a stop noted meanwhile at once if the block was entered with stops allowed,
+    so the wait stays as interruptible as its caller; the work around the wait is never cut."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None  # signal handlers run, and raise, only in the main thread
+        return
+    outer = _deferring
+
+    def check() -> None:
+        global _pending
+        if not outer and _pending:
+            _pending = False
+            raise KeyboardInterrupt
+
+    with deferred():
+        yield check
 
 
 @contextlib.contextmanager

@@ -1,10 +1,11 @@
 """The stored runs a suite file implies now: the query that joins a suite (bench.suite) with its store
-(bench.store), for `optbench results`, reports and scripts."""
+(bench.store), and with its tuning protocol (bench.protocol), for `optbench results`, reports and scripts."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from bench.protocol import stages
 from bench.store import load_results
 from bench.suite import Suite
 
@@ -14,10 +15,13 @@ def suite_results(suite: Suite, storage: str | None = None, with_curves: bool = 
     suite's name by an earlier version of the file stay in the store, for reuse, but are left out here;
     `frame.attrs["left_out"]` counts them."""
     frame = load_results(suite.name, storage, with_curves=with_curves)
-    position = {r.hash: i for i, r in enumerate(suite.runs())}
+    settled = {h: (s, v) for h, s, v in zip(frame["run_hash"], frame["status"], frame["value"], strict=True)}
+    runs = stages(suite, settled).runs  # a suite that tunes: its grid as extended, and its confirmations
+    position = {r.hash: i for i, r in enumerate(runs)}
     current = frame["run_hash"].isin(position)
     # in the file's order, whatever order the runs finished in: figures list axis values as written
     kept = frame[current].sort_values("run_hash", key=lambda h: h.map(position), kind="stable")
     kept = kept.reset_index(drop=True)
+    kept["stage"] = kept["run_hash"].map({r.hash: r.stage for r in runs})
     kept.attrs["left_out"] = int((~current).sum())
     return kept

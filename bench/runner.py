@@ -23,9 +23,11 @@ from bench.codec import (
     fit_params,
     latest_per_run,
     metric_value,
+    settled_results,
     trial_status,
 )
 from bench.executor import Crew, Job, execute
+from bench.protocol import stages
 from bench.store import Store, this_worker
 from bench.suite import Run, Suite
 
@@ -106,8 +108,14 @@ class SuiteWork:
         self.started = time.perf_counter()
         self.copied = 0
 
+    def refresh(self, trials: list) -> None:
+        """The runs the suite implies now: a suite that tunes adds stages as its results come in."""
+        if self.suite.tune:
+            self.runs = {r.hash: r for r in stages(self.suite, settled_results(trials)).runs}
+
     def claim(self) -> Job | None:
         trials = self.study.get_trials(deepcopy=False)
+        self.refresh(trials)
         claimable, self.running = settle_state(trials, self.runs, self.session)
         if not claimable:
             return None
@@ -133,6 +141,7 @@ class SuiteWork:
         )
 
     def summary(self) -> Summary:
+        self.refresh(self.study.get_trials(deepcopy=False))
         return summarize(self.study, set(self.runs), self.started, self.copied)
 
 
@@ -205,4 +214,5 @@ def run_suite(plan: Plan, show_progress: bool = True) -> Summary:
             study.set_user_attr("suite", suite.describe())
         copied = import_finished_runs(store, study, suite, runs)
     work = execute(plan.open, plan.crew, show_progress)
-    return summarize(work.study, set(work.runs), started, copied)
+    work.started, work.copied = started, copied
+    return work.summary()

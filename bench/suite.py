@@ -32,7 +32,12 @@ from bench.runfile import read_toml
 
 DESIGNS = ("grid", "ablation")
 METRICS = {"val_loss": "final_val_loss", "best_val_loss": "best_val_loss"}
-SUITE_KEYS = ("name", "description", "design", "seeds", "metric", "target", "tune", "max_runs", "baseline")
+SUITE_KEYS = (
+    "name", "description", "design", "seeds", "metric", "target", "tune", "max_runs", "baseline", "confirm_seeds",
+    "tune_extend", "tune_refine",
+)  # fmt: skip
+# Fresh seeds a tuned arm's chosen setting is trained again on, unless the suite says otherwise.
+CONFIRM_SEEDS = 3
 SECTIONS = ("suite", "base", "axes", "search")
 SAFE_NAME = re.compile(r"\w[\w .+=,()-]{0,127}")
 # Configurations a suite may expand to; larger grids must be sampled with suite.max_runs.
@@ -49,6 +54,9 @@ class Run:
     config: RunConfig
     arm: dict[str, str]  # axis -> label of its value, e.g. {"optimizer": "lion", "optimizer.lr": "0.001"}
     values: dict[str, Any] = field(default_factory=dict, compare=False)  # axis -> the value as written
+    # grid: declared by the suite; tune: a value a tuned arm's grid was extended or refined by; confirm: the
+    # chosen setting of a tuned arm on a confirming seed (bench.protocol)
+    stage: str = field(default="grid", compare=False)
 
     @property
     def hash(self) -> str:
@@ -78,6 +86,12 @@ class Suite:
     search: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
     baseline: str | None = None  # the arm the report compares every other arm with (None: the first)
+    # A suite that tunes (bench.protocol): the seeds each arm's chosen setting is trained again on, which took
+    # no part in choosing it; how many steps its grid may be extended past an edge where its best lies; how
+    # many times the declared step may be halved around its best.
+    confirm_seeds: tuple[int, ...] = ()
+    tune_extend: int = 3
+    tune_refine: int = 1
 
     # -- parsing -----------------------------------------------------------------------------------
 
@@ -153,6 +167,23 @@ class Suite:
         max_runs = meta.get("max_runs")
         if max_runs is not None and (type(max_runs) is not int or max_runs < 1):
             raise ConfigError("suite.max_runs", f"must be an integer >= 1, got {max_runs!r}")
+        for key in ("tune_extend", "tune_refine"):
+            if key in meta and (type(meta[key]) is not int or not 0 <= meta[key] <= 10):
+                raise ConfigError(f"suite.{key}", f"must be an integer from 0 to 10, got {meta[key]!r}")
+        given = meta.get("confirm_seeds", CONFIRM_SEEDS if meta.get("tune") else 0)
+        confirm = given
+        if type(given) is int and 0 <= given <= 100 and max(seeds) + given <= MAX_SEED:
+            confirm = [max(seeds) + 1 + i for i in range(given)]  # the next seeds after the tuning ones
+        if not isinstance(confirm, list) or not all(type(s) is int and 0 <= s <= MAX_SEED for s in confirm):
+            raise ConfigError(
+                "suite.confirm_seeds",
+                f"must be a count of fresh seeds (0 to 100) or a list of seeds from 0 to 2**63 - 1, got {given!r}",
+            )
+        if set(confirm) & set(seeds) or len(set(confirm)) != len(confirm):
+            raise ConfigError(
+                "suite.confirm_seeds",
+                f"must be seeds that took no part in tuning, each once; {confirm!r} against seeds {seeds!r}",
+            )
 
         base_values = dict(table(doc, "base"))
         if target is not None:
@@ -206,6 +237,9 @@ class Suite:
             dict(search),
             source,
             meta.get("baseline"),
+            tuple(confirm) if tune else (),
+            meta.get("tune_extend", 3),
+            meta.get("tune_refine", 1),
         )
         suite.runs()  # every combination must be valid too (e.g. warmup against a shorter budget)
         if suite.baseline is not None:
@@ -367,6 +401,9 @@ class Suite:
             "metric": self.metric,
             "target": self.target,
             "tune": list(self.tune),
+            "confirm_seeds": list(self.confirm_seeds),
+            "tune_extend": self.tune_extend,
+            "tune_refine": self.tune_refine,
             "axes": {k: [self.axis_label(k, v) for v in vs] for k, vs in self.axes.items()},
             "base": self.base.to_dict(),
         }

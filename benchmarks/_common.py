@@ -1,6 +1,8 @@
 """What the benchmarks share: timing a command, and the configs they train.
 
-Each benchmark is a script (`python benchmarks/NAME.py --help`); this module is imported beside them."""
+Each benchmark is a script (`python benchmarks/NAME.py --help`); this module is imported beside them. The
+scripts' folder comes first on the import path when one runs, so no script may take a standard module's
+name (a benchmarks/profile.py broke torch's `import profile`)."""
 
 from __future__ import annotations
 

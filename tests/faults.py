@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.faults          # the full sweep; prints the counts (README, Reliability)
     .venv/bin/python -m tests.faults --quick  # a few boundaries of each kind (what CI runs)
+    .venv/bin/python -m tests.faults --pauses # only the pauses at lock-held points (all of them)
 
 A clean `optbench run` of a two-run suite (report included) is counted first: every journal append
 (study creation, its attributes, each claim, intermediate values, record attributes, finish) and the
@@ -13,6 +14,18 @@ each followed by a rerun, which must finish within RERUN_BOUND seconds with ever
 finished, nothing RUNNING, every journal line a record, no lock and no temporary file left. Torn writes
 are also tried at every byte offset of the journal's last record (truncation, then a rerun), and a
 read-only store must refuse in one line and stay as it was.
+
+Pauses: a process SIGSTOPs itself at a lock-held point (bench/faults.py, `held`) and stays stopped for
+PAUSE seconds, longer than every grace period the cases set (OPTBENCH_LOCK_GRACE and OPTBENCH_GRACE_PERIOD
+at their minimum, 1 s), while a suite runs; then SIGCONT. While it is stopped it must still hold the lock
+(the lock's record names it); afterwards the suite must finish, exit 0, with every run stored exactly
+once and every journal line a record:
+- every process of a two-worker `optbench run` pausing at its N-th reaching of each point of an append
+  (the lock taken; the tail checked, the record not yet written; written, not yet synced);
+- `optbench doctor --repair` pausing after its snapshot while a suite runs (the store in use: no rewrite);
+- `optbench doctor --repair` pausing after its snapshot or with its repaired copy written, about to
+  replace a journal with a corrupt middle, while `optbench run` starts (it waits for the rewrite, then
+  reads the repaired store; nothing but the corrupt line may be lost).
 """
 
 from __future__ import annotations
@@ -26,10 +39,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 RERUN_BOUND = 180  # seconds a rerun may take before it counts as a hang
+PAUSE = 3.0  # seconds a process stays stopped at a lock-held point
+PAUSE_ENV = {"OPTBENCH_LOCK_GRACE": "1", "OPTBENCH_GRACE_PERIOD": "1"}  # every grace period below PAUSE
+APPEND_POINTS = ("append:locked", "append:checked", "append:written")
 SUITE = """
 [suite]
 name = "faults"
@@ -63,6 +80,10 @@ class Tally:
     enospc_at: int = 0
     torn_offsets: int = 0
     read_only: int = 0
+    stopped_at: int = 0  # cases paused at a lock-held point
+    paused: int = 0  # processes stopped there and resumed after PAUSE
+    kept_lock: int = 0  # of those, still the lock's holder when resumed
+    waits: int = 0  # waiters that said who held the lock (or that doctor was rewriting)
     hangs: int = 0
     runs_lost: int = 0
     problems: list[str] = field(default_factory=list)
@@ -72,7 +93,9 @@ class Tally:
         return (
             f"boundaries {self.boundaries}; killed at {self.killed_at}; torn by a kill at {self.torn_at}; "
             f"full disk at {self.enospc_at}; "
-            f"torn offsets {self.torn_offsets}; read-only {self.read_only}; hangs {self.hangs}; "
+            f"torn offsets {self.torn_offsets}; read-only {self.read_only}; "
+            f"paused at {self.stopped_at} lock-held points ({self.paused} processes stopped {PAUSE:.0f} s, "
+            f"{self.kept_lock} kept the lock, {self.waits} waiters said who held it); hangs {self.hangs}; "
             f"runs lost {self.runs_lost}; other problems {len(self.problems)}"
         )
 
@@ -107,7 +130,7 @@ def count_boundaries(root: Path) -> list[str]:
     log = folder / "boundaries.log"
     done = optbench_run(folder, {"OPTBENCH_FAULT_COUNT": str(log)})
     assert done is not None and done[0] == 0, done
-    return [line.split(" ", 1)[1] for line in log.read_text().splitlines()]
+    return [line.split(" ", 1)[1] for line in log.read_text().splitlines() if not line.startswith("held:")]
 
 
 def check(folder: Path, tally: Tally, case: str, report: bool = True) -> None:
@@ -230,8 +253,185 @@ def read_only(root: Path, tally: Tally) -> None:
         tally.problems.append("read-only: the store changed")
 
 
-def sweep(quick: bool = False, root: Path | None = None, progress: bool = False) -> Tally:
-    """Every case (or, `quick`, a few of each kind); `progress` prints the tally after each phase."""
+def start(folder: Path, args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`optbench ARGS` in `folder`, in its own process group, stderr to `log`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench", *args], cwd=folder, stdout=subprocess.DEVNULL, stderr=log.open("w"),
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), **PAUSE_ENV, **(env or {})},
+    )  # fmt: skip
+
+
+RUN = ["run", "s.toml", "--storage", JOURNAL, "--workers", "2", "--threads", "1", "--quiet", "--no-sample"]
+DOCTOR = ["doctor", "--repair", "--storage", JOURNAL, "--reports", "reports"]
+
+
+def stopped(group: int) -> list[int]:
+    """The processes of a process group that are stopped (state T)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] == "T" and fields[2] == str(group):
+                found.append(int(entry.name))
+    return found
+
+
+def supervise(procs: list[subprocess.Popen], folder: Path, tally: Tally, case: str) -> bool:
+    """Resume each process of these groups that stops itself, PAUSE seconds after it stopped, checking that
+    it still holds the journal lock then; False when they outlive RERUN_BOUND (a hang: all killed)."""
+    from bench import journal
+
+    deadline = time.monotonic() + RERUN_BOUND
+    since: dict[int, float | None] = {}
+    while any(p.poll() is None for p in procs):
+        if time.monotonic() > deadline:
+            for p in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+            return False
+        for p in procs:
+            for pid in stopped(p.pid):
+                since.setdefault(pid, time.monotonic())
+        for pid, at in since.items():
+            if at is not None and time.monotonic() - at >= PAUSE:
+                holder = journal.holder_of(folder / JOURNAL)
+                if holder and holder.get("pid") == pid:
+                    tally.kept_lock += 1
+                else:
+                    tally.problems.append(f"{case}: pid {pid}, paused, no longer held the lock ({holder})")
+                os.kill(pid, signal.SIGCONT)
+                since[pid] = None
+                tally.paused += 1
+        time.sleep(0.05)
+    return True
+
+
+def pause_case(root: Path, tally: Tally, point: str, n: int) -> None:
+    """Every process of a two-worker suite pauses the `n`-th time it reaches `point` of an append."""
+    case = f"stop at {point} {n}"
+    folder = fresh(root, f"stop-{point.replace(':', '-')}-{n}")
+    log = root / f"{folder.name}.log"
+    proc = start(folder, RUN, log, {"OPTBENCH_FAULT": f"stop:{point}:{n}"})
+    paused = tally.paused
+    tally.stopped_at += 1
+    if not supervise([proc], folder, tally, case):
+        tally.hangs += 1
+        tally.problems.append(f"{case}: hung")
+        return
+    err = log.read_text()
+    tally.waits += err.count("optbench: waiting for the journal lock")
+    if proc.returncode != 0:
+        tally.problems.append(f"{case}: exited {proc.returncode}: {err[-300:]}")
+    if tally.paused == paused:
+        tally.problems.append(f"{case}: no process reached it")
+    check(folder, tally, case)
+    shutil.rmtree(folder)
+
+
+def read(path: Path) -> bytes:
+    return path.read_bytes() if path.exists() else b""
+
+
+def wait_for(predicate, what: str, timeout: float | None = None) -> bool:
+    """Wait until `predicate()`; False after `timeout` seconds, an AssertionError after RERUN_BOUND."""
+    deadline = time.monotonic() + (timeout or RERUN_BOUND)
+    while not predicate():
+        if time.monotonic() > deadline:
+            if timeout:
+                return False
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return True
+
+
+def doctor_while_running(root: Path, tally: Tally) -> None:
+    """`doctor --repair` pauses after its snapshot while a suite (long enough to outlast it) runs."""
+    case = "doctor paused at its snapshot while a suite runs"
+    folder = fresh(root, "doctor-running")
+    (folder / "s.toml").write_text(SUITE.replace("steps = 20", "steps = 600").replace("interval = 10", "interval = 50"))
+    log = root / "doctor-running-suite.log"
+    suite = start(folder, RUN, log)
+    wait_for(lambda: b'"op_code":4' in read(folder / JOURNAL) or suite.poll() is not None, "a claim")
+    doctor = start(folder, DOCTOR, root / "doctor-running-doctor.log", {"OPTBENCH_FAULT": "stop:doctor:snapshot:1"})
+    wait_for(lambda: stopped(doctor.pid) or doctor.poll() is not None, "doctor to stop")
+    # a worker's next append waits for doctor's lock (it appends at every evaluation)
+    wait_for(lambda: "waiting for the journal lock" in log.read_text() or suite.poll() is not None, "a waiter", 60)
+    if suite.poll() is not None:
+        tally.problems.append(f"{case}: the suite had finished before doctor paused (make it longer)")
+    paused = tally.paused
+    tally.stopped_at += 1
+    if not supervise([suite, doctor], folder, tally, case):
+        tally.hangs += 1
+        tally.problems.append(f"{case}: hung")
+        return
+    err = (root / "doctor-running-suite.log").read_text()
+    tally.waits += err.count("optbench: waiting for the journal lock")
+    said = (root / "doctor-running-doctor.log").read_text()
+    if tally.paused == paused:
+        tally.problems.append(f"{case}: doctor never paused")
+    if doctor.returncode != 0 or suite.returncode != 0:
+        tally.problems.append(f"{case}: doctor exited {doctor.returncode}, the suite {suite.returncode}: "
+                              f"{said[-300:]} {err[-300:]}")  # fmt: skip
+    check(folder, tally, case)
+    shutil.rmtree(folder)
+
+
+def doctor_while_starting(root: Path, tally: Tally, point: str, kill_at: int) -> None:
+    """`doctor --repair` pauses at `point` about to rewrite a journal with a corrupt middle (left by a kill
+    at boundary `kill_at`, then a line of garbage), while `optbench run` starts on it."""
+    case = f"doctor paused at {point} while a suite starts"
+    folder = fresh(root, f"doctor-{point.replace(':', '-')}")
+    optbench_run(folder, {"OPTBENCH_FAULT": f"kill:{kill_at}"})
+    path = folder / JOURNAL
+    lines = path.read_bytes().splitlines(keepends=True)
+    garbage = b"garbage, as a hostile edit or a bad disk leaves it\n"
+    path.write_bytes(b"".join(lines[:2]) + garbage + b"".join(lines[2:]))
+    kept = b"".join(line for line in lines if line.endswith(b"\n"))  # a torn tail is moved aside
+    doctor = start(folder, DOCTOR, root / "doctor-starting-doctor.log", {"OPTBENCH_FAULT": f"stop:{point}:1"})
+    wait_for(lambda: stopped(doctor.pid) or doctor.poll() is not None, "doctor to stop")
+    log = root / "doctor-starting-suite.log"
+    suite = start(folder, RUN, log)
+    wait_for(lambda: "is rewriting it" in log.read_text() or suite.poll() is not None, "the suite to wait", 60)
+    paused = tally.paused
+    tally.stopped_at += 1
+    if not supervise([suite, doctor], folder, tally, case):
+        tally.hangs += 1
+        tally.problems.append(f"{case}: hung")
+        return
+    err = (root / "doctor-starting-suite.log").read_text()
+    said = (root / "doctor-starting-doctor.log").read_text()
+    tally.waits += err.count("`optbench doctor --repair` is rewriting it")
+    if tally.paused == paused:
+        tally.problems.append(f"{case}: doctor never paused")
+    if doctor.returncode != 0 or suite.returncode != 0:
+        tally.problems.append(f"{case}: doctor exited {doctor.returncode}, the suite {suite.returncode}: "
+                              f"{said[-300:]} {err[-300:]}")  # fmt: skip
+    if not path.read_bytes().startswith(kept):
+        tally.problems.append(f"{case}: a record before the repair was lost or moved")
+    check(folder, tally, case)
+    shutil.rmtree(folder)
+
+
+def pauses(root: Path, tally: Tally, kinds: list[str], quick: bool) -> None:
+    """SIGSTOP at every lock-held point, with a suite running (module docstring)."""
+    for point in APPEND_POINTS:
+        for n in [2] if quick else [1, 2, 3, 8, 20]:
+            pause_case(root, tally, point, n)
+    finish = kinds.index("journal:6") + 1  # the first finish: a kill after it leaves one run to do
+    for point in ["doctor:rewritten"] if quick else ["doctor:snapshot", "doctor:rewritten"]:
+        doctor_while_starting(root, tally, point, finish + 1)
+    if not quick:
+        doctor_while_running(root, tally)
+
+
+def sweep(quick: bool = False, root: Path | None = None, progress: bool = False, only_pauses: bool = False) -> Tally:
+    """Every case (or, `quick`, a few of each kind; `only_pauses`, the pauses alone); `progress` prints the
+    tally after each phase."""
     tally = Tally()
 
     def phase(name: str) -> None:
@@ -246,7 +446,9 @@ def sweep(quick: bool = False, root: Path | None = None, progress: bool = False)
         appends = [i + 1 for i, k in enumerate(kinds) if k.startswith("journal")]
         claim = kinds.index(f"journal:{CREATE_TRIAL}") + 1
         middle = appends[len(appends) // 2]
-        if quick:  # study creation, the first claim, one in the middle, the finish, the report's file
+        if only_pauses:
+            kills, torn, full, offsets = [], [], [], []
+        elif quick:  # study creation, the first claim, one in the middle, the finish, the report's file
             kills = sorted({1, claim, middle, appends[-1], len(kinds)})
             torn, full, offsets = [claim, middle], [middle], [0, 7, 60]
         else:  # every boundary killed, every offset torn; half-writes (torn, full disk) at every 4th append
@@ -261,16 +463,21 @@ def sweep(quick: bool = False, root: Path | None = None, progress: bool = False)
         for n in full:
             fault_case(base, tally, "enospc", n)
         phase("full disk")
-        torn_offsets(base, tally, offsets)
-        read_only(base, tally)
+        if not only_pauses:
+            torn_offsets(base, tally, offsets)
+            read_only(base, tally)
+            phase("torn offsets and a read-only store")
+        pauses(base, tally, kinds, quick)
+        phase("pauses")
     return tally
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few boundaries of each kind")
+    parser.add_argument("--pauses", action="store_true", help="only the pauses at lock-held points")
     args = parser.parse_args()
-    tally = sweep(args.quick, progress=True)
+    tally = sweep(args.quick, progress=True, only_pauses=args.pauses)
     for problem in tally.problems:
         print(f"  {problem}")
     print("write boundaries of a clean run: " + ", ".join(f"{k} {n}" for k, n in tally.kinds.items()))

@@ -13,6 +13,7 @@ from suite_files import GRID_12, write_suite
 from bench import interrupts
 from bench.codec import latest_per_run, trial_status
 from bench.executor import work_loop
+from bench.results import suite_results
 from bench.runner import Plan, default_split, run_suite
 from bench.store import Store, load_results, this_worker
 from bench.suite import Suite
@@ -291,3 +292,21 @@ def test_killed_worker_run_is_retried_by_another_through_heartbeats(tmp_path):
     attempts = [t for t in store.existing_study(name).get_trials() if t.user_attrs.get("run_hash") == killed_run]
     assert [t.state for t in attempts] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
     assert attempts[1].user_attrs["worker"]["pid"] != victim.pid
+
+
+def test_a_tuned_suite_extends_refines_and_confirms_each_run_exactly_once(tmp_path):
+    """Two workers compute the protocol's next stages from the same stored results: every added run is
+    trained once, the chosen settings again on the confirming seeds, and the same command trains nothing."""
+    axes = 'optimizer = ["adamw", "sgd"]\n"optimizer.lr" = [1e-4, 1e-3]'
+    extra = 'tune = ["optimizer.lr"]\ntune_extend = 1\ntune_refine = 1\nconfirm_seeds = 2'
+    path = write_suite(tmp_path, "tuned", axes, seeds="[0]", extra=extra)
+    storage = str(tmp_path / "t.journal")
+    run_suite(plan_for(path, storage, workers=2), show_progress=False)
+    frame = suite_results(Suite.load(path), storage)
+    trials = Store.open(storage).existing_study("tuned").get_trials()
+    hashes = [t.user_attrs["run_hash"] for t in trials]
+    assert len(hashes) == len(set(hashes)) == len(frame) > 4  # something was added, nothing trained twice
+    confirm = frame[frame["stage"] == "confirm"]
+    assert sorted(confirm["seed"]) == [1, 1, 2, 2] and set(frame[frame["stage"] != "confirm"]["seed"]) == {0}
+    assert {t.user_attrs["stage"] for t in trials} == set(frame["stage"]) <= {"grid", "tune", "confirm"}
+    assert loop(plan_for(path, storage)) == 0

@@ -291,7 +291,8 @@ def test_seeds_are_at_most_int64(where, field, key, over):
 
 # the type each [suite] key takes (what a value of any other type is refused as)
 SUITE_KEY_TYPES = {"name": str, "description": str, "design": str, "seeds": list, "metric": str,
-                   "target": (int, float), "tune": list, "max_runs": int, "baseline": str}  # fmt: skip
+                   "target": (int, float), "tune": list, "max_runs": int, "baseline": str,
+                   "confirm_seeds": (int, list), "tune_extend": int, "tune_refine": int}  # fmt: skip
 TOML_VALUES = st.one_of(
     st.booleans(), st.integers(), st.floats(), st.text(max_size=5), st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.datetimes(),
