@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bench.codec import FINISHED, STATUSES
+from bench.labels import label
 from bench.stats import (
     ALPHA,
     CONFIDENCE,
@@ -119,33 +120,54 @@ def confirming_mask(frame: pd.DataFrame, confirm_seeds: Iterable[int] | None) ->
         return frame["seed"].isin(set(confirm_seeds)).fillna(False).astype(bool)
     if "confirming" in frame:
         return frame["confirming"].fillna(False).astype(bool)
+    if "stage" in frame:  # bench.results marks the tuning protocol's confirmation runs
+        return (frame["stage"] == "confirm").fillna(False).astype(bool)
     return pd.Series(False, index=frame.index)
 
 
 def judged_runs(suite: Any, frame: pd.DataFrame, confirming: pd.Series) -> tuple[pd.DataFrame, dict[str, dict]]:
     """A tuned suite's runs as the leaderboard ranks them: per arm (the arm without its tuned settings), the
     setting with the lowest mean over the tuning seeds, judged on its confirming runs where it has any,
-    else on the tuning runs. Returns those runs (`arm` the untuned arm, `tuned_arm` the setting's arm) and
-    per arm: tuned setting and values, the grid of each tuned value, tuning and confirming seeds."""
-    one_per_arm = {r.arm_label: r for r in suite.runs()}  # an arm's seeds share its label and settings
-    group_of = {label: suite.untuned_label(r) for label, r in one_per_arm.items()}
+    else on the tuning runs. Where the confirming runs of an arm are of one setting alone, that setting is
+    the one chosen (the tuning protocol chose it when it trained them). Returns those runs (`arm` the
+    untuned arm, `tuned_arm` the setting's arm) and per arm: tuned setting and values, edge flags on the grid
+    as the protocol extended it, what the protocol added and why, tuning and confirming seeds."""
+    from bench.protocol import stages
+
+    settled = {h: (s, v) for h, s, v in zip(frame["run_hash"], frame["status"], frame["value"], strict=True)}
+    protocol = stages(suite, settled)
+    one_per_arm: dict[str, Any] = {}
+    for run in protocol.runs:  # declared, added by the protocol, confirming: an arm's seeds share its settings
+        one_per_arm.setdefault(run.arm_label, run)
+    group_of = {arm: suite.untuned_label(r) for arm, r in one_per_arm.items()}
     groups = frame["arm"].map(group_of).fillna(frame["arm"])
     choosing = frame[~confirming]
     chosen = best_per_arm(choosing, groups[~confirming]) if len(choosing) else choosing.assign(tuned_arm=[])
+    confirmed_as = frame[confirming].groupby(groups[confirming], sort=False)["arm"].unique()
+    protocol_choice = {g: labels[0] for g, labels in confirmed_as.items() if len(labels) == 1}
+    if protocol_choice:
+        rows = choosing[choosing["arm"].isin(protocol_choice.values())].copy()
+        rows["tuned_arm"], rows["arm"] = rows["arm"], groups[rows.index]
+        chosen = pd.concat([chosen[~chosen["arm"].isin(protocol_choice)], rows], ignore_index=True)
     grids: dict[str, dict[str, list[Any]]] = {}
     values_of: dict[str, dict[str, Any]] = {}
     setting_of: dict[str, str] = {}
-    for label, run in one_per_arm.items():
+    tried = set(choosing["arm"])  # a grid is what ran: values the protocol asks for next are not in it yet
+    for arm, run in one_per_arm.items():
+        if run.stage == "confirm":
+            continue
         values = tuned_values(suite, run)
+        values_of[arm] = values
+        setting_of[arm] = suite.tuned_label(run)
+        if arm not in tried:
+            continue
         for key, value in values.items():
-            grid = grids.setdefault(group_of[label], {}).setdefault(key, [])
+            grid = grids.setdefault(group_of[arm], {}).setdefault(key, [])
             if value not in grid:
                 grid.append(value)
-        values_of[label] = values
-        setting_of[label] = suite.tuned_label(run)
     tuning_seeds_of = {g: sorted(int(s) for s in seeds.dropna().unique())
                        for g, seeds in choosing["seed"].groupby(groups[~confirming], sort=False)}  # fmt: skip
-    tuned_arm_of = dict(zip(chosen["arm"], chosen["tuned_arm"], strict=True))  # group -> its chosen setting's arm
+    tuned_arm_of = {**dict(zip(chosen["arm"], chosen["tuned_arm"], strict=True)), **protocol_choice}
     group_of_tuned = {a: g for g, a in tuned_arm_of.items()}
     confirm = frame[confirming & frame["arm"].isin(group_of_tuned)].copy()
     confirm["tuned_arm"] = confirm["arm"]
@@ -157,18 +179,24 @@ def judged_runs(suite: Any, frame: pd.DataFrame, confirming: pd.Series) -> tuple
     info = {}
     for group, tuned_arm in tuned_arm_of.items():
         values = values_of.get(tuned_arm, {})
+        tuning = protocol.arms.get(group)
         flags = []
         for key, value in values.items():
             edge = edge_of(grids.get(group, {}).get(key, []), value)
             if edge is not None:
                 flags.append({"setting": key, "value": num(value), "position": edge[0], "grid_size": edge[1],
                               "grid": [num(v) for v in sorted(grids[group][key])],
+                              "why": tuning.edges.get(key) if tuning else None,
                               "text": f"{key}: {edge_text(*edge)}"})  # fmt: skip
+        ran = grids.get(group, {})
+        added = [{"setting": a.key, "value": num(a.value), "why": a.why, "text": f"{a.key}={label(a.value)}: {a.why}"}
+                 for a in (tuning.added if tuning else []) if a.value in ran.get(a.key, [])]  # fmt: skip
         info[group] = {
             "tuned_arm": tuned_arm,
             "tuned_setting": setting_of.get(tuned_arm) or tuned_arm,
             "tuned_values": {k: num(v) if not isinstance(v, str) else v for k, v in values.items()},
             "edge_flags": flags,
+            "tuning_added": added,
             "tuning_seeds": tuning_seeds_of.get(group, []),
             "confirming_seeds": confirm_seeds_of.get(group, []),
             "judged_on": "confirming" if group in confirm_seeds_of else "tuning",
@@ -248,6 +276,7 @@ def tuning_summary(suite: Any, arms: list[dict[str, Any]], tuned: bool) -> dict[
         "edge_flagged": [a["arm"] for a in arms if a["edge_flags"]],
         "judged_on_tuning_seeds": [a["arm"] for a in arms if a["judged_on"] == "tuning"],
         "confirmed": [a["arm"] for a in arms if a["judged_on"] == "confirming"],
+        "added": [f"{a['arm']}: {x['text']}" for a in arms for x in a["tuning_added"]],
     }
 
 
@@ -276,14 +305,15 @@ def arm_findings(table: pd.DataFrame, judged: pd.DataFrame, info: dict[str, dict
             "tuned_setting": None,
             "tuned_values": None,
             "edge_flags": [],
+            "tuning_added": [],
             "tuning_seeds": [],
             "confirming_seeds": [],
             "judged_on": "all",
         }
         if arm in info:
             i = info[arm]
-            entry.update({k: i[k] for k in ("tuned_setting", "tuned_values", "edge_flags", "tuning_seeds",
-                                            "confirming_seeds", "judged_on")})  # fmt: skip
+            entry.update({k: i[k] for k in ("tuned_setting", "tuned_values", "edge_flags", "tuning_added",
+                                            "tuning_seeds", "confirming_seeds", "judged_on")})  # fmt: skip
         out.append(entry)
     return out
 

@@ -64,10 +64,11 @@ def seed_shifts(seeds: Sequence[int], seed_sd: float, rng: random.Random) -> dic
 
 
 def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], seed: int = 0, truth: Truth | None = None,
-                   seed_sd: float = 0.0, time_sd: float = 0.0) -> int:  # fmt: skip
-    """Every run of the suite stored with status(i) for its i-th run, as the runner leaves it (claim
-    attributes, parameters, record; interrupted: a claim left as FAIL). Written in one batch. Without
-    `truth`, each arm's mean is drawn from [1.2, 1.8] and its runs' sd is 0.02."""
+                   seed_sd: float = 0.0, time_sd: float = 0.0, runs: Sequence[Any] | None = None) -> int:  # fmt: skip
+    """Every run of the suite (or `runs`: say, what the tuning protocol added) stored with status(i) for its
+    i-th run, as the runner leaves it (claim attributes, parameters, record; interrupted: a claim left as
+    FAIL). Written in one batch. Without `truth`, each arm's mean is drawn from [1.2, 1.8] and its runs'
+    sd is 0.02."""
     import optuna
     from optuna.trial import TrialState
 
@@ -77,13 +78,14 @@ def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], see
     store = Store.open(storage)
     study = store.study(suite.name)
     levels: dict[str, float] = {}
-    shifts = seed_shifts(suite.seeds, seed_sd, rng)
+    runs = list(suite.runs() if runs is None else runs)
+    shifts = seed_shifts(sorted({r.seed for r in runs}), seed_sd, rng)
     trials = []
-    for i, run in enumerate(suite.runs()):
+    for i, run in enumerate(runs):
         level, sd = truth(run) if truth else (levels.setdefault(run.arm_label, 1.2 + 0.6 * rng.random()), 0.02)
         s = status(i)
         attrs = {"run_hash": run.hash, "seed": run.seed, "arm": run.arm, "arm_label": run.arm_label,
-                 "config": run.config.to_dict(), "suite": suite.name, "session": "fabricated"}  # fmt: skip
+                 "config": run.config.to_dict(), "suite": suite.name, "session": "fabricated", "stage": run.stage}
         value, intermediate = None, {}
         state = TrialState.FAIL
         if s == "interrupted":
@@ -97,7 +99,7 @@ def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], see
                 state = TrialState.COMPLETE
                 metric = getattr(rec, suite.metric_field)
                 value = float(metric) if metric is not None else float("inf")
-        params = run_params(suite, run, [])
+        params = {k: (v, widened(d, v)) for k, (v, d) in run_params(suite, run, []).items()}
         trials.append(optuna.trial.create_trial(
             state=state, value=value, params={k: v for k, (v, _) in params.items()},
             distributions={k: d for k, (_, d) in params.items()}, user_attrs=attrs,
@@ -105,6 +107,19 @@ def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], see
         ))  # fmt: skip
     study.add_trials(trials)
     return len(trials)
+
+
+def widened(distribution: Any, value: Any) -> Any:
+    """A numeric axis's range stretched to a value the tuning protocol added past it: create_trial refuses
+    a value outside its distribution, which the executor's claim writes as it is."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    if isinstance(distribution, FloatDistribution | IntDistribution) and not (
+        distribution.low <= value <= distribution.high
+    ):
+        kind = type(distribution)
+        return kind(min(distribution.low, value), max(distribution.high, value), log=distribution.log)
+    return distribution
 
 
 def fabricate_frame(suite: Suite, truth: Truth, rng: Any, seed_sd: float = 0.0,
@@ -168,3 +183,22 @@ def fabricate_search(suite: Suite, storage: str, trials: int, pruned: Callable[[
                                    "fixed": {}, "trials": trials})  # fmt: skip
     study.add_trials(memory.trials)
     return name
+
+
+def fabricate_protocol(suite: Suite, storage: str, truth: Truth, seed: int = 0) -> int:
+    """A tuned suite as the executor leaves it: the declared grid, then each stage the tuning protocol
+    (bench.protocol) asks for given the results so far (extensions, refinements, confirmations), until it
+    asks for nothing more. Returns the number of runs stored."""
+    from bench.protocol import stages
+    from bench.store import load_results
+
+    stored: dict[str, tuple[str, float | None]] = {}
+    total = 0
+    for stage in range(50):
+        runs = [r for r in stages(suite, stored).runs if r.hash not in stored]
+        if not runs:
+            return total
+        total += fabricate_runs(suite, storage, lambda i: "complete", seed=seed + stage, truth=truth, runs=runs)
+        frame = load_results(suite.name, storage, with_curves=False)
+        stored = {h: (s, v) for h, s, v in zip(frame["run_hash"], frame["status"], frame["value"], strict=True)}
+    raise RuntimeError("the tuning protocol asked for more than 50 stages")

@@ -481,3 +481,39 @@ def test_optunas_plots_leave_the_reports_style_as_they_found_it(tmp_path):
     assert len(drawn) == 3
     for fig in drawn:  # the report's white axes, not ggplot's grey
         assert matplotlib.colors.to_hex(fig.axes[0].get_facecolor()) == "#ffffff"
+
+
+def test_the_protocols_extensions_and_confirmations_are_the_reports(tmp_path):
+    """A tuned suite as the executor leaves it (bench.protocol's stages, fabricated): the grid extended past
+    the edge where AdamW's best lay is the grid its flags read, what was added is said with why, and the
+    confirming runs (stage 'confirm') judge each arm, at the setting the protocol chose."""
+    from fabricate import fabricate_protocol
+
+    path = toml_suite(tmp_path, "proto", 'optimizer = ["adamw", "lion"]\n"optimizer.lr" = [1e-4, 1e-3, 1e-2]',
+                      extra='tune = ["optimizer.lr"]\ntune_extend = 1')  # fmt: skip
+    optimum = {"adamw": -0.5, "lion": -3.0}  # log10: adamw's lies past the grid's top, beyond one step
+
+    def truth(run):
+        o = run.values["optimizer"]
+        return 1.5 + 0.05 * (math.log10(run.values["optimizer.lr"]) - optimum[o]) ** 2, 0.002
+
+    suite = Suite.load(path)
+    storage = str(tmp_path / "p.journal")
+    fabricate_protocol(suite, storage, truth)
+    frame = suite_results(suite, storage)
+    assert set(frame["stage"]) >= {"grid", "tune", "confirm"}
+    c = conclude(suite, frame)
+    arms = {a["arm"]: a for a in c["arms"]}
+    adamw, lion = arms["optimizer=adamw"], arms["optimizer=lion"]
+    assert adamw["tuned_values"]["optimizer.lr"] == pytest.approx(0.1)  # one step past 1e-2, then no further
+    (flag,) = adamw["edge_flags"]
+    assert flag["position"] == "largest" and flag["grid_size"] == 4 and "tune_extend = 1" in flag["why"]
+    assert [x["text"] for x in adamw["tuning_added"]][0].startswith("optimizer.lr=0.1: extended past the largest")
+    assert lion["edge_flags"] == [] and lion["tuned_values"]["optimizer.lr"] == pytest.approx(1e-3)
+    for arm in (adamw, lion):
+        assert arm["judged_on"] == "confirming" and arm["confirming_seeds"] == list(suite.confirm_seeds)
+        assert arm["tuning_seeds"] == list(suite.seeds)
+    html = build_report(suite, storage, tmp_path / "proto.html", sample=False).read_text()
+    parser = Texts()
+    parser.feed(html)
+    assert parser.found["added"] == c["tuning"]["added"] and len(c["tuning"]["added"]) >= 2

@@ -149,7 +149,7 @@ def render(
         "min_seeds": MIN_SEEDS_FOR_CI,
         "too_few": any(a["ci"] is None for a in c["arms"]),
         "leaderboard": Markup(leaderboard_html(c["arms"], floor, tuned)),
-        "flags": [(a["arm"], f["text"]) for a in c["arms"] for f in a["edge_flags"]],
+        "tuning_added": c["tuning"]["added"] if c["tuning"] else [],
         "headline": c["headline"],
         "baseline": c["baseline"],
         "comparisons": c["comparisons"],
