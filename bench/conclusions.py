@@ -232,11 +232,21 @@ def conclude(
     arms = arm_findings(table, judged, info)
     out: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "suite": {"name": suite.name, "description": suite.description, "design": design, "metric": suite.metric,
-                  "target": suite.target, "tune": list(suite.tune), "seeds": list(suite.seeds)},  # fmt: skip
+        "suite": {
+            "name": suite.name,
+            "description": suite.description,
+            "design": design,
+            "metric": suite.metric,
+            "target": suite.target,
+            "tune": list(suite.tune),
+            "seeds": list(suite.seeds),
+        },  # fmt: skip
         "headline": None,  # drawn last, from everything below, and read first
-        "runs": {"total": len(frame), "by_status": {s: int((frame["status"] == s).sum()) for s in STATUSES},
-                 "left_out": int(left_out)},  # fmt: skip
+        "runs": {
+            "total": len(frame),
+            "by_status": {s: int((frame["status"] == s).sum()) for s in STATUSES},
+            "left_out": int(left_out),
+        },  # fmt: skip
         "method": method(),
         "tuning": tuning_summary(suite, arms, tuned),
         "arms": arms,
@@ -329,8 +339,10 @@ def no_interval_reason(row: pd.Series) -> str:
 
 def comparison_findings(table: pd.DataFrame | None, baseline: str, design: str) -> dict[str, Any]:
     if table is None:
-        withheld = ("A search's trials are not arms of a design: each was sampled from the results of earlier "
-                    "trials, and none is a baseline, so no trial is tested against another.")
+        withheld = (
+            "A search's trials are not arms of a design: each was sampled from the results of earlier "
+            "trials, and none is a baseline, so no trial is tested against another."
+        )
         return {"baseline": None, "rows": [], "tested": 0, "withheld": withheld}
     rows = []
     for _, r in table.iterrows():
@@ -431,8 +443,11 @@ def headline(c: dict[str, Any], design: str, metric: str) -> dict[str, Any]:
         elif others:
             text += f" Its interval lies wholly below those of the {len(others)} other arm(s){besides}."
         if paired is not None:
-            text += f" Against the baseline {baseline}, paired: " + comparison_text(paired, VERDICT_WORDS,
-                                                                                   c["comparisons"]["tested"]) + "."
+            text += (
+                f" Against the baseline {baseline}, paired: "
+                + comparison_text(paired, VERDICT_WORDS, c["comparisons"]["tested"])
+                + "."
+            )
     out["text"] = text
     out["cautions"] = cautions(c, best)
     return out

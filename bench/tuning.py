@@ -23,19 +23,6 @@ from collections.abc import Sequence
 
 MAX_EXTENSION_STEPS = 2  # steps past the suite's grid on either side
 MAX_HALVINGS = 1  # midpoints between the suite's own values; no finer
-MIN_CONFIRMING_SEEDS = 3  # bench.stats.MIN_SEEDS_FOR_CI: fewer give a tuned arm no interval
-
-
-def confirm_seeds_for(seeds: Sequence[int], count: int | None = None) -> list[int]:
-    """Seeds to confirm a tuned setting on: as many as chose it (at least MIN_CONFIRMING_SEEDS, or `count`),
-    none of them among `seeds`, counting on from the largest.
-
-    >>> confirm_seeds_for([0, 1, 2])
-    [3, 4, 5]
-    """
-    n = count if count is not None else max(len(seeds), MIN_CONFIRMING_SEEDS)
-    start = max(seeds, default=-1) + 1
-    return list(range(start, start + n))
 
 
 def is_number(value: object) -> bool:

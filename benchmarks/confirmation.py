@@ -61,10 +61,14 @@ def alone_at_rank_one(c: dict) -> str | None:
 def run(draws: int, seed: int) -> None:
     s = suite()
     by_label = {(s.untuned_label(r), r.values["optimizer.lr"]): r for r in s.runs()}
-    print(f"{'gap (sd)':>8} | {'not truly best':>14} | {'contra-':>7} | {'other':>6} | {'claims':>13} | "
-          f"{'unsup-':>6} | {'false claims':>13} | {'bias (sd)':>13}")
-    print(f"{'':>8} | {'old':>6} {'conf.':>7} | {'dicted':>7} | {'best':>6} | {'old':>6} {'conf.':>6} | "
-          f"{'ported':>6} | {'old':>6} {'conf.':>6} | {'old':>6} {'conf.':>6}")
+    print(
+        f"{'gap (sd)':>8} | {'not truly best':>14} | {'contra-':>7} | {'other':>6} | {'claims':>13} | "
+        f"{'unsup-':>6} | {'false claims':>13} | {'bias (sd)':>13}"
+    )
+    print(
+        f"{'':>8} | {'old':>6} {'conf.':>7} | {'dicted':>7} | {'best':>6} | {'old':>6} {'conf.':>6} | "
+        f"{'ported':>6} | {'old':>6} {'conf.':>6} | {'old':>6} {'conf.':>6}"
+    )
     for gap in GAPS:
         rng = np.random.default_rng(seed)
 
@@ -98,10 +102,12 @@ def run(draws: int, seed: int) -> None:
         def pct(k: str, of: int = draws, n: dict[str, int] = n) -> str:
             return f"{n[k] / of:6.1%}" if of else f"{'-':>6}"
 
-        print(f"{gap:>8.0f} | {pct('old_wrong')} {pct('new_wrong'):>7} | {pct('contradicted'):>7} | "
-              f"{pct('other_best')} | {pct('old_claims')} {pct('new_claims')} | "
-              f"{pct('unsupported', n['old_claims'])} | {pct('old_false')} {pct('new_false')} | "
-              f"{np.mean(bias['old']):+6.2f} {np.mean(bias['new']):+6.2f}")
+        print(
+            f"{gap:>8.0f} | {pct('old_wrong')} {pct('new_wrong'):>7} | {pct('contradicted'):>7} | "
+            f"{pct('other_best')} | {pct('old_claims')} {pct('new_claims')} | "
+            f"{pct('unsupported', n['old_claims'])} | {pct('old_false')} {pct('new_false')} | "
+            f"{np.mean(bias['old']):+6.2f} {np.mean(bias['new']):+6.2f}"
+        )
     print(f"({draws} draws per row, seed {seed})")
 
 

@@ -84,8 +84,16 @@ def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], see
     for i, run in enumerate(runs):
         level, sd = truth(run) if truth else (levels.setdefault(run.arm_label, 1.2 + 0.6 * rng.random()), 0.02)
         s = status(i)
-        attrs = {"run_hash": run.hash, "seed": run.seed, "arm": run.arm, "arm_label": run.arm_label,
-                 "config": run.config.to_dict(), "suite": suite.name, "session": "fabricated", "stage": run.stage}
+        attrs = {
+            "run_hash": run.hash,
+            "seed": run.seed,
+            "arm": run.arm,
+            "arm_label": run.arm_label,
+            "config": run.config.to_dict(),
+            "suite": suite.name,
+            "session": "fabricated",
+            "stage": run.stage,
+        }
         value, intermediate = None, {}
         state = TrialState.FAIL
         if s == "interrupted":
@@ -160,8 +168,9 @@ def fabricate_search(suite: Suite, storage: str, trials: int, pruned: Callable[[
         values = space.sample(trial)
         cfg = space.config(suite.base, values, suite.seeds[0])
         is_pruned = objectives == 1 and pruned(i)
-        rec = record(cfg, "pruned" if is_pruned else "complete", rng, 1.2 + 0.6 * rng.random(), suite.target,
-                     time_sd=0.1)
+        rec = record(
+            cfg, "pruned" if is_pruned else "complete", rng, 1.2 + 0.6 * rng.random(), suite.target, time_sd=0.1
+        )
         for key, value in {"run_hash": cfg.hash, "seed": suite.seeds[0], "config": cfg.to_dict(),
                            "arm": {k: label(v) for k, v in values.items()},
                            "arm_label": ", ".join(f"{k}={label(v)}" for k, v in values.items()),

@@ -126,8 +126,15 @@ def kinds(tmp_path):
     fabricate_runs(Suite.load(tuned), storage, lambda i: "complete", seed=2, seed_sd=0.02,
                    truth=lambda r: (1.4 + {"adamw": 0, "lion": 0.02, "sgd": 0.2}[r.arm["optimizer"]]
                                     + 0.1 * (math.log10(float(r.arm["optimizer.lr"])) + 2.5) ** 2, 0.01))  # fmt: skip
-    fabricate_runs(Suite.load(ablation), storage, lambda i: "complete", seed=3, seed_sd=0.02, time_sd=0.2,
-                   truth=lambda r: (1.8 + {"clip=adaptive": -0.03, "init=orthogonal": 0.05}.get(r.arm_label, 0), 0.005))
+    fabricate_runs(
+        Suite.load(ablation),
+        storage,
+        lambda i: "complete",
+        seed=3,
+        seed_sd=0.02,
+        time_sd=0.2,
+        truth=lambda r: (1.8 + {"clip=adaptive": -0.03, "init=orthogonal": 0.05}.get(r.arm_label, 0), 0.005),
+    )
     fabricate_search(Suite.load(tmp_path / "ksearch.toml"), storage, trials=12, pruned=lambda i: i % 4 == 1)
     for path, confirm in ((grid, None), (tuned, [3, 4, 5]), (ablation, None), (tmp_path / "ksearch.toml", None)):
         report = build_report(Suite.load(path), storage, tmp_path / f"{path.stem}.html", sample=False,
@@ -215,13 +222,18 @@ def test_an_edge_flag_shows_in_the_leaderboard_and_the_headline(tmp_path):
                       extra='tune = ["optimizer.lr"]')  # fmt: skip
     storage = str(tmp_path / "e.journal")
     slope = {"adamw": -0.1, "lion": 0.1}  # adamw best at the largest rate, lion at the smallest
-    fabricate_runs(Suite.load(path), storage, lambda i: "complete",
-                   truth=lambda r: (1.5 + slope[r.arm["optimizer"]] * math.log10(float(r.arm["optimizer.lr"])), 0.002))
+    fabricate_runs(
+        Suite.load(path),
+        storage,
+        lambda i: "complete",
+        truth=lambda r: (1.5 + slope[r.arm["optimizer"]] * math.log10(float(r.arm["optimizer.lr"])), 0.002),
+    )
     html = build_report(Suite.load(path), storage, tmp_path / "edge.html", sample=False).read_text()
     board = columns(html, "leaderboard")
     assert sorted(board["Flags"]) == [
         "optimizer.lr: tuned optimum at the edge of its grid (largest of 3 values): the arm may be under-tuned",
-        "optimizer.lr: tuned optimum at the edge of its grid (smallest of 3 values): the arm may be under-tuned"]
+        "optimizer.lr: tuned optimum at the edge of its grid (smallest of 3 values): the arm may be under-tuned",
+    ]
     cautions = Texts()
     cautions.feed(html)
     assert any("the arm may be under-tuned" in c for c in cautions.found["caution"])

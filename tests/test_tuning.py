@@ -8,7 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.tuning import (
-    confirm_seeds_for,
     edge_of,
     grid_scale,
     grid_step,
@@ -123,11 +122,3 @@ def test_noisy_curves_find_the_optimum_within_one_reference_step_with_half_the_r
         runs.append(len(grid))
     assert np.mean(within) >= 0.95, np.mean(within)
     assert max(runs) <= len(dense) / 2 + 0.5, max(runs)
-
-
-def test_confirming_seeds_are_fresh_and_as_many_as_chose():
-    assert confirm_seeds_for([0, 1, 2]) == [3, 4, 5]
-    assert confirm_seeds_for([7, 2]) == [8, 9, 10]  # at least 3: fewer give no interval
-    assert confirm_seeds_for([0, 1, 2, 3, 4]) == [5, 6, 7, 8, 9]
-    assert confirm_seeds_for([0, 1, 2], count=10)[-1] == 12
-    assert not set(confirm_seeds_for([5, 0, 9])) & {5, 0, 9}

@@ -163,7 +163,8 @@ def render(
         "stability": figures.stability(views),
         "status_counts": status_counts(frame),
         "floor": floor,
-        "best_gap_to_floor": (best["mean"] - floor) if floor is not None and best and best["mean"] is not None
+        "best_gap_to_floor": (best["mean"] - floor)
+        if floor is not None and best and best["mean"] is not None
         else None,
         "target": suite.target,
         "timing": c["timing"],
@@ -172,8 +173,10 @@ def render(
             for study, found in zip(search_studies or [], c["search"], strict=True)
             for title, image in figures.search_figures(study, found["importances"])
         ],
-        "search_findings": [(arm_of(study, suite), search_summary(study), found)
-                            for study, found in zip(search_studies or [], c["search"], strict=True)],  # fmt: skip
+        "search_findings": [
+            (arm_of(study, suite), search_summary(study), found)
+            for study, found in zip(search_studies or [], c["search"], strict=True)
+        ],  # fmt: skip
     }
     if suite.target is not None and c["timing"] is not None:
         context.update(target_context(ranked_frame, c["timing"]))
