@@ -483,16 +483,16 @@ def cmd_results(args: argparse.Namespace) -> int:
     else:
         columns = [
             c
-            for c in ("study", "arm", "seed", "status", "status_step", "value", "best_val_loss", "steps", "tokens",
-                      "train_time", "attempts")
-            if c in frame and (c != "study" or frame["study"].nunique() > 1)
+            for c in ("study", "arm", "seed", "stage", "status", "status_step", "value", "best_val_loss", "steps",
+                      "tokens", "train_time", "attempts")
+            if c in frame and (c != "study" or frame["study"].nunique() > 1) and (c != "stage" or suite.tune)
         ]  # fmt: skip
         if "study" in frame and len(frame):
             from bench.report.figures import compact_label
 
             searched = frame["study"] != suite.name  # a trial's settings, short; csv and json keep them whole
             frame.loc[searched, "arm"] = frame.loc[searched, "arm"].map(compact_label)
-        with __import__("pandas").option_context("display.width", 200, "display.max_rows", None):
+        with pd.option_context("display.width", 200, "display.max_rows", None):
             print(frame[columns].to_string(index=False) if len(frame) else f"no results for suite '{suite.name}' yet")
     return 0
 

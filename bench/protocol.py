@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bench.axes import AXES
 from bench.codec import FINISHED
+from bench.config import SCALARS
 from bench.labels import label
 from bench.registry import ConfigError
 from bench.suite import Run, Suite, expand
@@ -139,9 +141,27 @@ def is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def scale_of(values: list[float]) -> str:
-    """'log' where the values are all positive and span a factor of 10 or more, else 'linear'."""
+def scale_of(config: Any, key: str, values: list[float]) -> str:
+    """The scale a tuned setting is stepped on: the one its parameter's declared search range uses (a learning
+    rate's is log, a warmup's linear), else log where the values are all positive and span a factor of 10 or
+    more."""
+    param = setting_param(config, key)
+    if param is not None and param.search is not None and param.search[0] in ("log", "float", "int", "steps"):
+        return "log" if param.search[0] == "log" and min(values) > 0 else "linear"
     return "log" if min(values) > 0 and max(values) >= 10 * min(values) else "linear"
+
+
+def setting_param(config: Any, key: str) -> Any:
+    """The Param a dotted setting of a run's config names ('optimizer.lr' -> its optimizer's lr), or None."""
+    head, _, inner = key.partition(".")
+    if not inner:
+        return SCALARS.get(head)
+    axis = AXES.get(head)
+    if axis is None or axis.combine:
+        return None
+    choice = getattr(config, head)
+    entry = axis.registry.entries.get(choice.name)
+    return entry.params.get(inner) if entry is not None else None
 
 
 def beyond(value: float, declared: list[float], edge: str, scale: str) -> float:
@@ -182,7 +202,7 @@ def propose(suite: Suite, tuning: ArmTuning, best: tuple, means: dict[tuple, flo
         if len(line) < 2:  # the best's other settings were tried at one value of this one: nothing to judge
             continue
         value = tuned_values(suite, template)[key]
-        scale = scale_of(declared)
+        scale = scale_of(template.config, key, declared)
         integer = all(isinstance(v, int) for v in declared)
         edge = "largest" if value == line[-1] else "smallest" if value == line[0] else None
         if edge is not None:

@@ -172,3 +172,19 @@ def test_a_suite_that_does_not_tune_has_no_stages():
     base = {"model": "tiny", "steps": 20, "schedule": "constant"}
     suite = Suite.parse({"suite": {"name": "n", "seeds": [0]}, "base": base, "axes": {"optimizer": ["adamw", "lion"]}})
     assert stages(suite, {}).runs == suite.runs() and suite.confirm_seeds == ()
+
+
+def test_a_setting_is_stepped_on_its_parameters_scale_whatever_its_grids_span():
+    """A learning rate grid of 1e-3 and 3e-3 was stepped linearly (it spans less than a decade): 5e-3 next;
+    a learning rate's declared search range is log, so its next value is 9e-3."""
+    found, _ = settle(suite_of([1e-3, 3e-3], extend=1, refine=0), bowl(1.0))
+    (tuning,) = found.arms.values()
+    assert [a.value for a in tuning.added] == [0.009]
+    warmups = Suite.parse({
+        "suite": {"name": "w", "seeds": [0], "tune": ["schedule.warmup"], "tune_extend": 1, "tune_refine": 0},
+        "base": {"model": "tiny", "steps": 400, "schedule": {"name": "cosine"}},
+        "axes": {"schedule.warmup": [10, 100]},
+    })  # fmt: skip
+    found, _ = settle(warmups, lambda run: -run.config.schedule["warmup"])  # longer is better
+    (tuning,) = found.arms.values()
+    assert [a.value for a in tuning.added] == [190]  # a warmup's range is linear: 100 + 90
