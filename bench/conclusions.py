@@ -26,6 +26,7 @@ import pandas as pd
 
 from bench.codec import FINISHED, STATUSES
 from bench.labels import label
+from bench.protocol import edge_of, stages
 from bench.stats import (
     ALPHA,
     CONFIDENCE,
@@ -36,7 +37,6 @@ from bench.stats import (
     performance_profile,
     summarize,
 )
-from bench.tuning import edge_of
 
 SCHEMA_VERSION = 1
 # Optuna's PED-ANOVA evaluator (its default in 5.0) compares the top 10% of trials with the rest, and its
@@ -132,8 +132,6 @@ def judged_runs(suite: Any, frame: pd.DataFrame, confirming: pd.Series) -> tuple
     the one chosen (the tuning protocol chose it when it trained them). Returns those runs (`arm` the
     untuned arm, `tuned_arm` the setting's arm) and per arm: tuned setting and values, edge flags on the grid
     as the protocol extended it, what the protocol added and why, tuning and confirming seeds."""
-    from bench.protocol import stages
-
     settled = {h: (s, v) for h, s, v in zip(frame["run_hash"], frame["status"], frame["value"], strict=True)}
     protocol = stages(suite, settled)
     one_per_arm: dict[str, Any] = {}

@@ -107,7 +107,7 @@ def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], see
                 state = TrialState.COMPLETE
                 metric = getattr(rec, suite.metric_field)
                 value = float(metric) if metric is not None else float("inf")
-        params = {k: (v, widened(d, v)) for k, (v, d) in run_params(suite, run, []).items()}
+        params = run_params(suite, run, [])
         trials.append(optuna.trial.create_trial(
             state=state, value=value, params={k: v for k, (v, _) in params.items()},
             distributions={k: d for k, (_, d) in params.items()}, user_attrs=attrs,
@@ -115,19 +115,6 @@ def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], see
         ))  # fmt: skip
     study.add_trials(trials)
     return len(trials)
-
-
-def widened(distribution: Any, value: Any) -> Any:
-    """A numeric axis's range stretched to a value the tuning protocol added past it: create_trial refuses
-    a value outside its distribution, which the executor's claim writes as it is."""
-    from optuna.distributions import FloatDistribution, IntDistribution
-
-    if isinstance(distribution, FloatDistribution | IntDistribution) and not (
-        distribution.low <= value <= distribution.high
-    ):
-        kind = type(distribution)
-        return kind(min(distribution.low, value), max(distribution.high, value), log=distribution.log)
-    return distribution
 
 
 def fabricate_frame(suite: Suite, truth: Truth, rng: Any, seed_sd: float = 0.0,
