@@ -315,10 +315,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     suite = Suite.load(args.suite)
     check_output_path(args.out or default_report_path(suite), "--out" if args.out else "reports")
+    if args.json:
+        check_output_path(args.json, "--json")
     if not store_to_read(args.storage):  # exit 2, as for an empty store
         raise ConfigError("", f"{no_results_yet(suite)}: `optbench run {args.suite}` first")
-    path = build_report(suite, args.storage, args.out, sample=not args.no_sample)
+    path = build_report(suite, args.storage, args.out, sample=not args.no_sample, json_out=args.json)
     print(f"report: {path}", file=sys.stderr)
+    if args.json:
+        print(f"conclusions: {args.json}", file=sys.stderr)
     return 0
 
 
@@ -734,6 +738,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="results store (default results/optbench.journal)")
     p.add_argument("--out", help="where to write it (default reports/<suite>.html)")
     p.add_argument("--no-sample", action="store_true", help="no text sample from the best run")
+    p.add_argument("--json", metavar="PATH", help="also write the conclusions (docs/conclusions.md) here; they are "
+                   "always written beside the report as <name>.json")  # fmt: skip
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export", help="every run of a suite and its search's trials, to TensorBoard or MLflow")

@@ -296,8 +296,8 @@ def settled_results(trials: list) -> dict[str, tuple[str, float | None]]:
 # the RunRecord's fields a results row holds, as columns
 RECORD_COLUMNS = (
     "status", "status_step", "final_val_loss", "best_val_loss", "loss_floor", "steps", "tokens", "wall_time",
-    "train_time", "tokens_per_second", "peak_memory_mb", "n_params", "target", "target_step", "target_tokens",
-    "target_time", "error",
+    "train_time", "cpu_time", "tokens_per_second", "peak_memory_mb", "n_params", "target", "target_step",
+    "target_tokens", "target_time", "error",
 )  # fmt: skip
 
 

@@ -57,6 +57,9 @@ class RunRecord:
     tokens: int = 0
     wall_time: float = 0.0  # seconds, set-up and evaluations included
     train_time: float = 0.0  # seconds in training steps alone (AlgoPerf's clock)
+    # process CPU seconds (every thread) over the same steps as train_time: where wall time moves and this does
+    # not, other processes held the CPU (a loaded machine), not the technique
+    cpu_time: float = 0.0
     tokens_per_second: float = 0.0  # training tokens after the warm-up steps / train_time
     warmup_steps: int = 0  # first steps left out of train_time (TIMING_WARMUP_STEPS, fewer in shorter runs)
     warmup_time: float = 0.0  # seconds those steps took
@@ -384,11 +387,13 @@ class Curves:
 
 
 class Clock:
-    """Training time alone (AlgoPerf's clock): paused for evaluations; the first `warmup` steps recorded apart."""
+    """Training time alone (AlgoPerf's clock): paused for evaluations; the first `warmup` steps recorded apart.
+    Process CPU time runs beside it over the same steps."""
 
     def __init__(self, device: str, warmup: int):
-        self.device, self.warmup, self.train_time = device, warmup, 0.0
+        self.device, self.warmup, self.train_time, self.cpu_time = device, warmup, 0.0, 0.0
         self.tick = time.perf_counter()
+        self.cpu_tick = time.process_time()
 
     def now(self) -> float:
         if self.device.startswith("cuda"):
@@ -399,13 +404,15 @@ class Clock:
         if done == self.warmup:  # one synchronize, once
             now = self.now()
             record.warmup_steps, record.warmup_time = self.warmup, now - self.tick
-            self.tick = now
+            self.tick, self.cpu_tick = now, time.process_time()
 
     def pause(self) -> None:
         self.train_time += self.now() - self.tick
+        self.cpu_time += time.process_time() - self.cpu_tick
 
     def resume(self) -> None:
         self.tick = time.perf_counter()
+        self.cpu_tick = time.process_time()
 
 
 class Target:
@@ -483,6 +490,7 @@ def _train(
     if record.status == "diverged":
         clock.pause()
     finish_record(record, run, curves, clock.train_time, done)
+    record.cpu_time = clock.cpu_time
     return run.evaluated_model()
 
 

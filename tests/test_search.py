@@ -264,7 +264,7 @@ def test_search_writes_a_report_with_optunas_plots(tmp_path, capsys):
     html = (tmp_path / "reports" / "reported.html").read_text()
     search_section = html.split('<section id="search">', 1)[1].split("</section>", 1)[0]
     assert "Optimization history" in search_section and "data:image/png;base64," in search_section
-    assert "Best: " in html  # the trials are the report's runs
+    assert "Best trial: " in html  # the trials are the report's runs, a search's headline names a trial
     assert "4 trials: 4 complete." in search_section  # the search's own count, whatever the report's runs are
 
 

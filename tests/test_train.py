@@ -33,6 +33,7 @@ def test_record_contents(tiny):
     assert r.loss_floor is not None and 0 < r.loss_floor < math.log(8)
     assert r.target_step == 10 and r.target_tokens == 10 * 4 * 64 and r.target_time > 0
     assert r.wall_time >= r.train_time > 0 and r.tokens_per_second > 0 and r.peak_memory_mb > 0
+    assert r.cpu_time > 0  # process CPU seconds over the timed steps, beside their wall seconds
     assert r.env["torch"] == torch.__version__ and r.env["threads"] == 1 and r.env["device"] == "cpu"
     json.loads(r.to_json())  # serializable as it is
 
