@@ -39,6 +39,7 @@ COLUMNS: dict[str, str] = {
     "tokens": "Int64",
     "wall_time": "float64",
     "train_time": "float64",
+    "cpu_time": "float64",
     "tokens_per_second": "float64",
     "peak_memory_mb": "float64",
     "n_params": "Int64",
