@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# optbench's first run on a GPU, in under ten minutes on one H200 (stage time limits sum to 550 s), printing
+# optbench's first run on a GPU, in under ten minutes on one H200 (stage time limits sum to 560 s), printing
 # what it measured. Not yet run on a GPU: no session so far was lent one.
 #
 #   here (network):      bash .ci/gpu-prepare.sh               # wheels -> .whl/, corpus -> .gpu-data/
@@ -8,7 +8,9 @@
 #
 # Stages, each under its own `timeout`, each printing a summary even when the next one fails:
 #   env      torch, CUDA, driver, the GPU's identity and the peak-table entry it matches (or none)
-#   tests    tests/test_devices.py: the device logic, and the one test that trains on the real GPU
+#   tests    `pytest -m device`: the device logic (tests/test_devices.py, and the device tests in the files
+#            of the modules they test: kernels, workers, executor, train), with the one test that trains on
+#            the real GPU
 #   kernels  `optbench kernels --device cuda`: every kernel checked against its CPU float64 reference
 #            (defect 1), timed with CUDA events over many launches per synchronize (5), memory-bound inputs
 #            cycled past L2 (5), % of the exact GPU's peak (4); exits non-zero if nothing was timed (8)
@@ -64,7 +66,7 @@ PY
 }
 
 stage_tests() {
-    timeout 50 "$PY" -m pytest tests/test_devices.py -q -rs -p no:cacheprovider
+    timeout 60 "$PY" -m pytest tests -m device -q -rs -p no:cacheprovider
 }
 
 stage_kernels() {

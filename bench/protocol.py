@@ -19,7 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bench.codec import FINISHED
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from bench.axes import AXES
+from bench.codec import FINISHED, axis_params
+from bench.config import SCALARS
 from bench.labels import label
 from bench.registry import ConfigError
 from bench.suite import Run, Suite, expand
@@ -135,13 +139,46 @@ def point_means(suite: Suite, runs: list[Run], results: Results) -> dict[tuple, 
     return {p: (sum(v) / len(v), template[p]) for p, v in values.items()}
 
 
+def edge_of(grid: list[Any], value: Any) -> tuple[str, int] | None:
+    """('largest' | 'smallest', number of values) when `value` is the largest or smallest number of a grid of
+    two or more that ran; None when it lies inside, or the grid is not numeric (what the report flags)."""
+    if not all(is_number(v) for v in grid) or not is_number(value):
+        return None
+    numbers = sorted({float(v) for v in grid})
+    if len(numbers) < 2:
+        return None
+    if float(value) == numbers[-1]:
+        return "largest", len(numbers)
+    if float(value) == numbers[0]:
+        return "smallest", len(numbers)
+    return None
+
+
 def is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def scale_of(values: list[float]) -> str:
-    """'log' where the values are all positive and span a factor of 10 or more, else 'linear'."""
+def scale_of(config: Any, key: str, values: list[float]) -> str:
+    """The scale a tuned setting is stepped on: the one its parameter's declared search range uses (a learning
+    rate's is log, a warmup's linear), else log where the values are all positive and span a factor of 10 or
+    more."""
+    param = setting_param(config, key)
+    if param is not None and param.search is not None and param.search[0] in ("log", "float", "int", "steps"):
+        return "log" if param.search[0] == "log" and min(values) > 0 else "linear"
     return "log" if min(values) > 0 and max(values) >= 10 * min(values) else "linear"
+
+
+def setting_param(config: Any, key: str) -> Any:
+    """The Param a dotted setting of a run's config names ('optimizer.lr' -> its optimizer's lr), or None."""
+    head, _, inner = key.partition(".")
+    if not inner:
+        return SCALARS.get(head)
+    axis = AXES.get(head)
+    if axis is None or axis.combine:
+        return None
+    choice = getattr(config, head)
+    entry = axis.registry.entries.get(choice.name)
+    return entry.params.get(inner) if entry is not None else None
 
 
 def beyond(value: float, declared: list[float], edge: str, scale: str) -> float:
@@ -182,7 +219,7 @@ def propose(suite: Suite, tuning: ArmTuning, best: tuple, means: dict[tuple, flo
         if len(line) < 2:  # the best's other settings were tried at one value of this one: nothing to judge
             continue
         value = tuned_values(suite, template)[key]
-        scale = scale_of(declared)
+        scale = scale_of(template.config, key, declared)
         integer = all(isinstance(v, int) for v in declared)
         edge = "largest" if value == line[-1] else "smallest" if value == line[0] else None
         if edge is not None:
@@ -210,7 +247,7 @@ def propose(suite: Suite, tuning: ArmTuning, best: tuple, means: dict[tuple, flo
         for neighbour in (line[i - 1], line[i + 1]):
             gap = max(neighbour, value) / min(neighbour, value) if scale == "log" else abs(neighbour - value)
             finest = step ** (0.5**suite.tune_refine) if scale == "log" else step * 0.5**suite.tune_refine
-            if gap <= finest * (1 + 1e-9):
+            if gap <= finest * 1.01:  # (new values are rounded to 3 digits: a gap may read 0.5% wider)
                 continue
             new = tidy(midpoint(value, neighbour, scale), integer)
             if new in line or new in (value, neighbour):
@@ -238,3 +275,65 @@ def with_value(suite: Suite, template: Run, key: str, value: Any) -> list[Run] |
         return f"{value!r} cannot run ({e.message})"
     arm = {k: suite.axis_label(k, v) if k != key else label(v) for k, v in values.items()}
     return [Run(config.override({"seed": s}), arm, values, stage="tune") for s in suite.seeds]
+
+
+def run_params(suite: Suite, run: Run) -> dict[str, tuple[Any, Any]]:
+    """A run's trial parameters (name -> (value, distribution)): the axes the suite varies, with the same
+    distribution for every run of the suite, what the protocol adds included. A tuned numeric setting is a
+    range over every value the protocol can reach (the declared values and up to `tune_extend` steps past
+    them); an axis holding a tuned setting inside its tables is categorical over its values without it."""
+    if not suite.tune:
+        return axis_params(suite.axes, run.values, suite.axis_label)
+    tuned = tuned_values(suite, run)
+    plain = {k: v for k, v in run.values.items() if k not in suite.tune and not inner_keys(suite, k)}
+    out = axis_params({k: suite.axes[k] for k in plain}, plain, suite.axis_label)
+    for key in run.values:
+        inner = inner_keys(suite, key)
+        if inner and key not in suite.tune:
+            untuned = [strip(v, inner) for v in suite.axes[key]]
+            labels = tuple(dict.fromkeys(suite.axis_label(key, v) for v in untuned))
+            out[key] = (suite.axis_label(key, strip(run.values[key], inner)), CategoricalDistribution(labels))
+    for key, value in tuned.items():
+        declared = declared_values(suite, key)
+        if not all(is_number(v) for v in declared) or len(set(declared)) < 2:
+            out.update(axis_params({key: declared}, {key: value}, lambda k, v: label(v)))
+            continue
+        out[key] = (value, reachable(suite, key, declared))
+    return out
+
+
+def inner_keys(suite: Suite, axis: str) -> list[str]:
+    """The tuned parameters set inside an axis's tables ('lr' for tune = ["optimizer.lr"] under an optimizer
+    axis that is no axis of its own)."""
+    return [t.split(".", 1)[1] for t in suite.tune if t.startswith(axis + ".") and t not in suite.axes]
+
+
+def strip(value: Any, inner: list[str]) -> Any:
+    return {k: v for k, v in value.items() if k not in inner} if isinstance(value, Mapping) else value
+
+
+def declared_values(suite: Suite, key: str) -> list[Any]:
+    """Every value the suite file gives a tuned setting, over all its arms."""
+    if key in suite.axes:
+        return list(suite.axes[key])
+    head, _, inner = key.partition(".")
+    return [v[inner] for v in suite.axes.get(head, []) if isinstance(v, Mapping) and inner in v]
+
+
+def reachable(suite: Suite, key: str, declared: list[float]) -> Any:
+    """The range of a tuned numeric setting the protocol can reach: the declared values, and `tune_extend`
+    steps past them on the setting's scale (a little wider, for the rounding of new values)."""
+    numbers = sorted(set(declared))
+    scale = scale_of(suite.base, key, numbers)
+    low, high = numbers[0], numbers[-1]
+    for _ in range(suite.tune_extend):
+        low, high = beyond(low, numbers, "smallest", scale), beyond(high, numbers, "largest", scale)
+    integer = all(isinstance(v, int) for v in numbers)
+    if scale == "log":
+        low, high = low / 1.01, high * 1.01
+    else:
+        margin = 0.01 * (high - low)
+        low, high = low - margin, high + margin
+    if integer:
+        return IntDistribution(math.floor(low), math.ceil(high), log=scale == "log" and low >= 1)
+    return FloatDistribution(low, high, log=scale == "log")

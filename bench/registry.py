@@ -62,8 +62,18 @@ def is_finite(value: Any) -> bool:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """A check of a value beyond its type and bounds: `says` states it (fit to print in a reference),
+    `problem(value)` says what is wrong with a value, or returns None."""
+
+    says: str
+    problem: Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
 class Param:
-    """One typed parameter. `kind` is bool, int, float, str or tuple (a fixed-length list of floats)."""
+    """One typed parameter. `kind` is bool, int, float, str, tuple (a fixed-length list of floats) or list (of
+    `item`s, each checked as that Param declares)."""
 
     kind: type
     default: Any
@@ -74,17 +84,43 @@ class Param:
     choices: tuple[str, ...] | None = None
     length: int | None = None  # for tuples
     optional: bool = False  # None is allowed
-    required: bool = False  # a string that may not be empty (a corpus's file path)
+    required: bool = False  # must be given: a string or list may not be empty (a corpus's file path, a suite's
+    # seeds), nor a value None
+    # floats: False admits inf and -inf (never nan), for a third-party class whose own default is inf
+    finite: bool = True
     # A search range for Optuna: ("log", lo, hi), ("float", lo, hi), ("int", lo, hi), a tuple of choices, or
     # ("steps", lo, hi): whole steps from lo to hi as fractions of the run, so the range scales with its length.
     search: tuple | None = None
+    item: Param | None = None  # a list's items; its help names one in messages ("seed")
+    unique: bool = False  # a list that holds no item twice
+    rules: tuple[Rule, ...] = ()  # checked after type and bounds
+
+    def takes(self, value: Any) -> bool:
+        """Whether `value` is of this parameter's type, bounds and rules aside (what Either tells forms apart by)."""
+        if self.kind is bool or isinstance(value, bool):
+            return self.kind is bool and isinstance(value, bool)
+        if self.kind in (tuple, list):
+            return isinstance(value, list | tuple)
+        return isinstance(value, int | float if self.kind is float else self.kind)
 
     def check(self, value: Any, key: str) -> Any:
         """The value converted to the canonical type, or ConfigError naming `key`."""
+        value = self._typed(value, key)
+        for rule in self.rules:
+            problem = None if value is None else rule.problem(value)
+            if problem:
+                raise ConfigError(key, problem)
+        return value
+
+    def _typed(self, value: Any, key: str) -> Any:
         if value is None:
             if self.optional:
                 return None
+            if self.required:
+                raise ConfigError(key, f"is required: {self.help}")
             raise ConfigError(key, f"must be {self.describe()}, got nothing")
+        if self.kind is list:
+            return self._list(value, key)
         if self.kind is tuple:
             if not isinstance(value, list | tuple) or (self.length and len(value) != self.length):
                 raise ConfigError(key, f"must be {self.describe()}, got {value!r}")
@@ -103,6 +139,23 @@ class Param:
             return value
         return self._number(value, self.kind, key)
 
+    def _list(self, value: Any, key: str) -> list[Any]:
+        if not isinstance(value, list | tuple) or (self.required and not value):
+            raise ConfigError(key, f"must be {self.describe()}, got {value!r}")
+        items = []
+        for i, v in enumerate(value):
+            try:
+                items.append(self.item.check(v, key) if self.item else v)
+            except ConfigError as e:  # the list is the key a user wrote; the message says which item
+                raise ConfigError(key, f"{e.message} ({self._noun} {i + 1} of {list(value)!r})") from None
+        if self.unique and any(v in items[:i] for i, v in enumerate(items)):
+            raise ConfigError(key, f"lists a {self._noun} twice: {list(value)!r}; list each once")
+        return items
+
+    @property
+    def _noun(self) -> str:
+        return (self.item.help if self.item else "") or "value"
+
     def _number(self, value: Any, kind: type, key: str) -> Any:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if kind is int and isinstance(value, float):
@@ -110,7 +163,9 @@ class Param:
         if not ok:
             raise ConfigError(key, f"must be {self.describe()}, got {value!r}")
         if kind is float and not is_finite(value):
-            raise ConfigError(key, f"must be a finite number, got {value!r}")
+            if self.finite or isinstance(value, int) or value != value:
+                allowed = "a finite number" if self.finite else "a number or inf (not nan)"
+                raise ConfigError(key, f"must be {allowed}, got {value!r}")
         value = kind(value)
         if self.positive and value <= 0:
             raise ConfigError(key, f"must be > 0, got {value!r}")
@@ -121,6 +176,11 @@ class Param:
         return value
 
     def describe(self) -> str:
+        if self.kind is list:
+            text = "a non-empty list" if self.required else "a list"
+            text += f" of {'distinct ' if self.unique else ''}{self._noun}s"
+            text += f", each {self.item.describe()}" if self.item else ""
+            return text + (" or nothing" if self.optional else "")
         if self.kind is tuple:
             text = f"a list of {self.length} numbers" if self.length else "a list of numbers"
         elif self.choices:
@@ -142,9 +202,62 @@ class Param:
         out: dict[str, Any] = {"type": self.describe(), "default": _jsonable(self.default)}
         if self.help:
             out["help"] = self.help
+        if self.rules:
+            out["rules"] = [rule.says for rule in self.rules]
         if self.search is not None:
             out["search"] = _jsonable(self.search)
         return out
+
+
+@dataclass(frozen=True)
+class Either:
+    """A value of one of several declared forms, told apart by type (`confirm_seeds = 3` counts fresh seeds,
+    `confirm_seeds = [7, 8]` lists them). A form's help, where it has one, names it in messages. Checked,
+    described and listed as a Param is."""
+
+    forms: tuple[Param, ...]
+    default: Any
+    help: str = ""
+
+    def check(self, value: Any, key: str) -> Any:
+        for form in self.forms:
+            if form.takes(value):
+                try:
+                    return form.check(value, key)
+                except ConfigError as e:
+                    raise ConfigError(key, f"{e.message} ({form.help})" if form.help else e.message) from None
+        raise ConfigError(key, f"must be {self.describe()}, got {'nothing' if value is None else repr(value)}")
+
+    def describe(self) -> str:
+        return " or ".join(f"{f.help} ({f.describe()})" if f.help else f.describe() for f in self.forms)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.describe(), "default": _jsonable(self.default)}
+        if self.help:
+            out["help"] = self.help
+        return out
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of a file whose keys are declared, each a Param or an Either (a suite's [suite], a search
+    range): `check` refuses unknown keys and fills in defaults; `to_json` lists the keys as data, as
+    `optbench list --json` lists the axes (the reference pages of the docs are made from it)."""
+
+    name: str
+    description: str
+    keys: Mapping[str, Param | Either]
+
+    def check(self, given: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """Every declared key's value (its default where `given` has none), checked; keys are named
+        `where.KEY` in messages."""
+        for key in given:
+            if key not in self.keys:
+                raise ConfigError(f"{where}.{key}", unknown_key(key, list(self.keys)))
+        return {name: p.check(given.get(name, p.default), f"{where}.{name}") for name, p in self.keys.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"description": self.description, "keys": {name: p.to_json() for name, p in self.keys.items()}}
 
 
 def _number_text(x: float) -> str:

@@ -16,10 +16,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import codec
+from bench import codec, protocol
 from bench.codec import (
     FINISHED,
-    axis_params,
     claim_attrs,
     copied_trial,
     fit_params,
@@ -162,9 +161,9 @@ class SuiteWork:
 
 
 def run_params(suite: Suite, run: Run, trials: list) -> dict[str, tuple[Any, Any]]:
-    """The trial parameters of one of the suite's runs: the axes it varies (bench.codec.axis_params), named
+    """The trial parameters of one of the suite's runs: the axes it varies (bench.protocol.run_params), named
     apart from any the study holds with other choices (an edited axis)."""
-    return fit_params(axis_params(suite.axes, run.values, suite.axis_label), trials)
+    return fit_params(protocol.run_params(suite, run), trials)
 
 
 def import_finished_runs(store: Store, study: Any, suite: Suite, runs: dict[str, Run]) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 from bench.axes import CHOICE_AXES, SEARCHED_AXES
 from bench.config import RunConfig
 from bench.labels import label
-from bench.registry import ConfigError, Param, is_finite
+from bench.registry import ConfigError, Param, Table
 
 PLAIN = (type(None), bool, int, float, str)  # what an Optuna categorical choice may be
 
@@ -155,15 +155,29 @@ def param_dimension(name: str, param: Param, when: tuple[str, str] | None = None
     return Dimension(name, "categorical", tuple(spec), when=when)
 
 
-RANGE_KEYS = {"low", "high", "log", "type"}
+RANGE = Table(
+    "search",
+    'Each key of [search] is a dotted field of the run; its value a list of values to choose from, on an axis '
+    '"auto" (every entry) or a list of entry names (each with its own parameters searched), or a range table '
+    'with these keys, sampled by Optuna: "optimizer.lr" = { low = 1e-4, high = 3e-2, log = true }.',
+    {
+        "low": Param(float, None, "The smallest value sampled (> 0 on a log scale; a whole number for type int)."),
+        "high": Param(float, None, "The largest value sampled, above low (a whole number for type int)."),
+        "log": Param(bool, False, "Sample on a log scale (learning rates, weight decays)."),
+        "type": Param(str, "float", "The kind of number sampled: float, or int for whole numbers (steps, batch "
+                      "sizes).", choices=("float", "int")),
+    },
+)  # fmt: skip
+RANGE_KEYS = set(RANGE.keys)
 
 
 def flatten_search(search: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """TOML's bare dotted keys nest (optimizer.lr = [...] is {optimizer: {lr: [...]}}); ranges stay tables."""
+    """TOML's bare dotted keys nest (optimizer.lr = [...] is {optimizer: {lr: [...]}}); ranges stay tables, a
+    range with a misspelt key too (it names low or high), so that the key is refused as a range's."""
     out: dict[str, Any] = {}
     for key, value in search.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value and not set(value) <= RANGE_KEYS:
+        if isinstance(value, Mapping) and not set(value) <= RANGE_KEYS and not {"low", "high"} & set(value):
             out.update(flatten_search(value, name + "."))
         else:
             out[name] = value
@@ -204,24 +218,23 @@ def parse_space(search: Mapping[str, Any], base: RunConfig) -> Space:
 
 def range_dimension(key: str, spec: Mapping[str, Any]) -> Dimension:
     where = f"search.{key}"
-    unknown = set(spec) - RANGE_KEYS
-    if unknown:
-        raise ConfigError(f"{where}.{sorted(unknown)[0]}", "allowed: low, high, log, type")
-    low, high = spec.get("low"), spec.get("high")
-    kind = spec.get("type", "float")
-    if not isinstance(kind, str) or kind not in ("float", "int"):
-        raise ConfigError(f"{where}.type", f'must be "float" or "int", got {kind!r}')
-    log = spec.get("log", False)
-    if not isinstance(log, bool):  # a string such as "no" would read as true
-        raise ConfigError(f"{where}.log", f"must be true or false, got {log!r}")
-    if not (is_finite(low) and is_finite(high)) or low >= high:
-        raise ConfigError(where, f"needs finite numbers low < high, got low={low!r} high={high!r}")
-    if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
-        # (suggest_int truncates: low = 0.5, high = 0.9 would search the single value 0)
-        raise ConfigError(where, f"needs whole numbers low and high for type int, got {low!r}, {high!r}")
+    try:
+        r = RANGE.check(spec, where)
+    except ConfigError as e:
+        if e.key in (f"{where}.low", f"{where}.high"):
+            raise ConfigError(e.key, f"{e.message} (a range needs finite numbers low < high)") from None
+        raise
+    low, high, log = r["low"], r["high"], r["log"]
+    if low >= high:
+        raise ConfigError(where, f"needs finite numbers low < high, got low={spec['low']!r} high={spec['high']!r}")
+    if r["type"] == "int":
+        if not (low.is_integer() and high.is_integer()):
+            # (suggest_int truncates: low = 0.5, high = 0.9 would search the single value 0)
+            raise ConfigError(where, f"needs whole numbers low and high for type int, got {low!r}, {high!r}")
+        low, high = int(low), int(high)
     if log and low <= 0:
         raise ConfigError(f"{where}.low", "must be > 0 on a log scale")
-    return Dimension(key, kind, low=low, high=high, log=log)
+    return Dimension(key, r["type"], low=low, high=high, log=log)
 
 
 def check_dimension(dim: Dimension, dims: list[Dimension], base: RunConfig) -> None:

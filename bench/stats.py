@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from scipy import stats as sps
 from bench.codec import FINISHED, STATUSES  # the one status vocabulary (bench.codec.Status)
 
 CONFIDENCE = 0.95
+ALPHA = 0.05  # a Holm-adjusted p below this separates two arms
 # Below this many seeds an arm gets no interval, no p-value and no effect size. Measured by simulation
 # (tests/test_stats.py, normal seed noise, 2000 draws): a 95% percentile-bootstrap interval of the mean
 # covers the true mean 52% of the time at 2 seeds and 75% at 3 (90% only from 8 seeds), so intervals are
@@ -26,26 +28,46 @@ CONFIDENCE = 0.95
 MIN_SEEDS_FOR_CI = 3
 
 
+def t_test(x: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """The one-sample t-test of mean 0 (what scipy.stats.ttest_1samp computes, from the t distribution
+    directly: ttest_1samp's argument handling cost a millisecond a call, a report of 500 arms two): the
+    interval of the mean and the two-sided p. x: two or more finite values, not all equal."""
+    n = len(x)
+    mean, se = float(x.mean()), float(x.std(ddof=1)) / math.sqrt(n)
+    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * se
+    return mean - half, mean + half, float(2 * sps.t.sf(abs(mean) / se, n - 1))
+
+
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:
-    """95% Student-t interval of the mean (scipy.stats.ttest_1samp); NaN with fewer than MIN_SEEDS_FOR_CI
-    values or any non-finite one."""
+    """95% Student-t interval of the mean (t_test: scipy.stats.ttest_1samp's); NaN with fewer than
+    MIN_SEEDS_FOR_CI values or any non-finite one."""
     x = np.asarray(values, dtype=float)
     if len(x) < MIN_SEEDS_FOR_CI or not np.all(np.isfinite(x)):
         return math.nan, math.nan
     if np.ptp(x) == 0:
         return float(x[0]), float(x[0])
-    ci = sps.ttest_1samp(x, 0.0).confidence_interval(CONFIDENCE)
-    return float(ci.low), float(ci.high)
+    low, high, _ = t_test(x)
+    return low, high
+
+
+def _groups(frame: pd.DataFrame, by: str, value: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Row positions of each arm in the frame's order, with the statuses and values as arrays (per-arm
+    pandas filtering took 3 ms an arm)."""
+    positions = frame.groupby(by, sort=False).indices
+    order = [k for k in dict.fromkeys(frame[by]) if k in positions]
+    values = pd.to_numeric(frame[value], errors="coerce").astype(float).to_numpy()
+    return {k: positions[k] for k in order}, frame["status"].to_numpy(dtype=object), values
 
 
 def summarize(frame: pd.DataFrame, by: str = "arm", value: str = "value") -> pd.DataFrame:
     """Per arm: n, mean, std, 95% CI (NaN where too few seeds), status counts, rank with ties, gap to best."""
     rows = []
-    for arm, group in frame.groupby(by, sort=False):
-        finished = group[group["status"].isin(FINISHED)]
-        values = finished[value].astype(float).to_numpy()
+    groups, status, all_values = _groups(frame, by, value)
+    finished_mask = np.isin(status, FINISHED)
+    for arm, idx in groups.items():
+        values = all_values[idx][finished_mask[idx]]
         low, high = mean_ci(values)
-        counts = group["status"].value_counts()
+        counts = Counter(status[idx])
         rows.append({
             by: arm,
             "n": len(values),
@@ -98,31 +120,108 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 
 def paired_comparisons(frame: pd.DataFrame, baseline: str, by: str = "arm", value: str = "value") -> pd.DataFrame:
-    """Each arm against the baseline over matching seeds (same data order): mean difference, paired t-test,
-    Holm-adjusted p, and the paired effect size d = mean(diff) / sd(diff). Needs MIN_SEEDS_FOR_CI matching
-    finite pairs: with fewer, p and d stay NaN (see MIN_SEEDS_FOR_CI for why)."""
-    base = frame[(frame[by] == baseline) & frame["status"].isin(FINISHED)].set_index("seed")[value].astype(float)
+    """Each arm against the baseline over matching seeds (same data order): mean difference with its 95%
+    Student-t interval, paired t-test, Holm-adjusted p, the paired effect size d = mean(diff) / sd(diff) with
+    its 95% noncentral-t interval, and a verdict ('better', 'worse', 'not distinguishable' by the Holm p;
+    'not tested' below MIN_SEEDS_FOR_CI finite pairs, where p, d and the intervals stay NaN)."""
+    groups, status, values = _groups(frame, by, value)
+    seeds = frame["seed"].to_numpy(dtype=object)
+    finished_mask = np.isin(status, FINISHED)
+
+    def by_seed(idx: np.ndarray) -> dict[Any, float]:
+        kept = idx[finished_mask[idx]]
+        return dict(zip(seeds[kept], values[kept], strict=True))
+
+    base = by_seed(groups.get(baseline, np.array([], dtype=int)))
     rows = []
-    for arm, group in frame.groupby(by, sort=False):
+    for arm, idx in groups.items():
         if arm == baseline:
             continue
-        other = group[group["status"].isin(FINISHED)].set_index("seed")[value].astype(float)
-        seeds = sorted(set(base.index) & set(other.index))
+        other = by_seed(idx)
+        common = sorted(set(base) & set(other))
         with np.errstate(invalid="ignore"):  # both diverged: inf - inf is NaN, dropped as not finite
-            diff = np.array([other[s] - base[s] for s in seeds], dtype=float)
+            diff = np.array([other[s] - base[s] for s in common], dtype=float)
         finite = diff[np.isfinite(diff)]
         row = {by: arm, "pairs": len(finite), "mean_diff": float(finite.mean()) if len(finite) else math.nan,
-               "p": math.nan, "effect_size": math.nan}  # fmt: skip
+               "diff_low": math.nan, "diff_high": math.nan, "p": math.nan, "effect_size": math.nan,
+               "d_low": math.nan, "d_high": math.nan}  # fmt: skip
         if len(finite) >= MIN_SEEDS_FOR_CI and np.ptp(finite) > 0:
-            row["p"] = float(sps.ttest_1samp(finite, 0.0).pvalue)  # = the paired t-test on finite pairs
-            row["effect_size"] = float(finite.mean() / finite.std(ddof=1))
+            low, high, p = t_test(finite)  # = the paired t-test on finite pairs
+            row.update(p=p, diff_low=low, diff_high=high)
+            d = float(finite.mean() / finite.std(ddof=1))
+            row["effect_size"] = d
+            row["d_low"], row["d_high"] = effect_size_ci(d, len(finite))
+        elif len(finite) >= MIN_SEEDS_FOR_CI:  # every pair differs by the same amount: no noise to test against
+            row.update(diff_low=float(finite[0]), diff_high=float(finite[0]))
         rows.append(row)
-    table = pd.DataFrame(rows, columns=[by, "pairs", "mean_diff", "p", "effect_size"])
+    columns = [by, "pairs", "mean_diff", "diff_low", "diff_high", "p", "effect_size", "d_low", "d_high"]
+    table = pd.DataFrame(rows, columns=columns)
     tested = table["p"].notna()
     table["p_holm"] = math.nan
     if tested.any():
         table.loc[tested, "p_holm"] = holm(table.loc[tested, "p"].tolist())
+    table["verdict"] = [verdict(row) for _, row in table.iterrows()]
     return table
+
+
+def verdict(row: pd.Series) -> str:
+    """'better' / 'worse' (lower is better) where the Holm-adjusted p is below ALPHA, else 'not
+    distinguishable' (so too where every pair is identical); 'not tested' without a p-value."""
+    mean_diff, p_holm = row["mean_diff"], row["p_holm"]
+    if math.isnan(p_holm):
+        identical = row["pairs"] >= MIN_SEEDS_FOR_CI and row["diff_low"] == row["diff_high"] == 0
+        return "not distinguishable" if identical else "not tested"
+    if p_holm < ALPHA:
+        return "better" if mean_diff < 0 else "worse"
+    return "not distinguishable"
+
+
+def effect_size_ci(d: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Interval of a one-sample (paired) standardized mean difference d = mean / sd over n values, by
+    inverting the noncentral t distribution of t = d * sqrt(n) (Steiger & Fouladi 1997): the noncentrality
+    parameters whose t distributions put the observed t at their upper and lower (1 - confidence) / 2
+    quantiles, over sqrt(n). NaN where scipy's noncentral t cannot be evaluated that far out."""
+    from scipy import optimize, special
+
+    if n < 2 or not math.isfinite(d):
+        return math.nan, math.nan
+    if d < 0:  # the t distribution's symmetry: T(nc) = -T(-nc)
+        low, high = effect_size_ci(-d, n, confidence)
+        return -high, -low
+    t, df, tail = d * math.sqrt(n), n - 1, (1 - confidence) / 2
+
+    def cdf(nc: float) -> float:
+        value = float(special.nctdtr(df, nc, t))
+        if math.isfinite(value):
+            return value
+        # scipy's series fails far out for some arguments: the definition, T = (Z + nc) / sqrt(V / df) with
+        # V chi-square(df), integrated over V: P(T <= t) = E[Phi(t * sqrt(V / df) - nc)]
+        from scipy import integrate
+
+        chi = sps.chi2(df)
+        low, high = chi.ppf(1e-12), chi.ppf(1 - 1e-12)
+        return float(integrate.quad(lambda v: special.ndtr(t * math.sqrt(v / df) - nc) * chi.pdf(v), low, high,
+                                    limit=200)[0])  # fmt: skip
+
+    def noncentrality(q: float) -> float:
+        f = lambda nc: cdf(nc) - q  # noqa: E731 -- decreasing in nc
+        lo, hi, step = t - 1.0, t + 1.0, 1.0
+        while (v := f(lo)) < 0:
+            lo, step = lo - step, step * 2
+        step = 1.0
+        while (v := f(hi)) > 0:
+            hi, step = hi + step, step * 2
+        if math.isnan(v):
+            raise ValueError("noncentral t out of range")
+        return optimize.brentq(f, lo, hi, xtol=1e-10)
+
+    if t > 1e3:  # far out, Z is nothing beside nc: T = nc / sqrt(V / df), so nc = t * sqrt(V's quantile / df)
+        return tuple(t * math.sqrt(float(sps.chi2.ppf(q, df)) / df) / math.sqrt(n) for q in (tail, 1 - tail))
+    try:
+        with np.errstate(all="ignore"):
+            return noncentrality(1 - tail) / math.sqrt(n), noncentrality(tail) / math.sqrt(n)
+    except (ValueError, RuntimeError):
+        return math.nan, math.nan
 
 
 def best_per_arm(frame: pd.DataFrame, groups: pd.Series, value: str = "value") -> pd.DataFrame:
@@ -143,14 +242,69 @@ def best_per_arm(frame: pd.DataFrame, groups: pd.Series, value: str = "value") -
 
 def performance_profile(times: pd.DataFrame, taus: np.ndarray, r_max: float = 4.0) -> tuple[pd.DataFrame, pd.Series]:
     """AlgoPerf's performance profiles. `times` has one row per workload (here: seed), one column per arm,
-    inf where the target was missed. r = t / best t of the workload; rho(tau) = share of workloads with
-    r <= tau; the score is the area under rho from 1 to r_max, normalized to [0, 1]."""
-    best = times.min(axis=1)
-    ratios = times.div(best, axis=0)
-    rho = pd.DataFrame({arm: [(ratios[arm] <= tau).mean() for tau in taus] for arm in times.columns}, index=taus)
+    inf where the target was missed, NaN where the arm has no result on that workload (a pruned or
+    interrupted run: no miss, no workload of that arm). r = t / best t of the workload; rho(tau) = share of
+    the arm's workloads with r <= tau; the score is the area under rho from 1 to r_max, normalized to [0, 1]."""
+    best = times.min(axis=1, skipna=True)
+    ratios = times.div(best, axis=0).to_numpy(dtype=float)  # (workloads, arms); NaN: no workload
+    counted = ~np.isnan(ratios)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        within = (ratios[None, :, :] <= np.asarray(taus)[:, None, None]).sum(axis=1)  # (taus, arms)
+        shares = within / counted.sum(axis=0)[None, :]
+    rho = pd.DataFrame(shares, index=taus, columns=times.columns)
     grid = taus[(taus >= 1) & (taus <= r_max)]
     scores = pd.Series({arm: float(np.trapezoid(rho.loc[grid, arm], grid) / (r_max - 1)) for arm in times.columns})
     return rho, scores
+
+
+def compare_times(times: dict[str, Sequence[float]]) -> tuple[pd.DataFrame, float]:
+    """Arms' times (to a target, in seconds) against the spread of each arm's own seeds, which differ in
+    nothing a clock should see. Per arm: n, median, min, max. On log seconds (a loaded machine slows a run
+    by a factor): Welch's one-way ANOVA (Alexander-Govern) over the arms with two or more timed seeds; where
+    it separates them, each arm against the fastest by Welch's t-test, Holm-adjusted. Returns the table
+    (verdict 'fastest', 'slower', 'within noise' or 'not tested') and the ANOVA's p (NaN where untestable)."""
+    rows = []
+    for arm, values in times.items():
+        x = np.asarray([v for v in values if v is not None and np.isfinite(v) and v > 0], dtype=float)
+        rows.append({"arm": arm, "n": len(x), "median": float(np.median(x)) if len(x) else math.nan,
+                     "min": float(x.min()) if len(x) else math.nan, "max": float(x.max()) if len(x) else math.nan,
+                     "p": math.nan, "p_holm": math.nan, "verdict": "not tested"})  # fmt: skip
+    table = pd.DataFrame(rows, columns=["arm", "n", "median", "min", "max", "p", "p_holm", "verdict"])
+    logs = {a: np.log([v for v in times[a] if v is not None and np.isfinite(v) and v > 0]) for a in times}
+    # an arm needs a spread of its own to be tested against (clocks never repeat exactly; made-up times may)
+    testable = [a for a in times if len(logs[a]) >= 2 and np.ptp(logs[a]) > 0]
+    p_all = math.nan
+    if len(testable) >= 2:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            try:
+                p_all = float(sps.alexandergovern(*[logs[a] for a in testable]).pvalue)
+            except (ValueError, ZeroDivisionError):
+                p_all = math.nan
+    if not testable:
+        return table, p_all
+    # the fastest of the arms with a spread to test (an arm that reached the target on one seed has none)
+    medians = table[table["arm"].isin(testable)].set_index("arm")["median"]
+    fastest = medians.idxmin()
+    table.loc[table["arm"] == fastest, "verdict"] = "fastest"
+    others = [a for a in testable if a != fastest]
+    if math.isnan(p_all):
+        return table, p_all
+    if p_all >= ALPHA:
+        table.loc[table["arm"].isin(others), "verdict"] = "within noise"
+        return table, p_all
+    ps = []
+    for a in others:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = float(sps.ttest_ind(logs[a], logs[fastest], equal_var=False).pvalue)
+        ps.append(p if math.isfinite(p) else 1.0)
+    adjusted = holm(ps) if ps else []
+    for a, p, q in zip(others, ps, adjusted, strict=True):
+        idx = table["arm"] == a
+        table.loc[idx, "p"], table.loc[idx, "p_holm"] = p, q
+        table.loc[idx, "verdict"] = "slower" if q < ALPHA else "within noise"
+    return table, p_all
 
 
 def param_importances(study: Any) -> dict[str, float]:

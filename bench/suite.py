@@ -25,23 +25,78 @@ from typing import Any
 
 from bench import plugins, settings
 from bench.config import MAX_SEED, RunConfig
-from bench.labels import LABEL_DIGITS, label, label_digits
-from bench.registry import ConfigError, closest, is_finite, unknown_key
+from bench.labels import LABEL_DIGITS, label, label_digits, label_style
+from bench.registry import ConfigError, Either, Param, Rule, Table, closest, unknown_key
 from bench.runfile import read_toml
 
 DESIGNS = ("grid", "ablation")
 METRICS = {"val_loss": "final_val_loss", "best_val_loss": "best_val_loss"}
-SUITE_KEYS = (
-    "name", "description", "design", "seeds", "metric", "target", "tune", "max_runs", "baseline", "confirm_seeds",
-    "tune_extend", "tune_refine",
-)  # fmt: skip
-# Fresh seeds a tuned arm's chosen setting is trained again on, unless the suite says otherwise.
-CONFIRM_SEEDS = 3
 SECTIONS = ("suite", "base", "axes", "search")
 SAFE_NAME = re.compile(r"\w[\w .+=,()-]{0,127}")
 # A file name holds 255 bytes; the longest one a suite's name makes is the report's temporary file,
 # `.NAME.html.PID.part` (bench.files.atomic_path), with a pid of up to 7 digits (Linux's pid_max 2**22).
 NAME_BYTES = 255 - len("..html.1234567.part")
+
+# A suite's name names files (reports/<name>.html must stay in reports/) and studies in a shared store.
+NAME_RULES = (
+    Rule(
+        "letters, digits, spaces and _ . - + = , ( ); no / or \\, not starting with . or -, at most 128 characters",
+        lambda name: None if SAFE_NAME.fullmatch(name) else (
+            f"{name!r} cannot name a file: use letters, digits, spaces and _ . - + = , ( ) "
+            "(no / or \\, not starting with . or -, at most 128 characters)"
+        ),
+    ),
+    Rule(  # 128 characters of CJK text are 384 bytes
+        f"at most {NAME_BYTES} bytes in UTF-8, so that its files' names fit",
+        lambda name: None if len(name.encode()) <= NAME_BYTES else (
+            f"is {len(name.encode())} bytes in UTF-8, over the {NAME_BYTES} that fit a file name "
+            "(reports/<name>.html and its temporary file)"
+        ),
+    ),
+    Rule(
+        "not ending in '.search' nor containing '.search.': those name the search studies of suites",
+        lambda name: None if not (name.endswith(".search") or ".search." in name) else (
+            f"{name!r} may not end in '.search' or contain '.search.': those name the search studies of "
+            "other suites in a shared store (<suite>.search, <suite>.search.<arm>)"
+        ),
+    ),
+)  # fmt: skip
+SEED = Param(int, None, "seed", low=0, high=MAX_SEED)
+
+SUITE = Table(
+    "suite",
+    "What the suite is called, which runs it makes of its axes, and how they are judged.",
+    {
+        "name": Param(str, None, "The suite's name: its study in the store and its report, reports/<name>.html "
+                      "(default: the file's name without .toml).", rules=NAME_RULES),
+        "description": Param(str, "", "The question the suite answers, shown at the top of its report."),
+        "design": Param(str, "grid", "How the runs are made of the axes: grid, every combination of them; "
+                        "ablation, one axis at a time from the base.", choices=DESIGNS),
+        "seeds": Param(list, (0,), "The seeds each configuration is trained with, once each.", item=SEED,
+                       required=True, unique=True),
+        "metric": Param(str, "val_loss", "What ranks the runs: the final validation loss (val_loss) or the best "
+                        "one any evaluation saw (best_val_loss).", choices=tuple(METRICS)),
+        "target": Param(float, None, "A validation loss: every run records the time and tokens it took to reach "
+                        "it.", optional=True),
+        "tune": Param(list, (), "Axes, or parameters set inside an axis's values (optimizer.lr under optimizer), "
+                      "that each arm is tuned over: the report ranks every arm at its best setting of them.",
+                      item=Param(str, None, "axis name")),
+        "max_runs": Param(int, None, "At most this many runs: a seeded sample of whole configurations, each with "
+                          "all its seeds (a grid too large to run whole).", low=1, optional=True),
+        "baseline": Param(str, None, "The arm every other arm is compared with, as the report labels it "
+                          "(default: the first arm).", optional=True),
+        "confirm_seeds": Either(
+            (Param(int, None, "a count of fresh seeds", low=0, high=100), Param(list, None, item=SEED, unique=True)),
+            3,
+            "In a suite that tunes: the fresh seeds each arm's chosen setting is trained again on, which took no "
+            "part in choosing it; a count of seeds after the suite's own, or a list of seeds not among them.",
+        ),
+        "tune_extend": Param(int, 3, "In a suite that tunes: how many steps a tuned axis's grid may be extended "
+                             "past an edge where an arm's best lies (0: never).", low=0, high=10),
+        "tune_refine": Param(int, 1, "In a suite that tunes: how many times the declared step between a tuned "
+                             "axis's values may be halved around an arm's best (0: never).", low=0, high=10),
+    },
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -119,68 +174,11 @@ class Suite:
             if key not in SECTIONS and key != "plugins":  # plugins: loaded by Suite.load, before parsing
                 raise ConfigError(key, unknown_key(key, list(SECTIONS), "section"))
         meta = table(doc, "suite")
-        for key in meta:
-            if key not in SUITE_KEYS:
-                raise ConfigError(f"suite.{key}", unknown_key(key, list(SUITE_KEYS)))
-        default_name = Path(source).stem if source else None
-        name = meta.get("name", default_name)
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError("suite.name", "must be a non-empty string")
-        if not SAFE_NAME.fullmatch(name):  # it names files: reports/<name>.html must stay in reports/
-            raise ConfigError(
-                "suite.name",
-                f"{name!r} cannot name a file: use letters, digits, spaces and _ . - + = , ( ) "
-                "(no / or \\, not starting with . or -, at most 128 characters)",
-            )
-        if len(name.encode()) > NAME_BYTES:  # 128 characters of CJK text are 384 bytes
-            raise ConfigError(
-                "suite.name",
-                f"is {len(name.encode())} bytes in UTF-8, over the {NAME_BYTES} that fit a file name "
-                "(reports/<name>.html and its temporary file)",
-            )
-        if name.endswith(".search") or ".search." in name:
-            raise ConfigError(
-                "suite.name",
-                f"{name!r} may not end in '.search' or contain '.search.': those name the search studies of "
-                "other suites in a shared store (<suite>.search, <suite>.search.<arm>)",
-            )
-        description = meta.get("description", "")
-        if not isinstance(description, str):
-            raise ConfigError("suite.description", "must be a string")
-        design = meta.get("design", "grid")
-        if not isinstance(design, str) or design not in DESIGNS:
-            raise ConfigError("suite.design", f"must be one of {', '.join(DESIGNS)}, got {design!r}")
-        seeds = meta.get("seeds", [0])
-        if not isinstance(seeds, list) or not seeds or not all(type(s) is int and 0 <= s <= MAX_SEED for s in seeds):
-            raise ConfigError("suite.seeds", f"must be a non-empty list of integers from 0 to 2**63 - 1, got {seeds!r}")
-        if len(set(seeds)) != len(seeds):
-            raise ConfigError("suite.seeds", f"lists a seed twice: {seeds!r}")
-        metric = meta.get("metric", "val_loss")
-        if not isinstance(metric, str) or metric not in METRICS:
-            raise ConfigError("suite.metric", f"must be one of {', '.join(METRICS)}, got {metric!r}")
-        target = meta.get("target")
-        if target is not None and not is_finite(target):
-            raise ConfigError("suite.target", f"must be a finite number, got {target!r}")
-        max_runs = meta.get("max_runs")
-        if max_runs is not None and (type(max_runs) is not int or max_runs < 1):
-            raise ConfigError("suite.max_runs", f"must be an integer >= 1, got {max_runs!r}")
-        for key in ("tune_extend", "tune_refine"):
-            if key in meta and (type(meta[key]) is not int or not 0 <= meta[key] <= 10):
-                raise ConfigError(f"suite.{key}", f"must be an integer from 0 to 10, got {meta[key]!r}")
-        given = meta.get("confirm_seeds", CONFIRM_SEEDS if meta.get("tune") else 0)
-        confirm = given
-        if type(given) is int and 0 <= given <= 100 and max(seeds) + given <= MAX_SEED:
-            confirm = [max(seeds) + 1 + i for i in range(given)]  # the next seeds after the tuning ones
-        if not isinstance(confirm, list) or not all(type(s) is int and 0 <= s <= MAX_SEED for s in confirm):
-            raise ConfigError(
-                "suite.confirm_seeds",
-                f"must be a count of fresh seeds (0 to 100) or a list of seeds from 0 to 2**63 - 1, got {given!r}",
-            )
-        if set(confirm) & set(seeds) or len(set(confirm)) != len(confirm):
-            raise ConfigError(
-                "suite.confirm_seeds",
-                f"must be seeds that took no part in tuning, each once; {confirm!r} against seeds {seeds!r}",
-            )
+        given = {"name": Path(source).stem, **meta} if source else dict(meta)
+        # the baseline is checked once the arms are known: a wrong one is answered with the arms there are
+        fields = SUITE.check({k: v for k, v in given.items() if k != "baseline"}, "suite")
+        name, seeds, target, tune = fields["name"], fields["seeds"], fields["target"], fields["tune"]
+        confirm = confirming_seeds(fields["confirm_seeds"], seeds) if tune or "confirm_seeds" in meta else []
 
         base_values = dict(table(doc, "base"))
         if target is not None:
@@ -210,9 +208,6 @@ class Suite:
                     raise ConfigError(
                         f"axes.{e.key}" if e.key.startswith(key.split(".")[0]) else f"axes.{key}", e.message
                     ) from None
-        tune = meta.get("tune", [])
-        if not isinstance(tune, list) or not all(isinstance(t, str) for t in tune):
-            raise ConfigError("suite.tune", "must be a list of axis names")
         for t in tune:  # an axis, or a parameter set inside an axis's values (optimizer.lr under optimizer)
             if t not in axes and t.split(".")[0] not in axes:
                 raise ConfigError(
@@ -222,29 +217,33 @@ class Suite:
         search = table(doc, "search")
         suite = cls(
             name,
-            description,
-            design,
+            fields["description"],
+            fields["design"],
             tuple(seeds),
-            metric,
+            fields["metric"],
             target,
             tuple(tune),
-            max_runs,
+            fields["max_runs"],
             base,
             axes,
             dict(search),
             source,
-            meta.get("baseline"),
+            given.get("baseline"),
             tuple(confirm) if tune else (),
-            meta.get("tune_extend", 3),
-            meta.get("tune_refine", 1),
+            fields["tune_extend"],
+            fields["tune_refine"],
         )
         suite.runs()  # every combination must be valid too (e.g. warmup against a shorter budget)
         if suite.baseline is not None:
             arms = suite.arm_labels()
-            if not isinstance(suite.baseline, str) or suite.baseline not in arms:
+            try:
+                SUITE.keys["baseline"].check(suite.baseline, "suite.baseline")
+                if suite.baseline not in arms:
+                    hint = closest(suite.baseline, arms)
+                    raise ConfigError("suite.baseline", f"{suite.baseline!r} is no arm of the suite{hint}")
+            except ConfigError as e:
                 shown = ", ".join(f"'{a}'" for a in arms[:8]) + (", ..." if len(arms) > 8 else "")
-                hint = closest(str(suite.baseline), arms)
-                raise ConfigError("suite.baseline", f"{suite.baseline!r} is no arm of the suite{hint}; arms: {shown}")
+                raise ConfigError(e.key, f"{e.message}; arms: {shown}") from None
         return suite
 
     # -- runs --------------------------------------------------------------------------------------
@@ -341,12 +340,12 @@ class Suite:
         ]
 
     @functools.cached_property
-    def _label_digits(self) -> dict[str, int]:
-        return {key: label_digits(f"axes.{key}", values) for key, values in self.axes.items()}
+    def _label_styles(self) -> dict[str, tuple[int, bool]]:
+        return {key: label_style(f"axes.{key}", values) for key, values in self.axes.items()}
 
     def axis_label(self, key: str, value: Any) -> str:
         """The label of one of the axis's values, at the precision that tells the axis's values apart."""
-        return label(value, self._label_digits.get(key, LABEL_DIGITS))
+        return label(value, *self._label_styles.get(key, (LABEL_DIGITS, False)))
 
     def arm_label_of(self, run: Run) -> str:
         """The arm a report ranks the run under: without its tuned settings when the suite tunes."""
@@ -410,6 +409,23 @@ class Suite:
 def _parsed(source: str, doc_json: str, overrides_json: str, loaded_plugins: str) -> Suite:
     """(loaded_plugins only keys the cache: the same file means other runs once a plugin changed)"""
     return Suite.parse(json.loads(doc_json), source, json.loads(overrides_json))
+
+
+def confirming_seeds(given: int | list[int], seeds: list[int]) -> list[int]:
+    """The seeds a tuned arm's chosen setting is trained again on: `given` fresh ones after the suite's own,
+    or the listed ones, which must be none of the suite's."""
+    if isinstance(given, int):
+        if max(seeds) + given > MAX_SEED:
+            raise ConfigError(
+                "suite.confirm_seeds",
+                f"{given} fresh seeds after seed {max(seeds)} pass 2**63 - 1, the largest seed; list them instead",
+            )
+        return [max(seeds) + 1 + i for i in range(given)]
+    if set(given) & set(seeds):
+        raise ConfigError(
+            "suite.confirm_seeds", f"must be seeds that took no part in tuning; {given!r} against seeds {seeds!r}"
+        )
+    return given
 
 
 def table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:

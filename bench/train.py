@@ -14,6 +14,7 @@ import math
 import resource
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -30,7 +31,7 @@ from bench.flops import step_flops
 from bench.machine import kernels_used
 from bench.model import GPT, GPTConfig
 from bench.registry import ConfigError
-from bench.techniques.class_path import optimizer_entry
+from bench.techniques.class_path import loop_needs, optimizer_entry
 from bench.techniques.corpora import load_corpus
 from bench.techniques.regularization import Regularizer, overridden
 from bench.techniques.schedules import multiplier
@@ -56,6 +57,9 @@ class RunRecord:
     tokens: int = 0
     wall_time: float = 0.0  # seconds, set-up and evaluations included
     train_time: float = 0.0  # seconds in training steps alone (AlgoPerf's clock)
+    # process CPU seconds (every thread) over the same steps as train_time: where wall time moves and this does
+    # not, other processes held the CPU (a loaded machine), not the technique
+    cpu_time: float = 0.0
     tokens_per_second: float = 0.0  # training tokens after the warm-up steps / train_time
     warmup_steps: int = 0  # first steps left out of train_time (TIMING_WARMUP_STEPS, fewer in shorter runs)
     warmup_time: float = 0.0  # seconds those steps took
@@ -240,6 +244,9 @@ class Training:
         )
         for setup in overridden(techniques, "setup"):
             setup(self)
+        self.needs = loop_needs(cfg.optimizer)
+        if self.needs.closure or self.needs.create_graph:
+            self.step = self.step_with_needs  # bound once: every other optimizer keeps step() as it is
         model.train()
 
     def step(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -264,6 +271,58 @@ class Training:
         for hook in self.after_step:
             hook(self)
         return (ce_sum / cfg.grad_accum if cfg.grad_accum > 1 else ce_sum), norm
+
+    def step_with_needs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """step() for an optimizer whose step needs more than gradients (LoopNeeds): a closure that clears
+        the gradients and recomputes them on the same micro-batches (LBFGS, SAM), and/or backward with
+        create_graph=True, attention then on the math kernels (the fused ones have no double backward)."""
+        cfg, create_graph = self.cfg, self.needs.create_graph
+        batches = [self.batches.next() for _ in range(cfg.grad_accum)]
+
+        def forward_backward() -> tuple[torch.Tensor, torch.Tensor]:
+            ce_sum = objective_sum = None
+            with contextlib.ExitStack() as stack:
+                if create_graph:
+                    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+                    stack.enter_context(sdpa_kernel([SDPBackend.MATH]))
+                    stack.enter_context(warnings.catch_warnings())
+                    # the cycle it warns of (parameter <-> gradient) is broken by zero_grad(set_to_none=True)
+                    warnings.filterwarnings("ignore", "Using backward\\(\\) with create_graph=True")
+                for x, y in batches:
+                    with self.autocast:
+                        objective, ce = loss_terms(self.model(x), y, self.loss_hooks)
+                    part = objective / cfg.grad_accum if cfg.grad_accum > 1 else objective
+                    part.backward(create_graph=create_graph)
+                    ce_sum = ce.detach() if ce_sum is None else ce_sum + ce.detach()
+                    objective_sum = objective.detach() if objective_sum is None else objective_sum + objective.detach()
+            for hook in self.after_backward:
+                hook(self)
+            n = cfg.grad_accum
+            return (ce_sum / n if n > 1 else ce_sum), (objective_sum / n if n > 1 else objective_sum)
+
+        def closure() -> torch.Tensor:
+            with torch.enable_grad():  # optimizers step under no_grad
+                for opt in self.optimizers:
+                    opt.zero_grad(set_to_none=True)
+                objective = forward_backward()[1]
+                self.clip(self.params)
+            return objective
+
+        ce, _ = forward_backward()
+        norm = self.clip(self.params)
+        for opt in self.optimizers:
+            if self.needs.closure:
+                opt.step(closure)
+            else:
+                opt.step()
+        for sched in self.schedulers:
+            sched.step()
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        for hook in self.after_step:
+            hook(self)
+        return ce, norm
 
     def weights(self) -> torch.nn.Module:
         """The module evaluated: the model, or what a technique evaluates instead (EMA's average)."""
@@ -328,11 +387,13 @@ class Curves:
 
 
 class Clock:
-    """Training time alone (AlgoPerf's clock): paused for evaluations; the first `warmup` steps recorded apart."""
+    """Training time alone (AlgoPerf's clock): paused for evaluations; the first `warmup` steps recorded apart.
+    Process CPU time runs beside it over the same steps."""
 
     def __init__(self, device: str, warmup: int):
-        self.device, self.warmup, self.train_time = device, warmup, 0.0
+        self.device, self.warmup, self.train_time, self.cpu_time = device, warmup, 0.0, 0.0
         self.tick = time.perf_counter()
+        self.cpu_tick = time.process_time()
 
     def now(self) -> float:
         if self.device.startswith("cuda"):
@@ -343,13 +404,15 @@ class Clock:
         if done == self.warmup:  # one synchronize, once
             now = self.now()
             record.warmup_steps, record.warmup_time = self.warmup, now - self.tick
-            self.tick = now
+            self.tick, self.cpu_tick = now, time.process_time()
 
     def pause(self) -> None:
         self.train_time += self.now() - self.tick
+        self.cpu_time += time.process_time() - self.cpu_tick
 
     def resume(self) -> None:
         self.tick = time.perf_counter()
+        self.cpu_tick = time.process_time()
 
 
 class Target:
@@ -427,6 +490,7 @@ def _train(
     if record.status == "diverged":
         clock.pause()
     finish_record(record, run, curves, clock.train_time, done)
+    record.cpu_time = clock.cpu_time
     return run.evaluated_model()
 
 

@@ -3,12 +3,20 @@
 Every status of the vocabulary can be asked for: suite runs (complete, diverged, stopped_early, failed,
 interrupted) through the runner's own claim and the store's own finish; search trials (complete, pruned)
 through Optuna's ask and tell, as a search stores them.
+
+Known truth: `truth(run) -> (mean, sd)` sets each run's final metric as mean + a shift shared by every arm
+on the same seed (N(0, seed_sd): the same data order moves every arm alike, which paired tests remove) +
+the run's own noise N(0, sd). Timings get a run-to-run factor exp(N(0, time_sd)), as a loaded machine gives
+identical runs. `fabricate_frame` builds the same rows as `load_results` without a store, for simulations
+and properties that need thousands of suites.
 """
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from bench.codec import record_attrs
 from bench.labels import label
@@ -19,36 +27,48 @@ from bench.train import RunRecord
 ENV = {"optbench": "0.1.0", "commit": "fabricated", "torch": "x", "device": "cpu", "device_name": "cpu", "threads": 1}
 
 
-def record(cfg, status: str, rng: random.Random, level: float, target: float | None) -> RunRecord:
+Truth = Callable[[Any], tuple[float, float]]
+
+
+def record(cfg, status: str, rng: random.Random, level: float, target: float | None, sd: float = 0.02,
+           shift: float = 0.0, time_sd: float = 0.0) -> RunRecord:  # fmt: skip
     steps = cfg.total_steps
     stop = max(1, steps // 2) if status in ("diverged", "stopped_early", "pruned") else steps
     interval = max(1, min(cfg.eval_interval, stop))
     val_steps = list(range(interval, stop + 1, interval)) or [stop]
-    final = level + rng.gauss(0, 0.02)
+    final = level + shift + rng.gauss(0, sd)
     val = [final + (3.0 - final) * (1 - s / steps) ** 2 for s in val_steps]
     train_loss = [final + (3.0 - final) * (1 - s / steps) ** 2 + rng.gauss(0, 0.05) for s in range(stop)]
     if status == "diverged":
         train_loss[-1] = None
     reached = next((s for s, v in zip(val_steps, val, strict=True) if target and v <= target), None)
     finished = status in ("complete", "stopped_early", "pruned")
+    slow = math.exp(rng.gauss(0, time_sd)) if time_sd else 1.0  # the machine's load on this run
     return RunRecord(
         config=cfg.to_dict(), config_hash=cfg.hash, status=status,
         status_step=stop if status in ("diverged", "stopped_early", "pruned") else None,
         error="Traceback (most recent call last):\n  fabricated failure" if status == "failed" else None,
         final_val_loss=val[-1] if finished else None, best_val_loss=min(val) if finished else None,
-        loss_floor=1.0, steps=stop, tokens=stop * cfg.tokens_per_step, wall_time=stop / 100, train_time=stop / 110,
-        tokens_per_second=1e5, peak_memory_mb=300.0, n_params=100_000, target=target,
-        target_step=reached, target_tokens=reached and reached * cfg.tokens_per_step,
-        target_time=reached and reached / 110,
+        loss_floor=1.0, steps=stop, tokens=stop * cfg.tokens_per_step, wall_time=stop / 100 * slow,
+        train_time=stop / 110 * slow, cpu_time=stop / 120, tokens_per_second=1e5 / slow, peak_memory_mb=300.0,
+        n_params=100_000, target=target, target_step=reached,
+        target_tokens=reached and reached * cfg.tokens_per_step, target_time=reached and reached / 110 * slow,
         curves={"train_loss": train_loss, "grad_norm": [1.0] * stop, "lr": [1e-3] * stop,
                 "val_step": val_steps, "val_loss": val if status != "diverged" else [None] * len(val)},
         env=ENV,
     )  # fmt: skip
 
 
-def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], seed: int = 0) -> int:
-    """Every run of the suite stored with status(i) for its i-th run, as the runner leaves it (claim
-    attributes, parameters, record; interrupted: a claim left as FAIL). Written in one batch."""
+def seed_shifts(seeds: Sequence[int], seed_sd: float, rng: random.Random) -> dict[int, float]:
+    return {s: rng.gauss(0, seed_sd) if seed_sd else 0.0 for s in seeds}
+
+
+def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], seed: int = 0, truth: Truth | None = None,
+                   seed_sd: float = 0.0, time_sd: float = 0.0, runs: Sequence[Any] | None = None) -> int:  # fmt: skip
+    """Every run of the suite (or `runs`: say, what the tuning protocol added) stored with status(i) for its
+    i-th run, as the runner leaves it (claim attributes, parameters, record; interrupted: a claim left as
+    FAIL). Written in one batch. Without `truth`, each arm's mean is drawn from [1.2, 1.8] and its runs'
+    sd is 0.02."""
     import optuna
     from optuna.trial import TrialState
 
@@ -58,18 +78,28 @@ def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], see
     store = Store.open(storage)
     study = store.study(suite.name)
     levels: dict[str, float] = {}
+    runs = list(suite.runs() if runs is None else runs)
+    shifts = seed_shifts(sorted({r.seed for r in runs}), seed_sd, rng)
     trials = []
-    for i, run in enumerate(suite.runs()):
-        level = levels.setdefault(run.arm_label, 1.2 + 0.6 * rng.random())
+    for i, run in enumerate(runs):
+        level, sd = truth(run) if truth else (levels.setdefault(run.arm_label, 1.2 + 0.6 * rng.random()), 0.02)
         s = status(i)
-        attrs = {"run_hash": run.hash, "seed": run.seed, "arm": run.arm, "arm_label": run.arm_label,
-                 "config": run.config.to_dict(), "suite": suite.name, "session": "fabricated"}  # fmt: skip
+        attrs = {
+            "run_hash": run.hash,
+            "seed": run.seed,
+            "arm": run.arm,
+            "arm_label": run.arm_label,
+            "config": run.config.to_dict(),
+            "suite": suite.name,
+            "session": "fabricated",
+            "stage": run.stage,
+        }
         value, intermediate = None, {}
         state = TrialState.FAIL
         if s == "interrupted":
             attrs["status"] = "interrupted"
         else:
-            rec = record(run.config, s, rng, level, suite.target)
+            rec = record(run.config, s, rng, level, suite.target, sd, shifts[run.seed], time_sd)
             attrs.update(record_attrs(rec))
             curve = zip(rec.curves["val_step"], rec.curves["val_loss"], strict=True)
             intermediate = {step: v for step, v in curve if v is not None}
@@ -85,6 +115,28 @@ def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], see
         ))  # fmt: skip
     study.add_trials(trials)
     return len(trials)
+
+
+def fabricate_frame(suite: Suite, truth: Truth, rng: Any, seed_sd: float = 0.0,
+                    status: Callable[[Any], str] | None = None) -> Any:  # fmt: skip
+    """The rows `load_results` gives for the suite's runs, each run's value mean + seed shift + noise
+    (truth(run) = (mean, sd)), without a store and without curves: for simulations over many suites.
+    `rng`: a numpy Generator. `status(run)` may make a run diverge ('diverged', value inf) or fail."""
+    import pandas as pd
+
+    runs = suite.__dict__.get("_fabricated_hashes")
+    if runs is None:  # a run's hash costs a config's JSON and digest: once per suite, not once per draw
+        runs = [(run, run.hash) for run in suite.runs()]
+        object.__setattr__(suite, "_fabricated_hashes", runs)
+    shifts = {s: rng.normal(0, seed_sd) if seed_sd else 0.0 for s in suite.seeds}
+    rows = []
+    for run, run_hash in runs:
+        mean, sd = truth(run)
+        st = status(run) if status else "complete"
+        value = {"complete": mean + shifts[run.seed] + rng.normal(0, sd), "diverged": math.inf}.get(st)
+        rows.append({"run_hash": run_hash, "seed": run.seed, "arm": run.arm_label, "status": st, "value": value,
+                     **{f"arm.{k}": v for k, v in run.arm.items()}})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def fabricate_search(suite: Suite, storage: str, trials: int, pruned: Callable[[int], bool], objectives: int = 1,
@@ -103,7 +155,9 @@ def fabricate_search(suite: Suite, storage: str, trials: int, pruned: Callable[[
         values = space.sample(trial)
         cfg = space.config(suite.base, values, suite.seeds[0])
         is_pruned = objectives == 1 and pruned(i)
-        rec = record(cfg, "pruned" if is_pruned else "complete", rng, 1.2 + 0.6 * rng.random(), suite.target)
+        rec = record(
+            cfg, "pruned" if is_pruned else "complete", rng, 1.2 + 0.6 * rng.random(), suite.target, time_sd=0.1
+        )
         for key, value in {"run_hash": cfg.hash, "seed": suite.seeds[0], "config": cfg.to_dict(),
                            "arm": {k: label(v) for k, v in values.items()},
                            "arm_label": ", ".join(f"{k}={label(v)}" for k, v in values.items()),
@@ -125,3 +179,22 @@ def fabricate_search(suite: Suite, storage: str, trials: int, pruned: Callable[[
                                    "fixed": {}, "trials": trials})  # fmt: skip
     study.add_trials(memory.trials)
     return name
+
+
+def fabricate_protocol(suite: Suite, storage: str, truth: Truth, seed: int = 0) -> int:
+    """A tuned suite as the executor leaves it: the declared grid, then each stage the tuning protocol
+    (bench.protocol) asks for given the results so far (extensions, refinements, confirmations), until it
+    asks for nothing more. Returns the number of runs stored."""
+    from bench.protocol import stages
+    from bench.store import load_results
+
+    stored: dict[str, tuple[str, float | None]] = {}
+    total = 0
+    for stage in range(50):
+        runs = [r for r in stages(suite, stored).runs if r.hash not in stored]
+        if not runs:
+            return total
+        total += fabricate_runs(suite, storage, lambda i: "complete", seed=seed + stage, truth=truth, runs=runs)
+        frame = load_results(suite.name, storage, with_curves=False)
+        stored = {h: (s, v) for h, s, v in zip(frame["run_hash"], frame["status"], frame["value"], strict=True)}
+    raise RuntimeError("the tuning protocol asked for more than 50 stages")

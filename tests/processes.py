@@ -1,5 +1,6 @@
 """Helpers for tests that start optbench in other processes and stop them."""
 
+import os
 import subprocess
 import sys
 import time
@@ -15,6 +16,24 @@ def optbench(*args, log=None, **kw):
     stderr = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 -- closed with the process
     return subprocess.Popen([sys.executable, "-m", "bench", *args], stdout=subprocess.DEVNULL, stderr=stderr,
                             start_new_session=True, **kw)  # fmt: skip
+
+
+def run_optbench(*args, env=None, cwd=None, timeout=180):
+    """`optbench ARGS` run to its end in another process: its CompletedProcess (stdout and stderr as text)."""
+    root = str(Path(__file__).resolve().parent.parent)  # importable from any working folder
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
+        env={**os.environ, "PYTHONPATH": root, **(env or {})},
+    )  # fmt: skip
+
+
+def one_line_error(done, after_start: int = 0) -> str:
+    """The error line of a command that exited 2; `after_start`: it may have printed its plan first (the
+    optimizer-kernel choices `optbench run` announces with its plan are not counted)."""
+    lines = [line for line in done.stderr.splitlines() if line.strip() and " kernels for " not in line]
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(lines) == 1 + int(after_start) and lines[-1].startswith("optbench: error:"), done.stderr[-2000:]
+    return lines[-1]
 
 
 def logs(tmp_path):
@@ -77,3 +96,24 @@ def exit_poisoned_once(marker: str) -> None:
         path.write_text("first")
         raise SystemExit(CUDA_POISONED_EXIT)
     path.write_text("replaced")
+
+
+def write_threads(path: str) -> None:
+    """A worker target (spawned): writes the thread count its environment gave it and torch's."""
+    import torch
+
+    Path(path).write_text(f"{os.environ.get('OMP_NUM_THREADS')} {torch.get_num_threads()}")
+
+
+def raise_bad_input(message: str) -> None:
+    """A worker target (spawned): bad input found while running, as an unwritable store is."""
+    from bench.registry import ConfigError
+
+    raise ConfigError("--storage", message)
+
+
+def wait_for_stop(started: str) -> None:
+    """A worker target (spawned): says it started, then runs until it is stopped."""
+    Path(started).write_text("started")
+    while True:
+        time.sleep(0.1)

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from processes import one_line_error, run_optbench
+from suite_files import write_suite
 
 from bench.cli import main
 
@@ -386,3 +388,15 @@ def test_a_bad_corpus_is_refused_before_the_store_opens_or_anything_prints(tmp_p
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(suite) in err and f"key '{key}'" in err and text in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_while_writing_the_report_is_one_line(tmp_path):
+    suite = write_suite(tmp_path, "fullreport", 'optimizer = ["adamw"]', seeds="[0]")
+    storage = str(tmp_path / "j.journal")
+    args = ("run", str(suite), "--storage", storage, "--workers", "1", "--quiet", "--no-sample")
+    assert run_optbench(*args, "--no-report").returncode == 0
+    # two study creations (runner and worker), then the report file (the suite's description is stored once)
+    done = run_optbench(*args, env={"OPTBENCH_FAULT": "enospc:3"}, cwd=tmp_path)
+    line = one_line_error(done, after_start=2)
+    assert "cannot write reports/fullreport." in line and "No space left on device" in line
+    assert not list(tmp_path.rglob("*.part"))

@@ -1,7 +1,9 @@
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from processes import one_line_error, run_optbench
 
+from bench import devices
 from bench.config import RunConfig
 from bench.registry import ConfigError
 
@@ -142,3 +144,25 @@ def test_a_synthetic_source_is_refused_where_its_transition_matrix_is_too_large(
         with pytest.raises(ConfigError) as e:
             RunConfig.build(values)
         assert e.value.key == "data.order" and f"{alphabet}**{order}" in e.value.message
+
+
+@pytest.mark.device
+@pytest.mark.parametrize(("gpus", "expected"), [(0, "cpu"), (1, "cuda"), (4, "cuda")])
+def test_auto_is_resolved_before_the_config_is_hashed(monkeypatch, gpus, expected):
+    monkeypatch.setattr(devices, "cuda_count", lambda: gpus)  # only device counting: nothing runs on them
+    cfg = RunConfig.build({"device": "auto"})
+    assert cfg.device == expected
+    assert cfg.hash == RunConfig.build({"device": expected}).hash
+
+
+@pytest.mark.device
+def test_cpu_and_gpu_executions_of_one_config_have_different_hashes(monkeypatch):
+    on_cpu = RunConfig.build({"device": "auto"})
+    monkeypatch.setattr(devices, "cuda_count", lambda: 1)
+    on_gpu = RunConfig.build({"device": "auto"})
+    assert on_cpu.hash != on_gpu.hash
+
+
+def test_a_token_budget_under_one_step_is_named_as_tokens_not_as_warmup():
+    line = one_line_error(run_optbench("train", "--set", "model=tiny", "--set", "tokens=1"))
+    assert "'tokens'" in line and "warmup" not in line

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from processes import one_line_error, run_optbench
 
 from bench.data import BatchStream, BPETokenizer, CharTokenizer, MarkovSource, fixed_batches
 from bench.registry import Choice, ConfigError
@@ -79,3 +80,12 @@ def test_validation_batches_are_fixed():
     first = fixed_batches(tokens, 3, 2, 8)
     again = fixed_batches(tokens, 3, 2, 8)
     assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(first, again, strict=True))
+
+
+def test_a_text_corpus_that_is_not_utf8_exits_2_in_one_line_naming_data_path(tmp_path):
+    blob = tmp_path / "blob.txt"
+    blob.write_bytes(bytes(range(256)) * 50)
+    text_data = f'data={{name="text", path="{blob}"}}'
+    args = ("train", "--set", "model=tiny", "--set", text_data, "--set", "schedule=constant")
+    line = one_line_error(run_optbench(*args))
+    assert "not UTF-8 text" in line and "data.path" in line

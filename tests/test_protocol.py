@@ -172,3 +172,66 @@ def test_a_suite_that_does_not_tune_has_no_stages():
     base = {"model": "tiny", "steps": 20, "schedule": "constant"}
     suite = Suite.parse({"suite": {"name": "n", "seeds": [0]}, "base": base, "axes": {"optimizer": ["adamw", "lion"]}})
     assert stages(suite, {}).runs == suite.runs() and suite.confirm_seeds == ()
+
+
+def test_a_setting_is_stepped_on_its_parameters_scale_whatever_its_grids_span():
+    """A learning rate grid of 1e-3 and 3e-3 was stepped linearly (it spans less than a decade): 5e-3 next;
+    a learning rate's declared search range is log, so its next value is 9e-3."""
+    found, _ = settle(suite_of([1e-3, 3e-3], extend=1, refine=0), bowl(1.0))
+    (tuning,) = found.arms.values()
+    assert [a.value for a in tuning.added] == [0.009]
+    warmups = Suite.parse({
+        "suite": {"name": "w", "seeds": [0], "tune": ["schedule.warmup"], "tune_extend": 1, "tune_refine": 0},
+        "base": {"model": "tiny", "steps": 400, "schedule": {"name": "cosine"}},
+        "axes": {"schedule.warmup": [10, 100]},
+    })  # fmt: skip
+    found, _ = settle(warmups, lambda run: -run.config.schedule["warmup"])  # longer is better
+    (tuning,) = found.arms.values()
+    assert [a.value for a in tuning.added] == [190]  # a warmup's range is linear: 100 + 90
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(1e-6, 10.0), min_size=1, max_size=8, unique=True), st.data())
+def test_an_edge_is_named_exactly_when_the_value_is_the_grids_smallest_or_largest(grid, data):
+    from bench.protocol import edge_of
+
+    value = data.draw(st.sampled_from(grid))
+    edge = edge_of(grid, value)
+    if len(grid) < 2:
+        assert edge is None
+    elif value == max(grid):
+        assert edge == ("largest", len(grid))
+    elif value == min(grid):
+        assert edge == ("smallest", len(grid))
+    else:
+        assert edge is None  # no flag on an interior value
+    assert edge_of(["constant", "cosine"], "cosine") is None  # a categorical setting has no edge
+
+
+def test_every_runs_parameters_lie_in_one_distribution_per_name_added_values_included():
+    """Values the protocol adds lay outside the axis's range (and a tuned rate inside an optimizer's table
+    made labels no categorical held): one distribution per parameter name, every run's value inside it."""
+    from bench.protocol import run_params
+
+    inner = Suite.parse({
+        "suite": {"name": "i", "seeds": [0], "tune": ["optimizer.lr"], "tune_extend": 2},
+        "base": {"model": "tiny", "steps": 20, "schedule": "constant"},
+        "axes": {"optimizer": [{"name": "adamw", "lr": lr} for lr in GRID] + [{"name": "lion", "lr": 1e-4}]},
+    })  # fmt: skip
+    for suite, optimum in ((suite_of(GRID, extend=2), 1.0), (suite_of(GRID, extend=2), 1e-6), (inner, 3.0)):
+        found, _ = settle(suite, bowl(optimum))
+        assert any(r.stage == "tune" for r in found.runs)
+        held = {}
+        for run in found.runs:
+            for name, (value, dist) in run_params(suite, run).items():
+                assert held.setdefault(name, dist) == dist, name
+                assert dist._contains(dist.to_internal_repr(value)), (name, value, dist)
+    assert set(run_params(inner, found.runs[0])) == {"optimizer", "optimizer.lr"}
+
+
+def test_refinement_stops_at_its_level_though_new_values_are_rounded():
+    """1e-3 and 3e-3 refined once: the midpoint 0.00173 (rounded from 0.0017320...) is 1.7341 from 3e-3, a
+    hair over the finest gap of sqrt(3); it was refined again, one level more than tune_refine = 1 asks."""
+    found, _ = settle(suite_of([1e-3, 3e-3, 9e-3], extend=0, refine=1), bowl(3e-3))
+    (tuning,) = found.arms.values()
+    assert sorted(a.value for a in tuning.added) == [0.00173, 0.0052]

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.cli import main
-from bench.report import SECTIONS, build_report
+from bench.report import SECTIONS, build_report, tuning_added
 from bench.results import suite_results
 from bench.store import load_results
 from bench.suite import Suite
@@ -86,10 +86,12 @@ def test_tuned_arms_and_missing_target_and_too_few_seeds(tmp_path):
     board = section(html, "leaderboard")
     assert "tuned per arm" in board and "too few seeds" in board
     assert ">optimizer=lion</td>" in board and "Best setting" in board  # arms are the optimizers alone
-    assert board.count("optimizer.lr=") == 3  # each arm's best learning rate, once
+    table = board.split("<table", 1)[1]  # the headline names the best arm's setting too
+    assert table.count("optimizer.lr=") == 3  # each arm's best learning rate, once
     assert "sets no target" in section(html, "target")
     comparisons = section(html, "comparisons")  # two seeds: mean differences only, and why
-    assert "p (Holm)" not in comparisons and "Effect size" not in comparisons and "font-weight: 700" not in comparisons
+    tests = comparisons.split("<table", 1)[1]  # (the note above the table explains every column)
+    assert "p (Holm)" not in tests and "Effect size" not in tests and "font-weight: 700" not in tests
     assert "Paired tests need 3 or more seeds that finish" in comparisons and "Mean difference" in comparisons
 
 
@@ -379,6 +381,8 @@ def test_at_forty_arms_no_legend_covers_data_and_heatmaps_share_one_scale(tmp_pa
     assert legends >= 5  # main effects' floor, curves, stability, profile
     profile = next(f for f in drawn if any("other arms" in t.get_text() for lg in f.legends for t in lg.get_texts()))
     assert len(profile.legends[0].get_texts()) <= 7  # the top arms named, the rest grey
+    # its legend sits below the axes: beside them, long labels squeezed the axes to about 100 px
+    assert profile.axes[0].get_window_extent().width >= 0.7 * profile.bbox.width
     heatmaps = [f for f in drawn if any(ax.collections and hasattr(ax.collections[0], "get_clim") and
                                         ax.collections[0].get_array() is not None and ax.get_label() != "<colorbar>"
                                         and len(ax.texts) > 1 for ax in f.axes)]  # fmt: skip
@@ -465,7 +469,8 @@ clip = ["none"]
     html = build_report(suite, storage, tmp_path / "r.html", sample=False).read_text()
     assert "Baseline: <b>base</b>" in section(html, "comparisons")
     board = section(html, "leaderboard")
-    assert ">all<" not in board and board.count("optimizer.lr=") == 3  # each arm's best rate
+    table = board.split("<table", 1)[1]  # (the headline names the base's setting too)
+    assert ">all<" not in table and table.count("optimizer.lr=") == 3  # each arm's best rate
     assert "init=orthogonal, optimizer.lr" not in board  # the best setting column says the tuned part alone
 
 
@@ -495,3 +500,16 @@ def test_heatmaps_list_numeric_values_by_number():
     table = interaction_table(frame, "clip", "wd")
     assert list(table.columns) == ["0", "0.1"] and list(table.index) == ["none", "norm"]
     assert table.loc["none", "0"] == 2.2
+
+
+@given(st.lists(st.lists(st.sampled_from(["lr=0.009: extended", "lr=0.001: refined", "lr=0.3: extended"]),
+                         unique=True, max_size=3), max_size=6))  # fmt: skip
+def test_what_the_protocol_added_is_one_line_per_set_of_arms_with_the_same_additions(additions):
+    arms = [{"arm": f"arm{i}", "tuning_added": [{"text": t} for t in texts]} for i, texts in enumerate(additions)]
+    lines = tuning_added(arms)
+    assert len(lines) == len({tuple(t) for t in additions if t})
+    for i, texts in enumerate(additions):  # every arm's additions are said once, on the line that names it
+        naming = [line for line in lines if f"arm{i}" in line.split(": ")[0].split(", ")]
+        assert len(naming) == (1 if texts else 0)
+        if texts:
+            assert naming[0].split(": ", 1)[1] == "; ".join(texts)

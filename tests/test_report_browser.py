@@ -78,3 +78,68 @@ def test_the_forty_arm_report_renders_in_chromium(tmp_path):
     assert pixels.shape[1] == 1200 and pixels.std() > 0.05
     # nothing wider than the page: the text sample wraps, figures scale down (no horizontal overflow)
     assert "overflow-wrap: anywhere" in report.read_text()
+
+
+WIDTHS = ("<script>window.addEventListener('load', () => document.body.setAttribute('data-widths', "
+          "JSON.stringify([...document.images].map(i => [i.naturalWidth, i.getBoundingClientRect().width]))));"
+          "</script>")  # fmt: skip
+
+
+def rendered_widths(tmp_path, report) -> list[tuple[int, float]]:
+    """(natural, drawn) width in CSS pixels of every image of the report, in document order, as Chromium lays
+    the page out in a 1200-pixel window (a copy of the report with a script that reads them)."""
+    import html
+    import json
+    import re
+
+    probe = tmp_path / f"{report.stem}.probe.html"
+    probe.write_text(report.read_text().replace("</body>", WIDTHS + "</body>"))
+    dom = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile-widths'}", "--window-size=1200,900",
+         "--dump-dom", f"file://{probe}"], capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    return [tuple(w) for w in json.loads(html.unescape(re.search(r'data-widths="([^"]*)"', dom).group(1)))]
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="set OPTBENCH_TEST_CHROMIUM (.ci/chromium.sh installs Chromium)")
+@pytest.mark.parametrize("kind", ["forty arms", "search"])
+def test_every_figures_text_is_at_least_9_pixels_as_chromium_draws_it(tmp_path, monkeypatch, kind):
+    """A figure wider than the page is scaled down, its text with it (tick labels of about 7 px in a search
+    report). Each figure's smallest text, in points at the figure's DPI, times the scale Chromium draws the
+    image at, must be 9 CSS pixels or more."""
+    import re
+
+    import matplotlib.text
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from bench.report import figures
+
+    smallest: dict[str, float] = {}
+    real = figures.png
+
+    def keep(fig):
+        FigureCanvasAgg(fig).draw() if fig.canvas is None else fig.canvas.draw()
+        texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
+        uri = real(fig)
+        smallest[uri] = min(t.get_fontsize() for t in texts) * figures.DPI / 72  # pixels at the PNG's scale
+        return uri
+
+    monkeypatch.setattr(figures, "png", keep)
+    if kind == "forty arms":
+        from test_report import forty_arm_report
+
+        report = forty_arm_report(tmp_path)
+    else:
+        from fabricate import fabricate_search
+        from test_conclusions import SEARCH
+
+        path = tmp_path / "srch.toml"
+        path.write_text(SEARCH)
+        fabricate_search(Suite.load(path), str(tmp_path / "s.journal"), trials=60, pruned=lambda i: i % 5 == 1)
+        report = build_report(Suite.load(path), str(tmp_path / "s.journal"), tmp_path / "srch.html", sample=False)
+    sources = re.findall(r'<img alt="[^"]*" src="([^"]+)"', report.read_text())
+    widths = rendered_widths(tmp_path, report)
+    assert len(sources) == len(widths) >= 6 and set(sources) <= set(smallest)
+    for uri, (natural, drawn) in zip(sources, widths, strict=True):
+        assert natural > 0 and drawn > 0
+        assert smallest[uri] * drawn / natural >= 9, (smallest[uri], natural, drawn)

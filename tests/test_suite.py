@@ -1,12 +1,17 @@
+import math
+
 import pytest
-from hypothesis import given, settings
+import torch
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from suite_files import GRID_12, write_suite
+from processes import one_line_error, run_optbench
+from suite_files import GRID_12, TINY_BASE, write_suite
 
 from bench.cli import main
-from bench.labels import label
-from bench.registry import ConfigError
-from bench.suite import NAME_BYTES, SUITE_KEYS, Suite, flatten_axes
+from bench.registry import ConfigError, Either
+from bench.suite import NAME_BYTES, SUITE, Suite, flatten_axes
+
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def test_grid_is_every_combination_times_seeds(tmp_path):
@@ -48,11 +53,6 @@ def test_bare_dotted_toml_keys_are_axes():
     }
     with pytest.raises(ConfigError, match="given twice"):
         flatten_axes({"optimizer": {"lr": [1]}, "optimizer.lr": [2]})
-
-
-def test_labels():
-    assert label({"name": "lion", "lr": 1e-4}) == "lion(lr=0.0001)"
-    assert label("adamw") == "adamw" and label(3e-3) == "0.003" and label([0.9, 0.95]) == "[0.9, 0.95]"
 
 
 def test_overrides_apply_to_every_run(tmp_path):
@@ -289,26 +289,41 @@ def test_seeds_are_at_most_int64(where, field, key, over):
     assert parse(2**63 - 1).runs()  # the largest allowed
 
 
-# the type each [suite] key takes (what a value of any other type is refused as)
-SUITE_KEY_TYPES = {"name": str, "description": str, "design": str, "seeds": list, "metric": str,
-                   "target": (int, float), "tune": list, "max_runs": int, "baseline": str,
-                   "confirm_seeds": (int, list), "tune_extend": int, "tune_refine": int}  # fmt: skip
+# the TOML types each declared kind takes: a value of any other type is refused
+KIND_TYPES = {str: (str,), int: (int,), float: (int, float), bool: (bool,), list: (list,)}
 TOML_VALUES = st.one_of(
     st.booleans(), st.integers(), st.floats(), st.text(max_size=5), st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), st.datetimes(),
 )  # fmt: skip
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.sampled_from(SUITE_KEYS), TOML_VALUES)
+def declared_types(param) -> tuple[type, ...]:
+    forms = param.forms if isinstance(param, Either) else (param,)
+    return tuple(t for form in forms for t in KIND_TYPES[form.kind])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(list(SUITE.keys)), TOML_VALUES)
 def test_every_suite_key_refuses_a_value_of_the_wrong_type_naming_it(key, value):
     # before: metric = [] or {a = 1} crashed with TypeError (unhashable) in a membership test
-    wanted = SUITE_KEY_TYPES[key]
-    if isinstance(value, wanted) and not (isinstance(value, bool) and wanted is not str):
+    wanted = declared_types(SUITE.keys[key])
+    if isinstance(value, wanted) and not (isinstance(value, bool) and bool not in wanted):
         return  # the right type; its values are tested elsewhere
     with pytest.raises(ConfigError) as e:
         Suite.parse({**SMALL, "suite": {"name": "t", key: value}}, "t.toml")
     assert e.value.key == f"suite.{key}" and "\n" not in e.value.format()
+
+
+@pytest.mark.parametrize("tuned", [False, True])
+@pytest.mark.parametrize("key", list(SUITE.keys))
+def test_every_suite_key_takes_its_default_as_if_left_out(key, tuned):
+    meta = {k: v for k, v in {"name": "t", "tune": ["optimizer"] if tuned else []}.items() if k != key}
+    left_out = Suite.parse({**SMALL, "suite": meta}, "t.toml")
+    default = SUITE.keys[key].default
+    if default is None:  # TOML has no null: such a key is only ever left out
+        assert getattr(left_out, key) == ("t" if key == "name" else None)  # the name: the file's
+    else:
+        assert Suite.parse({**SMALL, "suite": {**meta, key: default}}, "t.toml") == left_out
 
 
 @pytest.mark.parametrize("target", [float("nan"), float("inf"), -float("inf"), 10**400])
@@ -330,7 +345,11 @@ def test_distinct_axis_values_are_distinct_arms_and_equal_ones_are_refused(lrs):
     suite = Suite.parse(doc)
     labels = [r.arm["optimizer.lr"] for r in suite.runs()]
     assert len(set(labels)) == len(lrs)
-    assert all(float(text) == lr for text, lr in zip(labels, lrs, strict=True) if text != f"{lr:.4g}")
+    # each at the fewest digits (4 or more) that tell the axis's values apart; exact where it takes all 17
+    # (widened to 16 digits, 0.44678255039639975 beside 1.0 and 0.9999999999999999 reads 0.4467825503963997)
+    digits = next(d for d in range(4, 18) if len({f"{lr:.{d}g}" for lr in lrs}) == len(lrs))
+    assert labels == [f"{lr:.{digits}g}" for lr in lrs]
+    assert digits < 17 or all(float(text) == lr for text, lr in zip(labels, lrs, strict=True))
 
 
 def test_an_axis_widens_its_labels_only_as_far_as_its_values_need():
@@ -340,3 +359,122 @@ def test_an_axis_widens_its_labels_only_as_far_as_its_values_need():
 
     assert labels([1e-3, 3.14159e-3]) == ["0.001", "0.003142"]
     assert labels([1e-3, 1.0001e-3, 3.14159e-3]) == ["0.001", "0.0010001", "0.0031416"]
+
+
+def test_confirming_seeds_follow_the_suites_own_or_are_listed_apart_from_them():
+    def confirm(**meta):
+        return Suite.parse({**SMALL, "suite": {"name": "t", "seeds": [0, 4], "tune": ["optimizer"], **meta}})
+
+    assert confirm().confirm_seeds == (5, 6, 7)  # three fresh seeds after the last tuning one
+    assert confirm(confirm_seeds=1).confirm_seeds == (5,) and confirm(confirm_seeds=0).confirm_seeds == ()
+    assert confirm(confirm_seeds=[9, 2]).confirm_seeds == (9, 2)
+    assert confirm(tune=[], confirm_seeds=2).confirm_seeds == ()  # only a suite that tunes confirms
+    for listed, text in (([4, 8], "took no part in tuning"), ([8, 8], "lists a seed twice"), (101, "<= 100")):
+        with pytest.raises(ConfigError) as e:
+            confirm(confirm_seeds=listed)
+        assert e.value.key == "suite.confirm_seeds" and text in e.value.message
+    with pytest.raises(ConfigError, match="list them instead"):
+        confirm(seeds=[2**63 - 2])  # three after it would pass the largest seed
+
+
+@pytest.mark.parametrize(("key", "default"), [("tune_extend", 3), ("tune_refine", 1)])
+def test_tuning_steps_are_counts_from_0_to_10(key, default):
+    def parse(**meta):
+        return Suite.parse({**SMALL, "suite": {"name": "t", "tune": ["optimizer"], **meta}})
+
+    assert getattr(parse(), key) == default and getattr(parse(**{key: 0}), key) == 0
+    for bad in (-1, 11, 2.0, True):
+        with pytest.raises(ConfigError) as e:
+            parse(**{key: bad})
+        assert e.value.key == f"suite.{key}"
+
+
+@pytest.mark.device
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a host without CUDA")
+def test_a_suite_on_absent_cuda_exits_2_and_writes_nothing(tmp_path, capsys):
+    path = write_suite(tmp_path, "gpu", 'optimizer = ["adamw", "lion"]')
+    storage = tmp_path / "store.journal"
+    assert main(["run", str(path), "--device", "cuda", "--storage", str(storage), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and "device" in err
+    assert not storage.exists()
+
+
+@FAST
+@given(name=st.text(min_size=1, max_size=40))
+def test_suite_names_are_safe_file_names_or_refused(tmp_path_factory, name):
+    reports = tmp_path_factory.mktemp("r") / "reports"
+    try:
+        suite = Suite.parse({"suite": {"name": name}, "base": {"model": "tiny"}})
+    except ConfigError as e:
+        assert e.key == "suite.name"
+        return
+    target = (reports / f"{suite.name}.html").resolve()
+    assert target.parent == reports.resolve()
+
+
+def test_cli_refuses_a_suite_name_that_is_a_path(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('[suite]\nname = "../../tmp/x"\n' + TINY_BASE.replace("STEPS", "10"))
+    line = one_line_error(run_optbench("run", str(path), "--storage", str(tmp_path / "j.journal")))
+    assert "suite.name" in line and not (tmp_path / "j.journal").exists()
+
+
+@FAST
+@given(
+    lengths=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    design=st.sampled_from(["grid", "ablation"]),
+    tuned=st.lists(st.booleans(), min_size=3, max_size=3),
+)
+def test_a_combination_by_index_is_the_expanded_one(lengths, design, tuned):
+    keys = ["optimizer.lr", "optimizer.weight_decay", "optimizer.eps"][: len(lengths)]
+    axes = {k: [0.1 * (i + 1) for i in range(n)] for k, n in zip(keys, lengths, strict=True)}
+    tune = [k for k, t in zip(keys, tuned, strict=False) if t]
+    suite = Suite.parse({"suite": {"name": "c", "design": design, "tune": tune}, "base": {"model": "tiny"},
+                         "axes": axes})  # fmt: skip
+    combos = suite.combinations()
+    assert suite.configuration_count() == len(combos)
+    assert [suite.combination(i) for i in range(len(combos))] == combos
+    if design == "ablation":  # every arm (the base too) at every tuned value, each other axis one at a time
+        for key in keys:
+            values = [c.get(key) for c in combos]
+            if key in tune:
+                assert all(values.count(v) == len(combos) // len(axes[key]) for v in axes[key])
+            else:  # once per combination of the tuned values
+                crossed = math.prod(len(axes[k]) for k in tune)
+                assert sorted(v for v in values if v is not None) == sorted(axes[key] * crossed)
+
+
+def huge_grid(max_runs: str = "") -> dict:
+    values = [1e-4 * (i + 1) for i in range(100)]
+    return {
+        "suite": {"name": "huge", **({"max_runs": int(max_runs)} if max_runs else {})},
+        "base": {"model": "tiny", "data": {"name": "synthetic", "alphabet": 8}, "steps": 10, "schedule": "constant"},
+        "axes": {"optimizer.lr": values, "optimizer.weight_decay": values, "optimizer.eps": values},
+    }
+
+
+def test_a_grid_over_the_limit_is_refused_unless_sampled_and_sampling_never_expands_it(monkeypatch):
+    with pytest.raises(ConfigError, match="1,000,000 configurations, over the limit of 100,000"):
+        Suite.parse(huge_grid())
+    monkeypatch.setattr(Suite, "combinations", lambda self: pytest.fail("the grid was expanded"))
+    runs = Suite.parse(huge_grid("10")).runs()
+    assert len(runs) == 10 and len({r.hash for r in runs}) == 10
+    assert [r.hash for r in runs] == [r.hash for r in Suite.parse(huge_grid("10")).runs()]
+
+
+def test_a_suite_file_is_parsed_once_per_content(tmp_path, monkeypatch):
+    """A command loads its suite in several places: a large grid is validated once, not six times."""
+    path = write_suite(tmp_path, "once", GRID_12)
+    parse, calls = Suite.parse, []
+    monkeypatch.setattr(Suite, "parse", lambda *a, **k: (calls.append(1), parse(*a, **k))[1])
+    first = Suite.load(path, {"device": "cpu"})
+    assert Suite.load(path, {"device": "cpu"}) is first and len(calls) == 1
+    path.write_text(path.read_text().replace("[0, 1]", "[0]"))
+    assert len(Suite.load(path, {"device": "cpu"}).runs()) == 6 and len(calls) == 2
+
+
+def test_an_empty_suite_file_exits_2_in_one_line(tmp_path):
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert "nothing to run" in one_line_error(run_optbench("run", str(empty)))

@@ -4,8 +4,11 @@ import math
 import pytest
 import torch
 
+from bench.devices import why_no_cuda
 from bench.techniques.regularization import LabelSmoothing, ZLoss
 from bench.train import Training, loss_terms, train
+
+NO_CUDA = "needs a CUDA device: " + ("present" if torch.cuda.is_available() else why_no_cuda())
 
 
 def test_same_config_and_seed_give_identical_curves(tiny):
@@ -30,6 +33,7 @@ def test_record_contents(tiny):
     assert r.loss_floor is not None and 0 < r.loss_floor < math.log(8)
     assert r.target_step == 10 and r.target_tokens == 10 * 4 * 64 and r.target_time > 0
     assert r.wall_time >= r.train_time > 0 and r.tokens_per_second > 0 and r.peak_memory_mb > 0
+    assert r.cpu_time > 0  # process CPU seconds over the timed steps, beside their wall seconds
     assert r.env["torch"] == torch.__version__ and r.env["threads"] == 1 and r.env["device"] == "cpu"
     json.loads(r.to_json())  # serializable as it is
 
@@ -138,3 +142,47 @@ def test_schedule_free_and_muon_train(tiny):
     for opt in ("schedule_free_adamw", "muon"):
         r = train(tiny(optimizer=opt))
         assert r.status == "complete" and r.final_val_loss < math.log(8)
+
+
+@pytest.mark.device
+def test_warmup_steps_are_timed_apart(tiny):
+    r = train(tiny(steps=20))
+    assert r.warmup_steps == 2 and r.warmup_time > 0
+    tokens_per_step = r.tokens // r.steps
+    assert r.tokens_per_second == pytest.approx((r.steps - 2) * tokens_per_step / r.train_time)
+
+
+@pytest.mark.device
+def test_records_carry_the_precision_settings(tiny):
+    r = train(tiny())
+    p = r.env["precision"]
+    assert p["float32_matmul_precision"] == torch.get_float32_matmul_precision()
+    assert p["autocast"] == "none" and p["deterministic"] is False
+    assert p["sdpa_backend"] in {"flash_attention", "efficient_attention", "math", "cudnn_attention", "overrideable"}
+    json.dumps(r.env)  # storable as it is
+
+
+@pytest.mark.device
+def test_deterministic_mode_is_on_for_the_run_only_and_keeps_the_hash(tiny, monkeypatch):
+    seen = []
+    step = Training.step
+
+    def watching(self):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return step(self)
+
+    monkeypatch.setattr(Training, "step", watching)
+    cfg = tiny(deterministic=True)
+    r = train(cfg)
+    assert r.status == "complete" and set(seen) == {True}
+    assert r.env["precision"]["deterministic"] is True
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert cfg.hash == tiny().hash
+    assert math.isclose(r.final_val_loss, train(tiny()).final_val_loss, rel_tol=0, abs_tol=0)  # the CPU agrees
+
+
+@pytest.mark.device
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+def test_a_tiny_run_on_the_gpu(tiny):
+    r = train(tiny(device="cuda", autocast="bf16"))
+    assert r.status == "complete" and r.env["device"].startswith("cuda") and r.env["precision"]["driver"]

@@ -1,8 +1,10 @@
 """The HTML report of a suite: one self-contained file (styles and figures inline, no network).
 
-`build_report(suite)` reads the suite's runs from the store, computes the statistics (bench.stats) and
-renders template.html.j2 with jinja2 (autoescaped: every user-supplied string is shown as text). The
-same results give the same bytes: fixed table ids, seeded bootstrap bands, no timestamps in figures.
+`build_report(suite)` reads the suite's runs from the store, draws its conclusions (bench.conclusions: every
+headline, interval and verdict, as data) and renders them with template.html.j2 (jinja2, autoescaped: every
+user-supplied string is shown as text); it writes the conclusions beside the HTML as JSON. The report
+computes no verdict of its own: tables and sentences come from the conclusions, figures from the runs. The
+same results give the same bytes: fixed table ids, no timestamps in figures.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ import numpy as np
 import pandas as pd
 
 from bench import faults
+from bench.conclusions import MIN_SEEDS_FOR_CI, baseline_arm, conclude, dumps, judged_runs
+from bench.config import nested
 from bench.files import atomic_path
 from bench.labels import label
 from bench.registry import ConfigError
 from bench.results import suite_results
-from bench.stats import MIN_SEEDS_FOR_CI, best_per_arm, paired_comparisons, performance_profile, summarize
+from bench.stats import performance_profile
 from bench.suite import Suite
+
+__all__ = ["SECTIONS", "baseline_arm", "build_report", "conclusions_path", "default_report_path", "render"]
 
 SECTIONS = [
     ("leaderboard", "Leaderboard"),
@@ -44,33 +50,52 @@ def default_report_path(suite: Suite) -> Path:
     return Path("reports") / f"{suite.name}.html"
 
 
-def baseline_arm(suite: Suite, frame: pd.DataFrame) -> str:
-    """The suite's `baseline` arm if it names one, else the first combination's (each axis's first value)."""
-    arms = list(dict.fromkeys(frame["arm"]))
-    if suite.baseline in arms:
-        return suite.baseline
-    if suite.design == "ablation":
-        return "base" if "base" in arms else arms[0]
-    candidate = suite.arm_label_of(suite.runs()[0])
-    return candidate if candidate in arms else arms[0]
+def conclusions_path(report: str | Path) -> Path:
+    """Where a report's conclusions go: beside it, `<name>.json`."""
+    report = Path(report)
+    beside = report.with_suffix(".json")
+    return beside if beside != report else report.with_name(report.name + ".conclusions.json")
 
 
-def build_report(suite: Suite, storage: str | None = None, out: str | Path | None = None, sample: bool = True) -> Path:
+def report_inputs(suite: Suite, storage: str | None) -> tuple[pd.DataFrame, list[Any], str, int]:
+    """The runs a report is about, the suite's search studies, the design they follow and how many stored
+    runs the suite file no longer implies. A suite that was only searched: its trials are the runs."""
     from bench.store import load_results
 
     frame = suite_results(suite, storage)
     left_out = frame.attrs["left_out"]
     studies = search_studies(suite, storage)
     design = suite.design
-    if frame.empty and studies:  # a suite that was only searched: its trials are the runs
+    if frame.empty and studies:
         frame = pd.concat([load_results(s.study_name, storage) for s in studies], ignore_index=True)
         frame = frame[frame["status"] != "running"].reset_index(drop=True)
         design = "search"
     if frame.empty:
         hint = f"`optbench run {suite.source or suite.name}` first"
         raise ConfigError("", f"no results for suite '{suite.name}' yet: {hint}")
-    html = render(suite, frame, sample=sample, search_studies=studies, left_out=left_out, design=design)
+    return frame, studies, design, left_out
+
+
+def build_report(
+    suite: Suite,
+    storage: str | None = None,
+    out: str | Path | None = None,
+    sample: bool = True,
+    json_out: str | Path | None = None,
+    confirm_seeds: list[int] | None = None,
+) -> Path:
+    """Writes the HTML report and its conclusions beside it (`<name>.json`), and to `json_out` when given;
+    each file atomically. Returns the HTML's path."""
+    frame, studies, design, left_out = report_inputs(suite, storage)
+    conclusions = conclude(suite, frame, design=design, studies=studies, confirm_seeds=confirm_seeds,
+                           left_out=left_out)  # fmt: skip
+    html = render(suite, frame, sample=sample, search_studies=studies, left_out=left_out, design=design,
+                  conclusions=conclusions, confirm_seeds=confirm_seeds)  # fmt: skip
     path = Path(out) if out else default_report_path(suite)
+    text = dumps(conclusions)
+    for target in dict.fromkeys([conclusions_path(path), *([Path(json_out)] if json_out else [])]):
+        with atomic_path(target) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         faults.stream(f, "report").write(html.encode("utf-8"))
     return path
@@ -91,34 +116,36 @@ def render(
     search_studies: list[Any] | None = None,
     left_out: int = 0,
     design: str | None = None,
+    conclusions: dict[str, Any] | None = None,
+    confirm_seeds: list[int] | None = None,
 ) -> str:
+    """The report's HTML: the conclusions' sentences and tables as they are, figures from the runs."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
     from markupsafe import Markup
 
+    from bench.conclusions import confirming_mask
     from bench.report import figures
 
     frame = frame.copy()
     frame["value"] = frame["value"].astype(float)
     design = design or suite.design
-    views = axis_views(suite, frame, design)
-    axes = list(views)
-    tuned = bool(suite.tune) and design != "search"
+    c = conclusions or conclude(suite, frame, design=design, studies=search_studies or [],
+                                confirm_seeds=confirm_seeds, left_out=left_out)  # fmt: skip
+    tuned = c["tuning"] is not None
+    ranked_frame = judged_runs(suite, frame, confirming_mask(frame, confirm_seeds))[0] if tuned else frame
+    # in a suite that tunes, every arm at its chosen setting on the seeds that judge it: the grids the protocol
+    # grew differ from arm to arm, so averaging over them would weigh each arm by the rates it happened to try
+    effect_frame = ranked_frame if tuned else frame
+    views = axis_views(suite, effect_frame, design)
     if tuned:
-        groups = frame["run_hash"].map({r.hash: suite.untuned_label(r) for r in suite.runs()})
-        ranked_frame = best_per_arm(frame, groups.fillna(frame["arm"]))
-        tuned_part = ranked_frame["run_hash"].map({r.hash: suite.tuned_label(r) for r in suite.runs()})
-        ranked_frame["tuned_setting"] = [
-            t if isinstance(t, str) and t else arm for t, arm in zip(tuned_part, ranked_frame["tuned_arm"], strict=True)
-        ]
-    else:
-        ranked_frame = frame
-    table = summarize(ranked_frame)
-    baseline = baseline_arm(suite, ranked_frame)
+        views = {a: v for a, v in views.items() if a not in suite.tune}
+    axes = list(views)
     floor = _first(frame.get("loss_floor"))
     metric = suite.metric
+    best = c["arms"][0] if c["arms"] else None
 
     pairs = figures.axis_pairs(axes) if design == "grid" else []
-    heat_scale = shared_scale([figures.interaction_table(frame, a, b) for a, b in pairs])
+    heat_scale = shared_scale([figures.interaction_table(effect_frame, a, b) for a, b in pairs])
     context: dict[str, Any] = {
         "suite": suite,
         "metric": metric,
@@ -127,33 +154,42 @@ def render(
         "left_out": left_out,
         "tuned": tuned,
         "min_seeds": MIN_SEEDS_FOR_CI,
-        "too_few": bool((table["n"] < MIN_SEEDS_FOR_CI).any()),
-        "leaderboard": Markup(leaderboard_html(table, floor, tuned_settings(ranked_frame))),
-        "answer": answer(table, metric),
-        "baseline": baseline,
-        "comparisons": Markup(comparisons_html(paired_comparisons(ranked_frame, baseline))),
+        "too_few": any(a["ci"] is None for a in c["arms"]),
+        "leaderboard": Markup(leaderboard_html(c["arms"], floor, tuned)),
+        "tuning_added": tuning_added(c["arms"]),
+        "headline": c["headline"],
+        "baseline": c["baseline"],
+        "comparisons": c["comparisons"],
+        "comparisons_table": Markup(comparisons_html(c["comparisons"])),
         "design": design_text(design, search_studies[0] if search_studies else None),
-        "effects": [(a, figures.main_effect(views[a], a, metric, floor)) for a in axes],
-        "interactions": [(a, b, figures.interaction(frame, a, b, metric, heat_scale)) for a, b in pairs],
+        "is_search": design == "search",
+        "effects": [(a, figures.main_effect(views[a], a, metric, floor, design)) for a in axes],
+        "interactions": [(a, b, figures.interaction(effect_frame, a, b, metric, heat_scale)) for a, b in pairs],
         "interactions_note": INTERACTIONS_NOTE.get(design, "Interactions need two or more axes."),
-        "curves": figures.curves(ranked_frame, curve_arms(table, baseline), floor),
+        "curves": figures.curves(ranked_frame, curve_arms(c), floor),
         "stability": figures.stability(views),
         "status_counts": status_counts(frame),
         "floor": floor,
-        "best_gap_to_floor": (table["mean"].iloc[0] - floor) if floor is not None else None,
+        "best_gap_to_floor": (best["mean"] - floor)
+        if floor is not None and best and best["mean"] is not None
+        else None,
         "target": suite.target,
+        "timing": c["timing"],
         "search": [
             (f"{arm_of(study, suite)}{title}", image)
-            for study in search_studies or []
-            for title, image in figures.search_figures(study)
+            for study, found in zip(search_studies or [], c["search"], strict=True)
+            for title, image in figures.search_figures(study, found["importances"])
         ],
-        "search_summary": " ".join(f"{arm_of(study, suite)}{search_summary(study)}" for study in search_studies or []),
+        "search_findings": [
+            (arm_of(study, suite), search_summary(study), found)
+            for study, found in zip(search_studies or [], c["search"], strict=True)
+        ],  # fmt: skip
     }
-    if suite.target is not None:
-        context.update(target_context(ranked_frame))
+    if suite.target is not None and c["timing"] is not None:
+        context.update(target_context(ranked_frame, c["timing"]))
     context.update(kernels_context(frame))
     no_sample = {"sample": None, "sample_note": "Sampling was turned off (--no-sample)."}
-    context.update(sample_context(ranked_frame, table) if sample else no_sample)
+    context.update(sample_context(ranked_frame, best["arm"]) if sample and best else no_sample)
     env = Environment(
         loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["html", "j2"], default=True)
     )
@@ -265,11 +301,11 @@ def short_commit(commit: str | None) -> str:
 def header(frame: pd.DataFrame) -> dict[str, Any]:
     from bench.plugins import describe_used
 
-    envs = [e for e in frame.get("env", []) if isinstance(e, dict) and e]
+    envs = [e for e in (nested(row, "env") for row in frame.to_dict("records")) if e]
     env = envs[0] if envs else {}
     finished = frame["finished"].dropna() if "finished" in frame else pd.Series(dtype=object)
     return {
-        "date": max(finished)[:10] if len(finished) else "unknown",
+        "date": str(max(finished))[:10] if len(finished) else "unknown",
         "optbench": env.get("optbench", "?"),
         # runs reused from an earlier version of the code say so: every commit that trained them is listed
         "commit": counted_text([short_commit(e.get("commit")) for e in envs], "unknown commit"),
@@ -307,17 +343,6 @@ def flat_configs(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Each run's config as dotted keys (the frame's config.* columns, prefix dropped)."""
     columns = [c for c in frame.columns if c.startswith("config.")]
     return [{c.removeprefix("config."): v for c, v in row.items()} for row in frame[columns].to_dict("records")]
-
-
-def _fmt(x: float, digits: int = 4) -> str:
-    return "–" if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))) else f"{x:.{digits}f}"
-
-
-def tuned_settings(frame: pd.DataFrame) -> dict[str, str] | None:
-    """arm -> the tuned settings it is ranked at (its best), when the suite tunes."""
-    if "tuned_arm" not in frame:
-        return None
-    return dict(zip(frame["arm"], frame.get("tuned_setting", frame["tuned_arm"]), strict=True))
 
 
 def status_counts(frame: pd.DataFrame, noun: str = "runs") -> str:
@@ -360,37 +385,50 @@ def search_summary(study: Any) -> str:
     return text
 
 
-def outcome(row: pd.Series) -> str:
+def runs_text(runs: dict[str, int]) -> str:
     """An arm's runs by status, e.g. '2 complete, 1 pruned'."""
-    from bench.stats import STATUSES
-
-    return ", ".join(f"{row[s]} {s.replace('_', ' ')}" for s in STATUSES if row.get(s, 0))
+    return ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in runs.items() if n)
 
 
-def no_interval_text(row: pd.Series) -> str:
-    """Why an arm has no interval: diverged runs (an infinite loss has none), too few seeds run, or too
-    few of them finished."""
-    from bench.stats import STATUSES
+def seeds_cell(arm: dict[str, Any]) -> str:
+    """Which seeds an arm is judged on, and for a tuned arm which chose its setting."""
+    from bench.conclusions import seeds_text
 
-    ran = sum(int(row.get(s, 0)) for s in STATUSES)
-    if row.get("diverged", 0):
-        return f"none: {row['diverged']} of {ran} seeds diverged"
-    return f"{row['n']} of {ran} seeds finished" if ran >= MIN_SEEDS_FOR_CI else "too few seeds"
+    if arm["judged_on"] == "confirming":
+        return f"confirming {seeds_text(arm['confirming_seeds'])}; chosen on {seeds_text(arm['tuning_seeds'])}"
+    if arm["judged_on"] == "tuning":
+        return f"{seeds_text(arm['seeds'])}, which also chose"
+    return str(arm["n"])
 
 
-def leaderboard_html(table: pd.DataFrame, floor: float | None, tuned: dict[str, str] | None = None) -> str:
+def tuning_added(arms: list[dict[str, Any]]) -> list[str]:
+    """What the protocol added, one line per set of arms that got the same additions (a tuned ablation
+    usually adds the same values to every arm's grid)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for arm in arms:
+        texts = tuple(x["text"] for x in arm["tuning_added"])
+        if texts:
+            groups.setdefault(texts, []).append(arm["arm"])
+    return [f"{', '.join(names)}: {'; '.join(texts)}" for texts, names in groups.items()]
+
+
+def leaderboard_html(arms: list[dict[str, Any]], floor: float | None, tuned: bool = False) -> str:
+    """The conclusions' arms as a table, in their order (by rank, then mean)."""
+    from bench.conclusions import fmt
+
     shown = pd.DataFrame({
-        "Rank": table["rank"],
-        "Arm": table["arm"],
-        "Mean": table["mean"].where(np.isfinite(table["mean"])),
-        "Runs": [outcome(row) for _, row in table.iterrows()],
-        "95% CI": [f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]" if not math.isnan(row["ci_low"])
-                   else no_interval_text(row) for _, row in table.iterrows()],
-        "Gap to best": table["gap"].where(np.isfinite(table["gap"])),
-        "Seeds": table["n"],
+        "Rank": [a["rank"] for a in arms],
+        "Arm": [a["arm"] for a in arms],
+        "Mean": [a["mean"] if a["mean"] is not None else math.nan for a in arms],
+        "Runs": [runs_text(a["runs"]) for a in arms],
+        "95% CI": [f"[{fmt(a['ci'][0])}, {fmt(a['ci'][1])}]" if a["ci"] else a["no_interval"] for a in arms],
+        "Gap to best": [a["gap"] if a["gap"] is not None else math.nan for a in arms],
+        "Seeds": [seeds_cell(a) for a in arms],
     })  # fmt: skip
-    if tuned is not None:
-        shown.insert(2, "Best setting", [tuned.get(arm, "") for arm in table["arm"]])
+    if tuned:
+        shown.insert(2, "Best setting", [a["tuned_setting"] or "" for a in arms])
+        if any(a["edge_flags"] for a in arms):
+            shown["Flags"] = ["; ".join(f["text"] for f in a["edge_flags"]) for a in arms]
     if floor is not None:
         shown["Above floor"] = shown["Mean"] - floor
     styler = (
@@ -402,119 +440,146 @@ def leaderboard_html(table: pd.DataFrame, floor: float | None, tuned: dict[str, 
         styler = styler.background_gradient(subset=["Mean"], cmap="RdYlGn_r").highlight_min(
             subset=["Mean"], props="font-weight: 700; outline: 2px solid #2f7d32;"
         )
+    styler = styler.map(lambda v: "white-space: nowrap", subset=["95% CI"])
+    if "Flags" in shown:
+        styler = styler.map(lambda v: "color: #9a3412; text-align: left" if v else "", subset=["Flags"])
     # an arm without a mean gets a quiet cell, not the gradient's black; applied last, so it wins
     styler = styler.highlight_null(subset=["Mean"], props="background-color: #eef0f2; color: #5b6b7b;")
     return styler.to_html()
 
 
-def answer(table: pd.DataFrame, metric: str) -> str:
-    best = table.iloc[0]
-    if not np.isfinite(best["mean"]):
-        return f"No arm has a {metric} to rank: every run diverged, failed, was pruned or was interrupted."
-    tied = table[(table["rank"] == 1) & (table["arm"] != best["arm"])]["arm"].tolist()
-    text = f"Best: {best['arm']}, mean {metric} {_fmt(best['mean'])}"
-    if not math.isnan(best["ci_low"]):
-        text += f" (95% CI [{_fmt(best['ci_low'])}, {_fmt(best['ci_high'])}])"
-    if tied:
-        more = " ..." if len(tied) > 5 else ""
-        text += f"; statistically tied with {len(tied)} other arm(s): " + ", ".join(tied[:5]) + more
-    elif len(table) > 1 and not math.isnan(best["ci_low"]):
-        text += "; ahead of every other arm beyond its interval"
-    return text + "."
-
-
-def comparisons_html(table: pd.DataFrame) -> str:
-    if table.empty:
+def comparisons_html(comparisons: dict[str, Any]) -> str:
+    """The conclusions' paired comparisons as a table; a search says why it has none."""
+    if comparisons["withheld"]:
+        return ""
+    rows = comparisons["rows"]
+    if not rows:
         return "<p class='note'>Only one arm: nothing to compare.</p>"
-    few = table[table["pairs"] < MIN_SEEDS_FOR_CI]
+    few = [r for r in rows if r["pairs"] < MIN_SEEDS_FOR_CI]
     note = ""
-    if len(few):
+    if few:
         # MIN_SEEDS_FOR_CI in bench.stats carries the measurement behind the threshold
-        have = ", ".join(str(n) for n in sorted(set(few["pairs"])))
-        note = (f"<p class='note'>No p-value, effect size or significance mark where an arm shares fewer than "
+        have = ", ".join(str(n) for n in sorted({r["pairs"] for r in few}))
+        note = (f"<p class='note'>No p-value, effect size or verdict where an arm shares fewer than "
                 f"{MIN_SEEDS_FOR_CI} finished seeds with the baseline ({len(few)} arm(s) share {have}): at that "
                 f"n a 95% interval is meaningless and a t-test detects a one-sd difference 8% of the time. Paired "
                 f"tests need {MIN_SEEDS_FOR_CI} or more seeds that finish (complete or stopped early) in both "
                 f"arms; mean differences are shown.</p>")  # fmt: skip
-    if len(few) == len(table):
-        shown = table.rename(columns={"arm": "Arm", "pairs": "Pairs", "mean_diff": "Mean difference"})
+
+    def interval(ci: list[float | None] | None, digits: int, sign: bool = True) -> str:
+        from bench.conclusions import fmt
+
+        return f"[{fmt(ci[0], digits, sign)}, {fmt(ci[1], digits, sign)}]" if ci else "–"
+
+    if len(few) == len(rows):
+        shown = pd.DataFrame({"Arm": [r["arm"] for r in rows], "Pairs": [r["pairs"] for r in rows],
+                              "Mean difference": [r["mean_diff"] for r in rows]})  # fmt: skip
         styler = (
-            shown[["Arm", "Pairs", "Mean difference"]].style.set_uuid("comparisons").hide(axis="index")
+            shown.style.set_uuid("comparisons").hide(axis="index")
             .format({"Mean difference": "{:+.4f}"}, na_rep="–", escape="html")
         )  # fmt: skip
         return note + styler.to_html()
-    shown = table.rename(columns={"arm": "Arm", "pairs": "Pairs", "mean_diff": "Mean difference", "p": "p",
-                                  "p_holm": "p (Holm)", "effect_size": "Effect size d"})  # fmt: skip
-    shown = shown[["Arm", "Pairs", "Mean difference", "p", "p (Holm)", "Effect size d"]]
+    shown = pd.DataFrame({
+        "Arm": [r["arm"] for r in rows],
+        "Pairs": [r["pairs"] for r in rows],
+        "Mean difference": [r["mean_diff"] for r in rows],
+        "95% CI": [interval(r["diff_ci"], 4) for r in rows],
+        "p": [r["p"] for r in rows],
+        "p (Holm)": [r["p_holm"] for r in rows],
+        "Verdict": [r["verdict"] for r in rows],
+        "Effect size d [95% CI]": [f"{r['effect_size']:+.2f} {interval(r['effect_size_ci'], 2)}"
+                                   if r["effect_size"] is not None else "–" for r in rows],
+    })  # fmt: skip
     styler = (
         shown.style.set_uuid("comparisons")
         .hide(axis="index")
-        .format(
-            {"Mean difference": "{:+.4f}", "p": "{:.3g}", "p (Holm)": "{:.3g}", "Effect size d": "{:+.2f}"},
-            na_rep="–",
-            escape="html",
-        )  # fmt: skip
-        .map(lambda v: "font-weight: 700" if isinstance(v, float) and v < 0.05 else "", subset=["p (Holm)"])
+        .format({"Mean difference": "{:+.4f}", "p": "{:.3g}", "p (Holm)": "{:.3g}"}, na_rep="–", escape="html")
+        .map(lambda v: "font-weight: 700" if v in ("better", "worse") else "", subset=["Verdict"])
     )
     return note + styler.to_html()
 
 
-def curve_arms(table: pd.DataFrame, baseline: str) -> dict[str, str]:
-    finite = table[np.isfinite(table["mean"])]
-    arms = {"best": table["arm"].iloc[0]}
-    if baseline not in arms.values():
-        arms["baseline"] = baseline
-    if len(finite) and finite["arm"].iloc[-1] not in arms.values():
-        arms["worst"] = finite["arm"].iloc[-1]
-    return arms
+def curve_arms(c: dict[str, Any]) -> dict[str, str]:
+    """The arms whose loss curves are drawn: the best, the baseline and the worst with a finite mean."""
+    arms = c["arms"]
+    if not arms:
+        return {}
+    out = {"best": arms[0]["arm"]}
+    if c["baseline"] and c["baseline"] not in out.values():
+        out["baseline"] = c["baseline"]
+    finite = [a for a in arms if a["mean"] is not None]
+    if finite and finite[-1]["arm"] not in out.values():
+        out["worst"] = finite[-1]["arm"]
+    return out
 
 
-def target_context(frame: pd.DataFrame) -> dict[str, Any]:
+def target_context(frame: pd.DataFrame, timing: dict[str, Any]) -> dict[str, Any]:
+    """The conclusions' time, tokens and steps to target as a table, with the per-seed figures and the
+    performance profile (time-based: marked as noise where the conclusions say the time ranking is)."""
     from markupsafe import Markup
 
+    from bench.conclusions import fmt
     from bench.report import figures
 
-    times = frame.pivot_table(index="seed", columns="arm", values="target_time", aggfunc="first", sort=False)
-    # every seed and arm, even where no run reached the target (pivot_table drops what is all missing)
-    times = times.reindex(index=sorted(frame["seed"].unique()), columns=list(dict.fromkeys(frame["arm"])))
-    times = times.astype(float).fillna(np.inf)
-    taus = np.linspace(1.0, 4.0, 301)
-    rho, scores = performance_profile(times, taus)
-    summary = pd.DataFrame({
-        "Arm": times.columns,
-        "Reached": [f"{int(np.isfinite(times[a]).sum())}/{len(times)}" for a in times.columns],
-        "Median seconds": [float(np.median(times[a])) for a in times.columns],
-        "Median tokens": [float(np.median(frame[frame.arm == a]["target_tokens"].astype(float).fillna(np.inf)))
-                          for a in times.columns],
-        "Profile score": [scores[a] for a in times.columns],
-    }).sort_values("Profile score", ascending=False, kind="stable")  # fmt: skip
+    def spread(stats: dict[str, Any], digits: int, thousands: bool = False) -> str:
+        if stats["median"] is None:
+            return "–"
+        f = (lambda x: f"{x:,.0f}") if thousands else (lambda x: fmt(x, digits))
+        if stats["min"] == stats["max"]:
+            return f(stats["median"])
+        return f"{f(stats['median'])} ({f(stats['min'])}-{f(stats['max'])})"
+
+    rows = timing["arms"]
+    noise = timing["time_ranking"] == "noise"
+    mark = {"noise": " (noise here)", "untestable": " (not judged)"}.get(timing["time_ranking"], "")
+    shown = pd.DataFrame({
+        "Arm": [r["arm"] for r in rows],
+        "Reached": [f"{r['reached']}/{r['of']}" for r in rows],
+        "Tokens: median (range)": [spread(r["tokens"], 0, thousands=True) for r in rows],
+        "Steps: median": [fmt(r["steps"]["median"], 0) for r in rows],
+        "Seconds: median (range over seeds)": [spread(r["time"], 2) for r in rows],
+        "Time against the fastest": [r["time_verdict"] for r in rows],
+        "Profile score": [r["profile_score"] for r in rows],
+    })  # fmt: skip
+    if mark:  # the time columns follow the tokens: they are noise here, or nothing says they are not
+        shown = shown.rename(columns={"Seconds: median (range over seeds)": f"Seconds{mark}",
+                                      "Profile score": f"Profile score{mark}"})  # fmt: skip
     styler = (
-        summary.style.set_uuid("target")
+        shown.style.set_uuid("target")
         .hide(axis="index")
-        .format(
-            {"Median seconds": "{:.2f}", "Median tokens": "{:,.0f}", "Profile score": "{:.3f}"},
-            na_rep="–",
-            escape="html",
-        )  # fmt: skip
-    )
-    html = styler.to_html().replace(">inf<", ">missed<")
-    if not np.isfinite(times.to_numpy()).any():
+        .format({c: "{:.3f}" for c in shown.columns if c.startswith("Profile")}, na_rep="–", escape="html")
+        .map(lambda v: "white-space: nowrap", subset=[c for c in shown.columns if c.startswith("Seconds")])
+    )  # fmt: skip
+    html = styler.to_html()
+    if not any(r["reached"] for r in rows):
         return {"target_table": Markup(html), "time_to_target": None}
-    return {
+    arms = [r["arm"] for r in rows]
+    counted = frame[~frame["status"].isin(("pruned", "interrupted", "running"))]
+    times = counted.pivot_table(index="seed", columns="arm", values="target_time", aggfunc="first", sort=False)
+    times = times.reindex(index=sorted(frame["seed"].unique()), columns=arms).astype(float)
+    ran = counted.pivot_table(index="seed", columns="arm", values="status", aggfunc="first", sort=False)
+    ran = ran.reindex(index=times.index, columns=arms).notna()
+    times = times.where(~(ran & times.isna()), np.inf)  # ran and never reached: a miss; not run: no workload
+    out = {
         "target_table": Markup(html),
-        "time_to_target": figures.to_target(frame, "target_time", "training seconds to target"),
-        "tokens_to_target": figures.to_target(frame, "target_tokens", "tokens to target"),
-        "profile": figures.profile(rho, scores),
+        "time_to_target": figures.to_target(counted, "target_time", "training seconds to target"),
+        "tokens_to_target": figures.to_target(counted, "target_tokens", "tokens to target"),
+        "profile": None,
     }
+    if len(times) > 1:  # a profile over one seed is each arm's ratio on that seed: the table says it
+        rho, _ = performance_profile(times, np.linspace(1.0, 4.0, 301))
+        scores = pd.Series({r["arm"]: r["profile_score"] if r["profile_score"] is not None else 0.0 for r in rows})
+        out["profile"] = figures.profile(rho, scores, noise=noise)
+    return out
 
 
 def kernels_context(frame: pd.DataFrame) -> dict[str, Any]:
     from markupsafe import Markup
 
-    from bench.checkpoint import results_dir
+    from bench.checkpoint import kernels_to_read
     from bench.roofline import kernel_roofline, runs_roofline
 
-    path = results_dir() / "kernels" / "latest.json"
+    path = kernels_to_read()
     if not path.is_file():
         return {"kernels": None, "roofline": [runs_roofline(frame, None)]}
     data = json.loads(path.read_text())
@@ -540,7 +605,7 @@ def kernels_context(frame: pd.DataFrame) -> dict[str, Any]:
             "roofline": roofline}  # fmt: skip
 
 
-def sample_context(frame: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any]:
+def sample_context(frame: pd.DataFrame, best_arm: str) -> dict[str, Any]:
     """Text from the weights saved when the best run finished (bench.checkpoint); never trains. Where there
     are none, or they cannot be read, the section says so in one line."""
     import torch
@@ -551,7 +616,6 @@ def sample_context(frame: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any]:
     from bench.techniques.corpora import load_corpus
 
     finished = frame[frame["status"].isin(("complete", "stopped_early"))]
-    best_arm = table["arm"].iloc[0]
     runs = finished[finished["arm"] == best_arm]
     if runs.empty:
         return {"sample": None, "sample_note": "The best arm has no finished run to sample from."}
@@ -570,7 +634,8 @@ def sample_context(frame: pd.DataFrame, table: pd.DataFrame) -> dict[str, Any]:
     if chosen is None:
         return {"sample": None, "sample_note": f"No sample: {reason}."}
     try:
-        corpus = load_corpus(RunConfig.from_dict(chosen["config"]).data)
+        config = json.loads(chosen["config"]) if isinstance(chosen["config"], str) else chosen["config"]
+        corpus = load_corpus(RunConfig.from_dict(config).data)
     except Exception as e:  # noqa: BLE001 -- a corpus moved away since the run: say so, don't fail the report
         return {"sample": None, "sample_note": f"No sample: the run's corpus cannot be read ({e})."}
     threads = torch.get_num_threads()

@@ -1,14 +1,21 @@
 """Report figures: seaborn on matplotlib Figures (no pyplot state), encoded as inline PNG.
 
-PNGs are byte-stable: no Software tag, fixed seeds for seaborn's bootstrap bands, fixed sizes and DPI.
+Every interval drawn is the leaderboard's: the 95% Student-t interval over seeds (bench.stats.mean_ci),
+never seaborn's percentile bootstrap, which at 3 seeds spans about the min-max of the values and covered
+the true mean 75% of the time. Figures that draw something else say what in their caption. PNGs are
+byte-stable: no Software tag, fixed sizes and DPI. Optuna's matplotlib plots switch matplotlib to its
+ggplot style as they draw: they are drawn inside an rc context with that switch held off (optuna_style),
+so they keep the report's theme and leave nothing behind for the figures after them.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import itertools
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import matplotlib
@@ -21,13 +28,30 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import EngFormatter, MaxNLocator  # noqa: E402
 
 DPI = 96
-ERRORBAR = ("ci", 95)
 SEED_BAND = ("pi", 100)  # loss curves: the band spans every seed, min to max
-SEED = 0
-sns.set_theme(style="whitegrid", context="notebook")
+# The report's page is 1100 px wide less its padding; a figure wider than this is scaled down by the
+# browser, and its text with it. Tick labels must stay at least MIN_LABEL_PX tall at the page's width.
+PAGE_PX = 1052
+MIN_LABEL_PX = 9
+THEME = {"style": "whitegrid", "context": "notebook"}
+sns.set_theme(**THEME)
 # Labels are user text (axis names, values, paths): "$...$" in one must print as written, not go to
 # mathtext's parser, which raises on an unknown command such as $\nosuchcmd$.
 matplotlib.rcParams["text.parse_math"] = False
+
+
+def t_interval(values: pd.Series) -> tuple[float, float]:
+    """The leaderboard's interval (bench.stats.mean_ci), as seaborn's errorbar callable."""
+    from bench.stats import mean_ci
+
+    return mean_ci(values.to_numpy(dtype=float))
+
+
+def per_seed_means(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """One value per (axis value, seed): the seed's mean over the runs at that value (the other axes'
+    values). Their mean over seeds is the axis value's mean; their spread, the seeds' noise alone."""
+    data = finite(frame)
+    return data.groupby([column, "seed"], sort=False, observed=True)["value"].mean().reset_index()
 
 
 def png(fig: Figure) -> str:
@@ -66,6 +90,19 @@ def compact_label(arm: str, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def display_labels(arms: list[str], width: int = 64) -> dict[str, str]:
+    """arm label -> a label that fits a figure: the settings that differ (short_labels), without dotted
+    prefixes, cut to `width` characters; labels cut alike get ' #2', ' #3' so no two arms merge."""
+    short = short_labels(arms)
+    out: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for arm in arms:
+        label = compact_label(short[arm], width)
+        seen[label] = seen.get(label, 0) + 1
+        out[arm] = label if seen[label] == 1 else f"{label} #{seen[label]}"
+    return out
+
+
 def outside_legend(ax: Any, **kwargs: Any) -> None:
     """The legend to the right of the axes, never over the data."""
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False, **kwargs)
@@ -92,35 +129,36 @@ def level_order(labels: pd.Series) -> list[str]:
     return [o for _, o in sorted(zip(numbers, order, strict=True), key=lambda no: no[0])]
 
 
-def main_effect(frame: pd.DataFrame, axis: str, metric: str, floor: float | None) -> str:
-    """Mean metric per value of one axis (averaged over the other axes), with 95% bootstrap intervals."""
+def main_effect(frame: pd.DataFrame, axis: str, metric: str, floor: float | None, design: str = "grid") -> str:
+    """Mean metric per value of one axis. Suites: the mean over seeds of each seed's average over the other
+    axes' values, with the 95% Student-t interval over those per-seed means (none below 3 seeds). A search:
+    each trial's value and their mean, no interval (a search's trials are not replicates)."""
     column = f"arm.{axis}"
-    data = finite(frame)
     order = level_order(frame[column])
+    search = design == "search"
+    data = finite(frame) if search else per_seed_means(frame, column)
     many = len(order) > 8 or max(len(str(o)) for o in order) > 14  # long or many labels: values down the side
+    value_axis, level_axis = ("x", "y") if many else ("y", "x")
     if many:
-        fig = Figure(figsize=(7, 0.28 * len(order) + 1.2))
-        ax = fig.subplots()
-        sns.pointplot(data=data, y=column, x="value", order=order, errorbar=ERRORBAR, seed=SEED, ax=ax,
-                      linestyle="none", capsize=0.3, color="#1f5fa8", markersize=4)  # fmt: skip
-        ax.set_ylabel(axis)
-        ax.set_xlabel(metric)
-        ax.tick_params(axis="y", labelsize=9)
+        fig = Figure(figsize=(7, 0.3 * len(order) + 1.2))
     else:
         fig = Figure(figsize=(max(4.0, 0.9 * len(order) + 2), 3.2))
-        ax = fig.subplots()
-        sns.pointplot(data=data, x=column, y="value", order=order, errorbar=ERRORBAR, seed=SEED, ax=ax,
-                      linestyle="none", capsize=0.15, color="#1f5fa8")  # fmt: skip
-        ax.set_xlabel(axis)
-        ax.set_ylabel(metric)
-        ax.tick_params(axis="x", labelsize=9)
+    ax = fig.subplots()
+    where = {level_axis: column, value_axis: "value"}
+    if search:
+        sns.stripplot(data=data, order=order, ax=ax, color="#9db7d5", size=4, jitter=0.15, **where)
+    sns.pointplot(data=data, order=order, errorbar=None if search else t_interval, ax=ax, linestyle="none",
+                  capsize=0.3 if many else 0.15, color="#1f5fa8", markersize=4 if many else 6, **where)  # fmt: skip
+    (ax.set_ylabel if many else ax.set_xlabel)(axis)
+    (ax.set_xlabel if many else ax.set_ylabel)(metric)
+    ax.tick_params(labelsize=10)
     if floor is not None:
         low, high = ax.get_xlim() if many else ax.get_ylim()
         if floor >= low - (high - low):  # near the data: drawn; far below, it would squash the effects flat
             (ax.axvline if many else ax.axhline)(floor, color="#888", linestyle="--", linewidth=1, label="loss floor")
-            outside_legend(ax, fontsize=8)
+            outside_legend(ax, fontsize=9)
         else:
-            ax.set_title(f"loss floor {floor:.4f}: below the axis", fontsize=8, loc="right", color="#5b6b7b")
+            ax.set_title(f"loss floor {floor:.4f}: below the axis", fontsize=9, loc="right", color="#5b6b7b")
     return png(fig)
 
 
@@ -138,11 +176,11 @@ def interaction(frame: pd.DataFrame, a: str, b: str, metric: str, scale: tuple[f
     fig = Figure(figsize=(max(4.0, 1.1 * table.shape[1] + 2.5), max(2.6, 0.5 * table.shape[0] + 1.5)))
     ax = fig.subplots()
     vmin, vmax = scale if scale is not None else (None, None)
-    sns.heatmap(table, annot=True, fmt=".3f", cmap="RdYlGn_r", ax=ax, cbar_kws={"label": metric}, annot_kws={"size": 8},
+    sns.heatmap(table, annot=True, fmt=".3f", cmap="RdYlGn_r", ax=ax, cbar_kws={"label": metric}, annot_kws={"size": 9},
                 vmin=vmin, vmax=vmax)  # fmt: skip
     ax.set_xlabel(b)
     ax.set_ylabel(a)
-    ax.tick_params(labelsize=8)
+    ax.tick_params(labelsize=10)
     return png(fig)
 
 
@@ -154,7 +192,7 @@ def curves(frame: pd.DataFrame, arms: dict[str, str], floor: float | None) -> st
     """Validation loss against steps and against tokens (arms with other batch sizes meet at equal tokens),
     and smoothed training loss, of the chosen arms: mean over seeds, the band from lowest seed to highest.
     The legend sits below the plots, never over a curve."""
-    short = short_labels(list(dict.fromkeys(arms.values())))
+    short = display_labels(list(dict.fromkeys(arms.values())), 70)
     val_rows, train_rows = [], []
     for role, arm in arms.items():
         for _, run in frame[frame["arm"] == arm].iterrows():
@@ -185,7 +223,8 @@ def curves(frame: pd.DataFrame, arms: dict[str, str], floor: float | None) -> st
     if axes[0].get_legend() is not None:
         handles, labels = axes[0].get_legend_handles_labels()
         axes[0].get_legend().remove()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8, frameon=False)
+        ncol = min(3, len(labels)) if max(map(len, labels)) <= 40 else 1  # long labels: one per row, not wider
+        fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=9, frameon=False)
     return png(fig)
 
 
@@ -205,42 +244,46 @@ def _smooth(values: list[float], span: int = 20) -> list[float]:
 
 def to_target(frame: pd.DataFrame, column: str, label: str) -> str:
     """Per arm, the seeds' time (or tokens) to the target; misses drawn at the right edge."""
-    short = short_labels(list(dict.fromkeys(frame["arm"])))
+    short = display_labels(list(dict.fromkeys(frame["arm"])))
     data = frame[["arm", column]].copy()
     data["arm"] = data["arm"].map(short)
     data[column] = data[column].astype(float)
     reached = data[np.isfinite(data[column])]
     order = list(dict.fromkeys(data["arm"]))
-    fig = Figure(figsize=(8, max(2.5, 0.3 * len(order) + 1)))
+    longest = max(map(len, order), default=0)  # long labels take their room from the axes, not the page
+    fig = Figure(figsize=(8 if longest <= 40 else 6.5, max(2.5, 0.3 * len(order) + 1)))
     ax = fig.subplots()
     if not reached.empty:
         sns.stripplot(data=reached, y="arm", x=column, order=order, ax=ax, color="#1f5fa8", size=5, jitter=False)
     missed = data[~np.isfinite(data[column])].groupby("arm").size()
     right = reached[column].max() * 1.08 if not reached.empty else 1.0
     for arm, n in missed.items():
-        ax.text(right, order.index(arm), f"{n} missed", va="center", fontsize=7, color="#b00")
+        ax.text(right, order.index(arm), f"{n} missed", va="center", fontsize=9, color="#b00")
     ax.set_xlabel(label)
     ax.set_ylabel("")
-    ax.tick_params(axis="y", labelsize=9)
+    ax.tick_params(labelsize=10)
     return png(fig)
 
 
 PROFILE_LABELLED = 6  # the best arms get a colour and a legend entry; the rest are drawn grey
 
 
-def profile(rho: pd.DataFrame, scores: pd.Series) -> str:
+def profile(rho: pd.DataFrame, scores: pd.Series, noise: bool = False) -> str:
     """AlgoPerf performance profiles: share of seeds on which each arm is within tau of the best. The top
-    PROFILE_LABELLED arms are coloured and named (legend outside the axes); the others are thin grey lines."""
-    short = short_labels(list(scores.index))
-    fig = Figure(figsize=(9, 3.8), layout="constrained")
-    ax = fig.subplots()
+    PROFILE_LABELLED arms are coloured and named, in a legend below the axes (beside them, long labels
+    squeezed the axes to a sliver); the others are thin grey lines. `noise`: the conclusions found the
+    arms' time differences within the spread of their own seeds, and the title says so."""
+    short = display_labels(list(scores.index))
     ranked = list(scores.sort_values(ascending=False, kind="stable").index)
+    named = min(PROFILE_LABELLED, len(ranked))
+    fig = Figure(figsize=(9, 3.4 + 0.25 * math.ceil((named + (len(ranked) > named)) / 2)), layout="constrained")
+    ax = fig.subplots()
     for arm in reversed(ranked[PROFILE_LABELLED:]):
         ax.step(rho.index, rho[arm], where="post", color="#bbbbbb", linewidth=0.8)
     colours = sns.color_palette("tab10", PROFILE_LABELLED)
     for arm, colour in zip(ranked[:PROFILE_LABELLED], colours, strict=False):
-        ax.step(rho.index, rho[arm], where="post", label=f"{short[arm]} ({scores[arm]:.2f})", linewidth=1.6,
-                color=colour)  # fmt: skip
+        ax.step(rho.index, rho[arm], where="post", label=f"{short[arm]} ({scores[arm]:.2f})",
+                linewidth=1.6, color=colour)  # fmt: skip
     if len(ranked) > PROFILE_LABELLED:
         rest = len(ranked) - PROFILE_LABELLED
         ax.plot([], [], color="#bbbbbb", linewidth=0.8, label=f"{rest} other arm{'s' * (rest != 1)}")
@@ -248,7 +291,11 @@ def profile(rho: pd.DataFrame, scores: pd.Series) -> str:
     ax.set_ylabel("share of seeds within tau")
     ax.set_xlim(1, float(rho.index.max()))
     ax.set_ylim(-0.02, 1.02)
-    fig.legend(loc="outside right upper", fontsize=8, frameon=False)
+    ax.tick_params(labelsize=10)
+    if noise:
+        ax.set_title("time differences within the spread of each arm's seeds: this ranking is noise", fontsize=10,
+                     color="#9a3412", loc="left")  # fmt: skip
+    fig.legend(loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     return png(fig)
 
 
@@ -269,43 +316,76 @@ def stability(views: dict[str, pd.DataFrame]) -> str | None:
     fig = Figure(figsize=(7, max(2.2, 0.3 * data["axis value"].nunique() + 1)))
     ax = fig.subplots()
     sns.barplot(data=data, y="axis value", x="runs", hue="status", ax=ax, errorbar=None)
-    ax.tick_params(axis="y", labelsize=9)
+    ax.tick_params(labelsize=10)
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return png(fig)
 
 
-def search_figures(study: object) -> list[tuple[str, str]]:
-    """Optuna's own plots of a search (optuna.visualization.matplotlib): history, importances, parallel
-    coordinates of the most important parameters. Each is skipped where Optuna cannot draw it yet."""
+@contextlib.contextmanager
+def optuna_style() -> Iterator[None]:
+    """Optuna's matplotlib plots call matplotlib.style.use('ggplot') as they draw, which changed every later
+    figure of the report: inside, that call does nothing and any other rcParams change is undone on exit."""
+    from unittest import mock
+
+    import matplotlib.style
+
+    with matplotlib.rc_context(), mock.patch.object(matplotlib.style, "use", lambda *a, **k: None):
+        yield
+
+
+def importance_figure(values: dict[str, float]) -> str:
+    """The conclusions' parameter importances as bars, largest first."""
+    data = pd.DataFrame({"parameter": list(values), "importance": list(values.values())})
+    data = data.sort_values("importance", ascending=False, kind="stable")
+    fig = Figure(figsize=(8, 0.35 * len(data) + 1.2))
+    ax = fig.subplots()
+    sns.barplot(data=data, y="parameter", x="importance", ax=ax, color="#1f5fa8", errorbar=None)
+    ax.set_xlabel("importance (Optuna's PED-ANOVA, normalized to sum to 1)")
+    ax.set_ylabel("")
+    ax.tick_params(labelsize=10)
+    return png(fig)
+
+
+def search_figures(study: object, importances: dict[str, float] | None = None) -> list[tuple[str, str]]:
+    """A search's figures: Optuna's optimization history (or Pareto front), the conclusions' parameter
+    importances (none where they were withheld), and Optuna's parallel coordinates of the most important
+    parameters (all of them without importances). Each is skipped where Optuna cannot draw it yet."""
     import warnings
 
     import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as ovm
 
-    from bench.stats import param_importances
-
+    out = []
     if len(study.directions) > 1:
         names = study.user_attrs.get("search", {}).get("objectives") or None
         plots = [("Pareto front", lambda: ovm.plot_pareto_front(study, target_names=names))]
     else:
-        ranked = list(param_importances(study))
-        plots = [
-            ("Optimization history", lambda: ovm.plot_optimization_history(study)),
-            ("Parameter importances (Optuna's default evaluator)",
-             lambda: ovm.plot_param_importances(study, params=ranked or None)),
-            ("Parallel coordinates of the most important parameters",
-             lambda: ovm.plot_parallel_coordinate(study, params=ranked[:6] or None)),
-        ]  # fmt: skip
-    out = []
+        ranked = sorted(importances, key=lambda k: -importances[k]) if importances else []
+        plots = [("Optimization history", lambda: ovm.plot_optimization_history(study))]
+        if importances:
+            plots.append(("Parameter importances", None))
+        plots.append(("Parallel coordinates" + (" of the most important parameters" if ranked else ""),
+                      lambda: ovm.plot_parallel_coordinate(study, params=ranked[:6] or None)))  # fmt: skip
     for title, draw in plots:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "experimental" and sparse-regime warnings
-                ax = draw()
-        except (ValueError, RuntimeError, ZeroDivisionError, KeyError):
+        if draw is None:
+            out.append((title, importance_figure(importances or {})))
             continue
-        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-        fig.set_size_inches(8, 4)
-        out.append((title, png(fig)))
-        plt.close(fig)
+        with optuna_style():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "experimental" and sparse-regime warnings
+                    ax = draw()
+            except (ValueError, RuntimeError, ZeroDivisionError, KeyError):
+                continue
+            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.set_size_inches(*((10, 5) if title.startswith("Parallel") else (8, 4)))
+            for a in fig.axes:
+                a.tick_params(labelsize=10)
+                if title.startswith("Parallel"):
+                    a.grid(False)  # every parameter's axis drew its own grid across the others
+            legend = fig.axes[0].get_legend() if fig.axes else None
+            if legend is not None:  # Optuna puts its legend over the data
+                sns.move_legend(fig.axes[0], "upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
+            out.append((title, png(fig)))
+            plt.close(fig)
     return out
