@@ -33,7 +33,8 @@ Worker deaths, in a two-worker `optbench run` of a longer suite (DEATH_SUITE):
 - SIGKILL, as the OOM killer sends it, of the worker training the k-th claim, for every k: the command must
   exit 0 with every run stored exactly once, the killed claim failed as `worker_died`;
 - every worker process (replacements too) dying at its N-th write boundary, of a library's error (`raise`)
-  or a crash in native code (`segv`), for every N a worker reaches: exit 0, or exit 3 with one line naming
+  or a crash in native code (`segv`), for N = 1-6, then ever more sparsely (8, 13, 21, ...) up to the last
+  boundary a worker reaches: exit 0, or exit 3 with one line naming
   the run its deaths left unrun; no traceback; then a rerun without the fault stores every run once.
 
 Database outages, where OPTBENCH_TEST_POSTGRES names a throwaway server this process may stop
@@ -580,8 +581,11 @@ def deaths(root: Path, tally: Tally, quick: bool) -> None:
     for k in [2] if quick else range(1, 7):
         worker_killed(root, tally, k)
     most = worker_boundaries(root)
+    # a worker's first claim, its attributes and first values lie in its first few writes; later ones repeat
+    # those kinds, so they are tried ever more sparsely, up to its last
+    spread = sorted({n for n in (1, 2, 3, 4, 5, 6, 8, 13, 21, 34, 55, 89, 144, most) if n <= most})
     for mode in ("raise", "segv"):
-        for n in [3] if quick else range(1, most + 1, 2 if mode == "segv" else 1):
+        for n in [3] if quick else spread:
             worker_dies(root, tally, mode, n)
 
 
