@@ -165,14 +165,19 @@ def write_interrupted(storage: Any, trial_id: int, why: str | None = None, died:
         pass  # finished, or failed as stale by another worker: settled either way
 
 
-def write_stale(storage: Any, trial_id: int) -> None:
-    """A claim whose worker is gone: FAIL without a status, read as interrupted (claimable again)."""
+def write_stale(storage: Any, trial_id: int, died: str | None = None) -> None:
+    """A claim whose worker is gone: FAIL without a status, read as interrupted (claimable again). `died`:
+    why, where its worker is certainly dead (its process gone), so that the claim counts as a worker's death
+    whoever notices it first (bench.runner bounds those per run)."""
     import contextlib
 
     import optuna
     from optuna.trial import TrialState
 
     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        if died:  # before the state: a finished trial takes no attributes
+            storage.set_trial_user_attr(trial_id, "error", died)
+            storage.set_trial_user_attr(trial_id, "worker_died", True)
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
 

@@ -346,8 +346,9 @@ class Store:
 
         if self.uses_heartbeats and self.heartbeats_settled():
             optuna.storages.fail_stale_trials(study)
-        for t, _ in self.stale_claims(study):
-            codec.write_stale(self.storage, codec.trial_id(self.storage, study, t))
+        for t, why in self.stale_claims(study):
+            gone = why.startswith("its worker (pid") and why.endswith("is gone")  # certain, not a missed heartbeat
+            codec.write_stale(self.storage, codec.trial_id(self.storage, study, t), why if gone else None)
         if self.alive_dir is not None and self.alive_dir.is_dir():  # the locks dead workers left
             for entry in os.listdir(self.alive_dir):
                 if not entry.startswith("."):

@@ -59,7 +59,9 @@ def test_a_worker_killed_as_the_oom_killer_does_is_replaced_and_the_suite_finish
     assert sorted(complete) == sorted(r.hash for r in Suite.load(path).runs())  # every run once
     (dead,) = [t for t in stored if t.state.name == "FAIL"]
     assert dead.user_attrs["run_hash"] == killed_run and dead.user_attrs["worker_died"]
-    assert dead.user_attrs["error"] == f"its worker (pid {victim}) was killed by SIGKILL, as the OOM killer does"
+    # handed back by the runner, which saw it die; or by the other worker, had it found the claim's worker gone first
+    assert dead.user_attrs["error"] in (f"its worker (pid {victim}) was killed by SIGKILL, as the OOM killer does",
+                                        f"its worker (pid {victim}) is gone")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -157,7 +159,9 @@ def test_a_search_whose_workers_all_die_is_exit_3_naming_why_not_exit_0(tmp_path
     assert "lost their worker" in last and "the same command resumes it" in last
     assert "Traceback" not in done.stderr
     stored = trials(storage, "sdies.search")
-    assert stored and all(t.state.name == "FAIL" and t.user_attrs.get("worker_died") for t in stored)
+    assert stored and all(t.state.name == "FAIL" and t.user_attrs.get("worker_died") for t in stored), [
+        (t.state.name, t.user_attrs.get("error")) for t in stored
+    ]
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr
     assert [t.state.name for t in trials(storage, "sdies.search")].count("COMPLETE") == 2
