@@ -155,7 +155,7 @@ def render(
         "min_seeds": MIN_SEEDS_FOR_CI,
         "too_few": any(a["ci"] is None for a in c["arms"]),
         "leaderboard": Markup(leaderboard_html(c["arms"], floor, tuned)),
-        "tuning_added": c["tuning"]["added"] if c["tuning"] else [],
+        "tuning_added": tuning_added(c["arms"]),
         "headline": c["headline"],
         "baseline": c["baseline"],
         "comparisons": c["comparisons"],
@@ -398,6 +398,17 @@ def seeds_cell(arm: dict[str, Any]) -> str:
     if arm["judged_on"] == "tuning":
         return f"{seeds_text(arm['seeds'])}, which also chose"
     return str(arm["n"])
+
+
+def tuning_added(arms: list[dict[str, Any]]) -> list[str]:
+    """What the protocol added, one line per set of arms that got the same additions (a tuned ablation
+    usually adds the same values to every arm's grid)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for arm in arms:
+        texts = tuple(x["text"] for x in arm["tuning_added"])
+        if texts:
+            groups.setdefault(texts, []).append(arm["arm"])
+    return [f"{', '.join(names)}: {'; '.join(texts)}" for texts, names in groups.items()]
 
 
 def leaderboard_html(arms: list[dict[str, Any]], floor: float | None, tuned: bool = False) -> str:
