@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -27,10 +28,16 @@ from bench.reference import tables  # noqa: E402
 
 
 def cell(text: Any) -> str:
-    """Text for one cell of a Markdown table: newlines folded, pipes escaped outside code spans (inside one,
-    Python-Markdown splits no cell and would show the backslash)."""
+    """Text for one cell of a Markdown table: newlines folded; outside code spans, what Markdown would read as
+    markup is escaped (inside one, Python-Markdown splits no cell at a pipe and shows every character)."""
     parts = " ".join(str(text).split("\n")).split("`")
-    return "`".join(part if i % 2 else part.replace("|", "\\|") for i, part in enumerate(parts))
+    return "`".join(part if i % 2 else prose(part) for i, part in enumerate(parts))
+
+
+def prose(text: str) -> str:
+    """Plain text as Markdown that shows it as written: `reports/<name>.html` is no HTML tag, `*` no emphasis."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\*_|\[\]])", r"\\\1", text)
 
 
 def search_text(search: Any) -> str:
@@ -46,7 +53,7 @@ def code(value: Any) -> str:
     """A value as TOML-like inline code (JSON's spelling is TOML's for these values), or a dash for none."""
     if value is None:
         return "&mdash;"
-    return "`" + cell(json.dumps(value)) + "`"
+    return "`" + json.dumps(value) + "`"  # in a code span a pipe splits no cell and nothing is markup
 
 
 def params_table(keys: dict[str, dict[str, Any]], first: str = "parameter") -> list[str]:

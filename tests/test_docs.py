@@ -43,7 +43,7 @@ def site(tmp_path_factory):
 def text(page: Path) -> str:
     """A built page's text, tags dropped and entities of the generated tables read back."""
     html = re.sub(r"<[^>]+>", "", page.read_text())
-    return html.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
+    return " ".join(html.split()).replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
 
 
 def plain(markdown: str) -> str:
@@ -70,8 +70,8 @@ def test_the_axis_reference_lists_every_entry_optbench_lists(site):
         for name, entry in entries.items():
             assert f"{axis} = {name}" in page, (axis, name)
             assert plain(entry["description"]) in page, (axis, name)
-            for param in entry["params"]:
-                assert param in page, (axis, name, param)
+            for param, declared in entry["params"].items():
+                assert param in page and plain(declared.get("help", "")) in page, (axis, name, param)
 
 
 def test_the_suite_file_reference_lists_every_declared_key(site):
@@ -79,6 +79,7 @@ def test_the_suite_file_reference_lists_every_declared_key(site):
     for table in tables().values():
         for key, declared in table["keys"].items():
             assert key in page and plain(declared["type"]) in page, key
+            assert plain(declared.get("help", "")) in page, key  # markup-like text (<name>) shown as written
 
 
 def test_the_architecture_page_lists_every_layer_of_the_contract(site):
