@@ -59,6 +59,17 @@ def test_the_site_builds_strict_and_has_every_nav_page(site):
         assert (site / page.replace(".md", ".html")).is_file(), page
 
 
+def test_no_page_reads_a_wrapped_line_as_markup(site):
+    """A hard-wrapped line that starts with `>` becomes a quotation: no page quotes anything, and each has one
+    title."""
+    for page in site.rglob("*.html"):
+        if page.name in ("404.html", "optimizers.html", "search_nanogpt.html"):  # not pages of the site's own
+            continue
+        html = page.read_text()
+        assert "<blockquote" not in html, page.name
+        assert html.count("<h1") == 1, page.name
+
+
 def test_the_axis_reference_lists_every_entry_optbench_lists(site):
     listing = json.loads(
         subprocess.run(
