@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench.checkpoint import results_dir  # noqa: E402 -- re-exported: one place says where results go
+from bench.checkpoint import kernels_storage, latest_kernels_path, legacy_kernels_path
 from bench.files import atomic_path, check_output_path
 from bench.registry import ConfigError
 
@@ -114,10 +114,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_fits([cfg], source=args.file)
     import torch
 
-    report_kernels([cfg], cfg.threads or torch.get_num_threads())
+    from bench.calibrate import run_threads
+
+    threads = run_threads(cfg, torch.get_num_threads())
+    print(f"optbench: {threads.value} thread(s): {threads.reason}", file=sys.stderr)
+    cfg = cfg.override({"threads": threads.value})  # threads are not in the run's hash: the same run
+    report_kernels([cfg], threads.value)
     from bench.train import train
 
     record = train(cfg, None if args.quiet else RichProgress())
+    record.env["threads_choice"] = threads.reason  # record.config holds the count
     print(summary(record), file=sys.stderr)
     if record.error:
         print(record.error, file=sys.stderr)
@@ -139,12 +145,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if split is None:
         split = calibrate.measure_split(cfg, rule_split(cfg, cores), cores)
     print(f"optbench run: {split.value[0]} worker(s) x {split.value[1]} thread(s): {split.reason}")
+    import torch
+
+    from bench.calibrate import run_threads
+
+    one_run = run_threads(cfg, torch.get_num_threads(), cores, force=args.force)
+    print(f"optbench train: {one_run.value} thread(s): {one_run.reason}")
     cfgs = [cfg]
     if args.file and "suite" in read_toml(args.file):  # every optimizer a suite's runs use
         from bench.suite import Suite
 
         cfgs += [run.config for run in Suite.load(args.file, suite_overrides(args)).runs()]
-    for threads in sorted({split.value[1], cores}):  # a suite's workers, and one `optbench train`
+    for threads in sorted({split.value[1], one_run.value}):  # a suite's workers, and one `optbench train`
         for line in calibrate.calibrate_impls(cfgs, threads, args.force):
             print(f"optbench: {line}")
     print(f"cached in {machine.cache_path()}", file=sys.stderr)
@@ -379,6 +391,19 @@ def crew_for(suite: Any, args: argparse.Namespace, source: str) -> tuple[int, in
     return workers, args.threads or threads, gpus if any(gpus) else [], reason
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench.export import check_destination, export
+    from bench.suite import Suite
+
+    suite = Suite.load(args.suite)
+    tool, destination = args.to
+    check_destination(tool, destination)
+    if not store_to_read(args.storage):
+        raise ConfigError("", f"{no_results_yet(suite)}: `optbench run {args.suite}` first")
+    print(export(suite, args.storage, tool, destination), file=sys.stderr)
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from bench import search
     from bench.space import parse_space
@@ -477,6 +502,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from bench.frame import concat
     from bench.results import suite_results
     from bench.store import load_results, search_study_names
     from bench.suite import Suite
@@ -509,17 +535,17 @@ def cmd_results(args: argparse.Namespace) -> int:
         for f in frames
     )
     print(listed or f"no results for suite '{suite.name}' yet", file=sys.stderr)
-    frame = pd.concat(frames, ignore_index=True) if frames else suite_results(suite, args.storage, with_curves=False)
+    frame = concat(frames) if frames else suite_results(suite, args.storage, with_curves=False)
     from bench.plugins import describe_used
     from bench.report import flat_configs
 
     if used := describe_used(flat_configs(frame)):  # the code behind the plugin entries, by hash or version
         print(used, file=sys.stderr)
-    frame = frame.drop(columns=[c for c in ("env", "config") if c in frame.columns])
+    frame = frame.drop(columns=[c for c in frame.columns if c == "config" or c.startswith("env.")])
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)
     elif args.format == "json":
-        print(frame.to_json(orient="records", indent=1))
+        print(frame.to_json(orient="records", indent=1, date_format="iso"))
     else:
         columns = [
             c
@@ -567,10 +593,16 @@ def cmd_kernels(args: argparse.Namespace) -> int:
             raise ConfigError("--device", f"must be cpu, cuda or cuda:N (comma-separated), got {device!r}")
         check_available(device, "--device")  # a CPU-only torch would skip every CUDA kernel and print nothing
     suite_dir = kernel_suite_dir()
-    storage = results_dir().resolve() / "kernels"
-    json_path = Path(args.json).resolve() if args.json else storage / "latest.json"
+    storage = kernels_storage().resolve()
+    json_path = Path(args.json).resolve() if args.json else latest_kernels_path().resolve()
     check_output_path(json_path, "--json" if args.json else "OPTBENCH_RESULTS_DIR")
     json_path.parent.mkdir(parents=True, exist_ok=True)
+    legacy = legacy_kernels_path()
+    if legacy.is_file():  # pytest-benchmark's storage holds its own files only
+        if latest_kernels_path().exists():
+            legacy.unlink()
+        else:
+            legacy.replace(latest_kernels_path())
     command = [
         sys.executable, "-m", "pytest", str(suite_dir), "-q", "-p", "no:cacheprovider",
         f"--device={args.device}",
@@ -764,11 +796,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="also write the comparison as JSON (docs/compare.md)")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("kernels", help="the pytest-benchmark kernel suites, kept under results/kernels/")
+    p = sub.add_parser("export", help="every run of a suite and its search's trials, to TensorBoard or MLflow")
+    p.add_argument("suite", help="suite file (TOML)")
+    p.add_argument(
+        "--to", nargs=2, required=True, metavar=("TOOL", "DEST"),
+        help="tensorboard DIR, or mlflow URI: a tracking database (sqlite:///FILE.db, postgresql://...) or server",
+    )  # fmt: skip
+    p.add_argument("--storage", help="results store (default results/optbench.journal)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("kernels", help="the pytest-benchmark kernel suites; history under results/kernels/")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N; comma-separated for several")
     p.add_argument("--quick", action="store_true", help="the small preset's shapes and 3 rounds each")
     p.add_argument(
-        "--json", metavar="PATH", help="where to write the pytest-benchmark JSON (default results/kernels/latest.json)"
+        "--json", metavar="PATH", help="where to write the pytest-benchmark JSON (default results/kernels-latest.json)"
     )
     p.add_argument("-k", help="only kernels matching this pytest -k expression")
     p.add_argument("--verbose", action="store_true", help="show pytest's own output")

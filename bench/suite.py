@@ -26,7 +26,7 @@ from typing import Any
 
 from bench import plugins
 from bench.config import MAX_SEED, RunConfig
-from bench.labels import LABEL_DIGITS, label, label_digits
+from bench.labels import LABEL_DIGITS, label, label_digits, label_style
 from bench.registry import ConfigError, Either, Param, Rule, Table, closest, unknown_key
 from bench.runfile import read_toml
 
@@ -351,12 +351,12 @@ class Suite:
         ]
 
     @functools.cached_property
-    def _label_digits(self) -> dict[str, int]:
-        return {key: label_digits(f"axes.{key}", values) for key, values in self.axes.items()}
+    def _label_styles(self) -> dict[str, tuple[int, bool]]:
+        return {key: label_style(f"axes.{key}", values) for key, values in self.axes.items()}
 
     def axis_label(self, key: str, value: Any) -> str:
         """The label of one of the axis's values, at the precision that tells the axis's values apart."""
-        return label(value, self._label_digits.get(key, LABEL_DIGITS))
+        return label(value, *self._label_styles.get(key, (LABEL_DIGITS, False)))
 
     def arm_label_of(self, run: Run) -> str:
         """The arm a report ranks the run under: without its tuned settings when the suite tunes."""
