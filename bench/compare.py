@@ -82,7 +82,7 @@ def compare(suite: Any, side: Side, against_suite: Any, against: Side, pair: boo
         entry: dict[str, Any] = {
             "arm": arm,
             "present": {"both": "both", "a": "storage only", "b": "against only"}[row["present"]],
-            "test": row["test"],
+            "test": row["test"] if isinstance(row["test"], str) else None,  # pandas reads None as NaN
             "runs": {"storage": int(row["n_a"]), "against": int(row["n_b"])},
             "pairs": int(row["pairs"]) if row["test"] == "paired" else None,
             "mean": {"storage": num(row["mean_a"]), "against": num(row["mean_b"])},
