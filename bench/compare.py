@@ -46,7 +46,13 @@ def side_frame(suite: Any, side: Side) -> tuple[pd.DataFrame, pd.DataFrame, dict
 
         where = side.storage or default_storage_url()
         settings = f" with {', '.join(f'{k}={v}' for k, v in side.overrides.items())}" if side.overrides else ""
-        raise ConfigError(side.flag, f"{where} holds no runs of suite '{suite.name}'{settings}")
+        other = frame.attrs.get("left_out", 0)
+        hint = ""
+        if other:  # the suite's runs are there, made with other settings or by another version of the file
+            flag = "--set" if side.flag == "--storage" else "--against-set"
+            hint = (f" ({other} stored run{'s' * (other != 1)} of it differ: made with other settings? name them "
+                    f"with {flag})")  # fmt: skip
+        raise ConfigError(side.flag, f"{where} holds no runs of suite '{suite.name}'{settings}{hint}")
     frame = frame.copy()
     frame["value"] = frame["value"].astype(float)
     if not suite.tune:

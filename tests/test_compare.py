@@ -202,6 +202,11 @@ def test_one_store_at_two_settings(tmp_path):
     assert main(args) == 0
     c = json.loads(out.read_text())
     assert c["sides"]["storage"]["overrides"] == {"optimizer.weight_decay": 0} and c["sides"]["against"]["runs"] == 15
+    # a store holding only the side with the setting, compared without naming it: the message says why
+    only = str(tmp_path / "only.journal")
+    fabricate_runs(Suite.load(path, {"optimizer.weight_decay": 0.0}), only, lambda i: "complete")
+    hint = one_line_error(run_optbench("compare", str(path), "--storage", only, "--against", store))
+    assert "--storage" in hint and "15 stored runs of it differ" in hint and "--set" in hint
 
 
 def test_bad_input_is_one_line_naming_the_store(tmp_path):
