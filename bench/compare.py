@@ -81,7 +81,12 @@ def compare(suite: Any, side: Side, against_suite: Any, against: Side, pair: boo
     frames, judged, info = {}, {}, {}
     for key, su, s in (("storage", suite, side), ("against", against_suite, against)):
         frames[key], judged[key], info[key] = side_frame(su, s)
+    if side.storage == against.storage and set(frames["storage"]["run_hash"]) == set(frames["against"]["run_hash"]):
+        raise ConfigError("--set", "the two sides are the same runs: these settings change no run of the suite (an "
+                          "axis may set the field in every arm)")  # fmt: skip
     table = between(judged["storage"], judged["against"], pair=pair)
+    hashes = {k: judged[k].groupby("arm")["run_hash"].agg(frozenset).to_dict() for k in judged}
+    one_store = side.storage == against.storage
     arms = []
     for _, row in table.iterrows():
         arm = row["arm"]
@@ -101,11 +106,13 @@ def compare(suite: Any, side: Side, against_suite: Any, against: Side, pair: boo
             "verdict": row["verdict"],
             "words": ABLATION_WORDS[row["verdict"]],
             "tuned": {k: tuned_entry(info[k].get(arm)) for k in ("storage", "against")} if suite.tune else None,
+            # one store, one arm's very runs on both sides: the settings do not touch this arm
+            "same_runs": one_store and hashes["storage"].get(arm, frozenset()) == hashes["against"].get(arm),
         }
         entry["text"] = arm_text(entry)
         arms.append(entry)
     tested = sum(a["p"] is not None for a in arms)
-    counts = Counter(a["words"] for a in arms if a["present"] == "both")
+    counts = Counter(a["words"] for a in arms if a["present"] == "both" and not a["same_runs"])
     out: dict[str, Any] = {
         "schema_version": COMPARE_SCHEMA_VERSION,
         "suite": {"name": suite.name, "description": suite.description, "design": suite.design,
@@ -132,6 +139,7 @@ def compare(suite: Any, side: Side, against_suite: Any, against: Side, pair: boo
             **{w: counts.get(w, 0) for w in ABLATION_WORDS.values()},
             "storage only": sum(a["present"] == "storage only" for a in arms),
             "against only": sum(a["present"] == "against only" for a in arms),
+            "same runs": sum(a["same_runs"] for a in arms),
         },
         "arms": arms,
     }
@@ -164,6 +172,8 @@ def arm_text(a: dict[str, Any]) -> str:
     if a["present"] != "both":
         n = a["runs"]["storage" if a["present"] == "storage only" else "against"]
         return f"{a['arm']}: in the --{a['present'].split()[0]} store only ({n} finished run{'s' * (n != 1)}): not compared."
+    if a["same_runs"]:
+        return f"{a['arm']}: the same runs on both sides (the settings do not change this arm): not compared."
     how = (f"paired over {a['pairs']} seeds" if a["test"] == "paired"
            else f"Welch over {a['runs']['storage']} and {a['runs']['against']} runs")  # fmt: skip
     if a["ci"] is None:
@@ -182,7 +192,7 @@ def arm_text(a: dict[str, Any]) -> str:
 
 def headline(c: dict[str, Any]) -> str:
     side, against = c["sides"]["storage"], c["sides"]["against"]
-    both = [a for a in c["arms"] if a["present"] == "both"]
+    both = [a for a in c["arms"] if a["present"] == "both" and not a["same_runs"]]
     paired = sum(a["test"] == "paired" for a in both)
     counts = c["counts"]
     parts = [f"{counts['helps']} help{'s' * (counts['helps'] == 1)} (lower on --storage)",
@@ -190,7 +200,7 @@ def headline(c: dict[str, Any]) -> str:
              f"{counts['not distinguishable at these seeds']} not distinguishable at these seeds"]  # fmt: skip
     if counts["not tested"]:
         parts.append(f"{counts['not tested']} not tested")
-    only = [f"{counts[k]} {k}" for k in ("storage only", "against only") if counts[k]]
+    only = [f"{counts[k]} {k}" for k in ("storage only", "against only", "same runs") if counts[k]]
     tests = f"{paired} paired by seed, {len(both) - paired} by Welch's t-test"
     metric = c["suite"]["metric"]
     return (f"{c['suite']['name']}: {side['storage']}{settings_text(side)} against {against['storage']}"
@@ -227,6 +237,7 @@ def table(c: dict[str, Any]) -> Any:
         ci = f"[{fmt(a['ci'][0], sign=True)}, {fmt(a['ci'][1], sign=True)}]" if a["ci"] else "–"
         verdict = a["verdict"] if a["verdict"] == "not distinguishable" else a["words"]
         verdict = verdict if a["present"] == "both" else a["present"]
+        verdict = "same runs" if a["same_runs"] else verdict
         style = {"helps": "green", "hurts": "red"}.get(verdict, "")
         t.add_row(arm, mean_text(a["mean"]["storage"], a["runs"]["storage"]),
                   mean_text(a["mean"]["against"], a["runs"]["against"]), fmt(a["difference"], sign=True), ci, test,

@@ -196,15 +196,28 @@ def test_one_store_at_two_settings(tmp_path):
     path = toml_suite(tmp_path)
     store = str(tmp_path / "s.journal")
     fabricate_runs(Suite.load(path), store, lambda i: "complete", seed=1)
-    fabricate_runs(Suite.load(path, {"optimizer.weight_decay": 0.0}), store, lambda i: "complete", seed=2)
+    fabricate_runs(Suite.load(path, {"batch_size": 8}), store, lambda i: "complete", seed=2)
     out = tmp_path / "c.json"
-    args = ["compare", str(path), "--storage", store, "--set", "optimizer.weight_decay=0", "--json", str(out)]
+    args = ["compare", str(path), "--storage", store, "--set", "batch_size=8", "--json", str(out)]
     assert main(args) == 0
     c = json.loads(out.read_text())
-    assert c["sides"]["storage"]["overrides"] == {"optimizer.weight_decay": 0} and c["sides"]["against"]["runs"] == 15
+    assert c["sides"]["storage"]["overrides"] == {"batch_size": 8} and c["sides"]["against"]["runs"] == 15
+    # a setting outside every run's identity (the thread count) leaves the same runs
+    same = one_line_error(run_optbench("compare", str(path), "--storage", store, "--set", "threads=1"))
+    assert "same runs" in same
+    # a setting only some arms take (an axis value naming another optimizer starts from its defaults): the
+    # others are the same runs on both sides, said so, not tested
+    fabricate_runs(Suite.load(path, {"optimizer.weight_decay": 0}), store, lambda i: "complete", seed=3,
+                   runs=Suite.load(path, {"optimizer.weight_decay": 0}).runs()[:5])  # fmt: skip
+    assert main(["compare", str(path), "--storage", store, "--set", "optimizer.weight_decay=0",
+                 "--json", str(out)]) == 0  # fmt: skip
+    arms = {a["arm"]: a for a in json.loads(out.read_text())["arms"]}
+    assert {k: a["same_runs"] for k, a in arms.items()} == {"optimizer=adamw": False, "optimizer=lion": True,
+                                                            "optimizer=sgd": True}  # fmt: skip
+    assert "same runs on both sides" in arms["optimizer=lion"]["text"] and arms["optimizer=adamw"]["test"] == "paired"
     # a store holding only the side with the setting, compared without naming it: the message says why
     only = str(tmp_path / "only.journal")
-    fabricate_runs(Suite.load(path, {"optimizer.weight_decay": 0.0}), only, lambda i: "complete")
+    fabricate_runs(Suite.load(path, {"batch_size": 8}), only, lambda i: "complete")
     hint = one_line_error(run_optbench("compare", str(path), "--storage", only, "--against", store))
     assert "--storage" in hint and "15 stored runs of it differ" in hint and "--set" in hint
 
