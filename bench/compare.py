@@ -1,7 +1,7 @@
 """The same suite from two sides, arm by arm: two stores, two commits, or two settings of one field.
 
-`compare(suite, side, against_suite, against)` reads each side's runs of the suite (bench.results.suite_results, with the
-side's own `--set` overrides), judges tuned arms as the conclusions do (each side at its own chosen setting,
+`compare(suite, side, against_suite, against)` reads each side's runs of the suite (bench.results.suite_results,
+with the side's own `--set` overrides), judges tuned arms as the conclusions do (each side at its own chosen setting,
 on its confirming seeds where it has them: bench.conclusions.judged_runs) and tests each arm's difference,
 side minus against, with bench.stats.between: paired by seed where both sides finished three or more seeds
 in common, Welch's t-test otherwise, Holm-adjusted over the arms tested, verdicts in the conclusions' words.
@@ -115,8 +115,14 @@ def compare(suite: Any, side: Side, against_suite: Any, against: Side, pair: boo
     counts = Counter(a["words"] for a in arms if a["present"] == "both" and not a["same_runs"])
     out: dict[str, Any] = {
         "schema_version": COMPARE_SCHEMA_VERSION,
-        "suite": {"name": suite.name, "description": suite.description, "design": suite.design,
-                  "metric": suite.metric, "tune": list(suite.tune), "seeds": list(suite.seeds)},  # fmt: skip
+        "suite": {
+            "name": suite.name,
+            "description": suite.description,
+            "design": suite.design,
+            "metric": suite.metric,
+            "tune": list(suite.tune),
+            "seeds": list(suite.seeds),
+        },  # fmt: skip
         "sides": {k: side_summary(s, frames[k]) for k, s in (("storage", side), ("against", against))},
         "method": {
             "difference": "storage - against: negative where the --storage side's metric is lower (better)",
@@ -171,7 +177,8 @@ def arm_text(a: dict[str, Any]) -> str:
     """One sentence per arm, as the table's row says it."""
     if a["present"] != "both":
         n = a["runs"]["storage" if a["present"] == "storage only" else "against"]
-        return f"{a['arm']}: in the --{a['present'].split()[0]} store only ({n} finished run{'s' * (n != 1)}): not compared."
+        where = a["present"].split()[0]
+        return f"{a['arm']}: in the --{where} store only ({n} finished run{'s' * (n != 1)}): not compared."
     if a["same_runs"]:
         return f"{a['arm']}: the same runs on both sides (the settings do not change this arm): not compared."
     how = (f"paired over {a['pairs']} seeds" if a["test"] == "paired"
@@ -203,10 +210,12 @@ def headline(c: dict[str, Any]) -> str:
     only = [f"{counts[k]} {k}" for k in ("storage only", "against only", "same runs") if counts[k]]
     tests = f"{paired} paired by seed, {len(both) - paired} by Welch's t-test"
     metric = c["suite"]["metric"]
-    return (f"{c['suite']['name']}: {side['storage']}{settings_text(side)} against {against['storage']}"
-            f"{settings_text(against)}, {metric} difference per arm, storage - against ({tests}; Holm over "
-            f"{c['tested']} test{'s' * (c['tested'] != 1)}): of {len(both)} arm{'s' * (len(both) != 1)} on both "
-            f"sides, " + ", ".join(parts) + "." + (f" Listed, not compared: {', '.join(only)}." if only else ""))
+    return (
+        f"{c['suite']['name']}: {side['storage']}{settings_text(side)} against {against['storage']}"
+        f"{settings_text(against)}, {metric} difference per arm, storage - against ({tests}; Holm over "
+        f"{c['tested']} test{'s' * (c['tested'] != 1)}): of {len(both)} arm{'s' * (len(both) != 1)} on both "
+        f"sides, " + ", ".join(parts) + "." + (f" Listed, not compared: {', '.join(only)}." if only else "")
+    )
 
 
 def settings_text(side: dict[str, Any]) -> str:

@@ -118,7 +118,8 @@ def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], see
 
 
 def fabricate_frame(suite: Suite, truth: Truth, rng: Any, seed_sd: float = 0.0,
-                    status: Callable[[Any], str] | None = None, shifts: dict[int, float] | None = None) -> Any:  # fmt: skip
+                    status: Callable[[Any], str] | None = None,
+                    shifts: dict[int, float] | None = None) -> Any:  # fmt: skip
     """The rows `load_results` gives for the suite's runs, each run's value mean + seed shift + noise
     (truth(run) = (mean, sd)), without a store and without curves: for simulations over many suites.
     `rng`: a numpy Generator. `status(run)` may make a run diverge ('diverged', value inf) or fail.

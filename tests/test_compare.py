@@ -146,8 +146,8 @@ def test_two_stores_with_a_known_shift(tmp_path):
 
 
 def test_tuned_arms_are_compared_at_each_sides_choice_on_its_confirming_seeds(monkeypatch):
-    suite = Suite.parse({"suite": {"name": "t", "seeds": [0, 1, 2], "tune": ["optimizer.lr"], "confirm_seeds": [3, 4, 5],
-                                   "tune_extend": 0, "tune_refine": 0},
+    suite = Suite.parse({"suite": {"name": "t", "seeds": [0, 1, 2], "tune": ["optimizer.lr"],
+                                   "confirm_seeds": [3, 4, 5], "tune_extend": 0, "tune_refine": 0},
                          "base": BASE, "axes": {"optimizer.weight_decay": [0.01, 0.02],
                                                 "optimizer.lr": [1e-3, 1e-2]}})  # fmt: skip
     from bench.protocol import stages
