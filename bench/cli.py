@@ -329,13 +329,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench.compare import Side, compare, environment_text, table
+    from bench.compare import Side, compare, environment_text, html, table
     from bench.conclusions import dumps
     from bench.runfile import parse_set
     from bench.suite import Suite
 
-    if args.json:
-        check_output_path(args.json, "--json")
+    for flag, path in (("--json", args.json), ("--out", args.out)):
+        if path:
+            check_output_path(path, flag)
     against_storage = args.storage if args.against is None else args.against
     side = Side(args.storage, parse_set(args.set), "--storage")
     against = Side(against_storage, parse_set(args.against_set), "--against")
@@ -363,6 +364,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         with atomic_path(args.json) as tmp:
             tmp.write_text(dumps(result), encoding="utf-8")
         print(f"comparison: {args.json}", file=sys.stderr)
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(html(result), encoding="utf-8")
+        print(f"page: {args.out}", file=sys.stderr)
     return 0
 
 
@@ -794,6 +799,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the --against side's runs were made with this override")  # fmt: skip
     p.add_argument("--unpaired", action="store_true", help="Welch's t-test for every arm, even where seeds pair")
     p.add_argument("--json", metavar="PATH", help="also write the comparison as JSON (docs/compare.md)")
+    p.add_argument("--out", metavar="PATH.html", help="also write it as a self-contained HTML page")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("export", help="every run of a suite and its search's trials, to TensorBoard or MLflow")

@@ -256,3 +256,46 @@ def table(c: dict[str, Any]) -> Any:
 
 def mean_text(mean: float | None, n: int) -> str:
     return f"{fmt(mean)} (n={n})" if n else "–"
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ c.suite.name }}: comparison</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 75rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
+th, td { border-bottom: 1px solid #ddd; padding: .3rem .5rem; text-align: right; vertical-align: top;
+         white-space: nowrap; }
+th:first-child, td:first-child, th:last-child, td.verdict { text-align: left; white-space: normal; }
+tr.helps td.verdict { color: #176f2c; font-weight: 600; } tr.hurts td.verdict { color: #a4161a; font-weight: 600; }
+.muted { color: #666; font-size: .9em; }
+</style></head><body>
+<h1>{{ c.suite.name }}: {{ c.suite.metric }}, --storage minus --against</h1>
+<p>{{ c.headline }}</p>
+<ul class="muted">{% for key, side in c.sides.items() %}<li><b>{{ key }}</b>: {{ side.storage }}{{ settings(side) }}:
+{{ environment(side) }}</li>{% endfor %}</ul>
+<table><thead><tr><th>arm</th><th>--storage</th><th>--against</th><th>difference</th><th>95% CI</th><th>test</th>
+<th>Holm p</th><th>verdict</th></tr></thead><tbody>
+{% for a in c.arms %}<tr class="{{ a.words if a.present == 'both' and not a.same_runs else '' }}">
+<td>{{ a.arm }}{% if a.tuned %}{% for k, t in a.tuned.items() if t %}<br><span class="muted">{{ k }}:
+{{ t.tuned_setting }} ({{ t.judged_on }} seeds)</span>{% endfor %}{% endif %}</td>
+<td>{{ mean(a.mean.storage, a.runs.storage) }}</td><td>{{ mean(a.mean.against, a.runs.against) }}</td>
+<td>{{ fmt(a.difference, sign=True) }}</td>
+<td>{% if a.ci %}[{{ fmt(a.ci[0], sign=True) }}, {{ fmt(a.ci[1], sign=True) }}]{% else %}–{% endif %}</td>
+<td>{% if a.test == 'paired' %}paired, {{ a.pairs }} seeds{% elif a.test == 'welch' %}Welch{% endif %}</td>
+<td>{% if a.p_holm is not none %}{{ '%.2g' % a.p_holm }}{% else %}–{% endif %}</td>
+<td class="verdict">{{ 'same runs' if a.same_runs else (a.words if a.present == 'both' else a.present) }}</td></tr>
+{% endfor %}</tbody></table>
+<p class="muted">Paired: {{ c.method.paired }}. Welch: {{ c.method.welch }}. Holm: {{ c.method.holm }}. Tuned
+arms: {{ c.method.tuned }}.
+Lower is better. The JSON of this page: docs/compare.md.</p>
+</body></html>
+"""
+
+
+def html(c: dict[str, Any]) -> str:
+    """The comparison as one self-contained HTML page (every name and label escaped as text)."""
+    from jinja2 import Environment
+
+    env = Environment(autoescape=True)
+    return env.from_string(PAGE).render(c=c, fmt=fmt, mean=mean_text, settings=settings_text,
+                                        environment=environment_text)  # fmt: skip

@@ -9,6 +9,7 @@ import pytest
 from fabricate import fabricate_frame, fabricate_runs
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from markupsafe import escape  # as jinja2 escapes
 from processes import one_line_error, run_optbench
 
 from bench.cli import main
@@ -182,12 +183,14 @@ def test_the_command_prints_the_table_and_writes_its_json(tmp_path, capsys):
     a, b = str(tmp_path / "a.journal"), str(tmp_path / "b.journal")
     fabricate_runs(suite, a, lambda i: "complete", seed=1)
     fabricate_runs(suite, b, lambda i: "complete", seed=2)
-    out = tmp_path / "c.json"
-    assert main(["compare", str(path), "--storage", a, "--against", b, "--json", str(out)]) == 0
+    out, page = tmp_path / "c.json", tmp_path / "c.html"
+    assert main(["compare", str(path), "--storage", a, "--against", b, "--json", str(out), "--out", str(page)]) == 0
     printed = capsys.readouterr().out
     c = json.loads(out.read_text())
     assert c["headline"].split()[0] in printed and all(x["arm"] in printed for x in c["arms"])
     assert {x["present"] for x in c["arms"]} == {"both"}
+    text = page.read_text()
+    assert escape(c["headline"]) in text and all(escape(x["arm"]) in text for x in c["arms"])
 
 
 def test_one_store_at_two_settings(tmp_path):
