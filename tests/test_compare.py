@@ -257,3 +257,31 @@ def test_report_baseline_on_the_command_line(tmp_path):
     path.write_text(path.read_text().replace("[base]", 'baseline = "optimizer=lino"\n[base]'))
     keyed = one_line_error(run_optbench("report", str(path), "--storage", store))
     assert keyed.split("suite.baseline", 1)[1].split(";")[0] == wrong.split("--baseline", 1)[1].split(";")[0]
+
+
+def test_two_stores_of_a_tuned_suite_as_the_tuning_protocol_leaves_them(tmp_path):
+    """Each store tuned to its own optimum (the protocol's extensions and confirmations included): each arm is
+    compared at each side's choice, on the confirming seeds, and the known shift between the sides lies in
+    the interval."""
+    from fabricate import fabricate_protocol
+
+    path = toml_suite(tmp_path, "proto", axes='optimizer = ["adamw", "lion"]\n"optimizer.lr" = [1e-4, 1e-3, 1e-2]')
+    path.write_text(path.read_text().replace("[base]", 'tune = ["optimizer.lr"]\ntune_extend = 1\n[base]'))
+    suite = Suite.load(path)
+    stores = {"a": str(tmp_path / "a.journal"), "b": str(tmp_path / "b.journal")}
+    optimum = {"a": -3.0, "b": -2.0}  # log10 of the best rate: each side chooses its own
+    level = {"a": 1.45, "b": 1.5}  # side a is lower by 0.05 at its optimum
+
+    for side, storage in stores.items():
+        def truth(run, side=side):
+            return level[side] + 0.05 * (math.log10(run.values["optimizer.lr"]) - optimum[side]) ** 2, 0.01
+
+        fabricate_protocol(suite, storage, truth, seed={"a": 1, "b": 2}[side])
+    c = compare(suite, Side(stores["a"]), suite, Side(stores["b"], flag="--against"))
+    for arm in c["arms"]:
+        tuned = arm["tuned"]
+        assert tuned["storage"]["tuned_setting"] == "optimizer.lr=0.001"
+        assert tuned["against"]["tuned_setting"] == "optimizer.lr=0.01"
+        assert tuned["storage"]["judged_on"] == tuned["against"]["judged_on"] == "confirming"
+        assert arm["test"] == "paired" and arm["pairs"] == len(suite.confirm_seeds)
+        assert arm["ci"][0] <= -0.05 <= arm["ci"][1], arm
