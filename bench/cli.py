@@ -791,7 +791,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="the same suite from two stores or two settings, arm by arm (docs/compare.md)")
     p.add_argument("suite", help="suite file (TOML)")
-    p.add_argument("--storage", help="the side's store (default results/optbench.journal)")
+    p.add_argument("--storage", help="the store of the side compared (default results/optbench.journal); "
+                   "differences are this side minus --against")  # fmt: skip
     p.add_argument("--against", metavar="STORAGE", help="the store to compare with (default: the side's own store)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="the side's runs were made with this override (as `optbench run --set`)")  # fmt: skip

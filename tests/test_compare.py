@@ -273,6 +273,7 @@ def test_two_stores_of_a_tuned_suite_as_the_tuning_protocol_leaves_them(tmp_path
     level = {"a": 1.45, "b": 1.5}  # side a is lower by 0.05 at its optimum
 
     for side, storage in stores.items():
+
         def truth(run, side=side):
             return level[side] + 0.05 * (math.log10(run.values["optimizer.lr"]) - optimum[side]) ** 2, 0.01
 
