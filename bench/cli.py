@@ -839,7 +839,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
     for command in sub.choices.values():  # every command: its entries must be known before files are read
         command.add_argument("--plugin", action="append", metavar="FILE|MODULE",
-                             help="a plugin registering entries (repeatable; see README)")  # fmt: skip
+                             help="a plugin registering entries (repeatable; see docs/plugins.md)")  # fmt: skip
     return parser
 
 
