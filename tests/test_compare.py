@@ -237,8 +237,11 @@ def test_bad_input_is_one_line_naming_the_store(tmp_path):
     assert "no" in missing
     same = one_line_error(run_optbench("compare", str(path), "--storage", a))
     assert "--against" in same and "same runs" in same
-    out = tmp_path / "x.json"
-    assert not out.exists()
+    # an output that cannot be written is refused before anything is read or written
+    bad = tmp_path / "a.journal" / "c.json"  # under a file
+    unwritable = one_line_error(run_optbench("compare", str(path), "--storage", a, "--against", a, "--set",
+                                             "batch_size=8", "--json", str(bad)))  # fmt: skip
+    assert "--json" in unwritable and not bad.exists()
 
 
 def test_report_baseline_on_the_command_line(tmp_path):
