@@ -354,6 +354,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report, default_report_path
 
     suite = suite_to_read(args.suite, args.storage)
+    if args.baseline is not None:
+        suite = suite.with_baseline(args.baseline)
     check_output_path(args.out or default_report_path(suite), "--out" if args.out else "reports")
     if args.json:
         check_output_path(args.json, "--json")
@@ -363,6 +365,49 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"report: {path}", file=sys.stderr)
     if args.json:
         print(f"conclusions: {args.json}", file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.compare import Side, compare, environment_text, html, table
+    from bench.conclusions import dumps
+    from bench.runfile import parse_set
+    from bench.suite import Suite
+
+    for flag, path in (("--json", args.json), ("--out", args.out)):
+        if path:
+            check_output_path(path, flag)
+    against_storage = args.storage if args.against is None else args.against
+    side = Side(args.storage, parse_set(args.set), "--storage")
+    against = Side(against_storage, parse_set(args.against_set), "--against")
+    if side == Side(against.storage, against.overrides, "--storage"):
+        raise ConfigError("--against", "names the same runs as the side (the same store, the same --set): give "
+                          "another store with --against, or other settings with --against-set")  # fmt: skip
+    suites = {}
+    for s in (side, against):
+        if not store_to_read(s.storage):  # the default store, missing
+            from bench.store import default_storage_url
+
+            raise ConfigError(s.flag, f"no store at {default_storage_url()}")
+        suites[s.flag] = Suite.load(args.suite, dict(s.overrides))
+    # each side's runs are what the suite file implies with that side's settings
+    result = compare(suites[side.flag], side, suites[against.flag], against, pair=not args.unpaired)
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(result["headline"], highlight=False)
+    for key in ("storage", "against"):
+        console.print(f"{key}: {result['sides'][key]['storage']}: {environment_text(result['sides'][key])}",
+                      highlight=False)  # fmt: skip
+    console.print(table(result))
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(dumps(result), encoding="utf-8")
+        print(f"comparison: {args.json}", file=sys.stderr)
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(html(result), encoding="utf-8")
+        print(f"page: {args.out}", file=sys.stderr)
     return 0
 
 
@@ -787,9 +832,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="results store (default results/optbench.journal)")
     p.add_argument("--out", help="where to write it (default reports/<suite>.html)")
     p.add_argument("--no-sample", action="store_true", help="no text sample from the best run")
+    p.add_argument("--baseline", metavar="ARM", help="the arm every other is compared with, as the report labels it "
+                   "(default: the suite's `baseline` key, else the first arm)")  # fmt: skip
     p.add_argument("--json", metavar="PATH", help="also write the conclusions (docs/conclusions.md) here; they are "
                    "always written beside the report as <name>.json")  # fmt: skip
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="the same suite from two stores or two settings, arm by arm (docs/compare.md)")
+    p.add_argument("suite", help="suite file (TOML)")
+    p.add_argument("--storage", help="the store of the side compared (default results/optbench.journal); "
+                   "differences are this side minus --against")  # fmt: skip
+    p.add_argument("--against", metavar="STORAGE", help="the store to compare with (default: the side's own store)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="the side's runs were made with this override (as `optbench run --set`)")  # fmt: skip
+    p.add_argument("--against-set", action="append", metavar="KEY=VALUE",
+                   help="the --against side's runs were made with this override")  # fmt: skip
+    p.add_argument("--unpaired", action="store_true", help="Welch's t-test for every arm, even where seeds pair")
+    p.add_argument("--json", metavar="PATH", help="also write the comparison as JSON (docs/compare.md)")
+    p.add_argument("--out", metavar="PATH.html", help="also write it as a self-contained HTML page")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("export", help="every run of a suite and its search's trials, to TensorBoard or MLflow")
     p.add_argument("suite", help="suite file (TOML)")
@@ -827,7 +888,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
     for command in sub.choices.values():  # every command: its entries must be known before files are read
         command.add_argument("--plugin", action="append", metavar="FILE|MODULE",
-                             help="a plugin registering entries (repeatable; see README)")  # fmt: skip
+                             help="a plugin registering entries (repeatable; see docs/plugins.md)")  # fmt: skip
     return parser
 
 

@@ -19,7 +19,7 @@ import math
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -235,16 +235,24 @@ class Suite:
         )
         suite.runs()  # every combination must be valid too (e.g. warmup against a shorter budget)
         if suite.baseline is not None:
-            arms = suite.arm_labels()
-            try:
-                SUITE.keys["baseline"].check(suite.baseline, "suite.baseline")
-                if suite.baseline not in arms:
-                    hint = closest(suite.baseline, arms)
-                    raise ConfigError("suite.baseline", f"{suite.baseline!r} is no arm of the suite{hint}")
-            except ConfigError as e:
-                shown = ", ".join(f"'{a}'" for a in arms[:8]) + (", ..." if len(arms) > 8 else "")
-                raise ConfigError(e.key, f"{e.message}; arms: {shown}") from None
+            suite.check_baseline(suite.baseline, "suite.baseline")
         return suite
+
+    def with_baseline(self, baseline: str, key: str = "--baseline") -> Suite:
+        """The suite with another baseline arm (`optbench report --baseline`), checked as the file's key is."""
+        self.check_baseline(baseline, key)
+        return replace(self, baseline=baseline)
+
+    def check_baseline(self, baseline: Any, key: str) -> None:
+        """A baseline must name an arm of the suite: ConfigError under `key`, with the closest arm and the arms."""
+        arms = self.arm_labels()
+        try:
+            SUITE.keys["baseline"].check(baseline, key)
+            if baseline not in arms:
+                raise ConfigError(key, f"{baseline!r} is no arm of the suite{closest(baseline, arms)}")
+        except ConfigError as e:
+            shown = ", ".join(f"'{a}'" for a in arms[:8]) + (", ..." if len(arms) > 8 else "")
+            raise ConfigError(e.key, f"{e.message}; arms: {shown}") from None
 
     # -- runs --------------------------------------------------------------------------------------
 

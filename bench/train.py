@@ -264,13 +264,17 @@ class Training:
         norm = self.clip(self.params)
         for opt in self.optimizers:
             opt.step()
+        self.end_step()
+        return (ce_sum / cfg.grad_accum if cfg.grad_accum > 1 else ce_sum), norm
+
+    def end_step(self) -> None:
+        """After the optimizers stepped: schedules advance, gradients go, after-step hooks run."""
         for sched in self.schedulers:
             sched.step()
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         for hook in self.after_step:
             hook(self)
-        return (ce_sum / cfg.grad_accum if cfg.grad_accum > 1 else ce_sum), norm
 
     def step_with_needs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """step() for an optimizer whose step needs more than gradients (LoopNeeds): a closure that clears
@@ -316,12 +320,7 @@ class Training:
                 opt.step(closure)
             else:
                 opt.step()
-        for sched in self.schedulers:
-            sched.step()
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
-        for hook in self.after_step:
-            hook(self)
+        self.end_step()
         return ce, norm
 
     def weights(self) -> torch.nn.Module:

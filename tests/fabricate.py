@@ -118,17 +118,20 @@ def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], see
 
 
 def fabricate_frame(suite: Suite, truth: Truth, rng: Any, seed_sd: float = 0.0,
-                    status: Callable[[Any], str] | None = None) -> Any:  # fmt: skip
+                    status: Callable[[Any], str] | None = None,
+                    shifts: dict[int, float] | None = None) -> Any:  # fmt: skip
     """The rows `load_results` gives for the suite's runs, each run's value mean + seed shift + noise
     (truth(run) = (mean, sd)), without a store and without curves: for simulations over many suites.
-    `rng`: a numpy Generator. `status(run)` may make a run diverge ('diverged', value inf) or fail."""
+    `rng`: a numpy Generator. `status(run)` may make a run diverge ('diverged', value inf) or fail.
+    `shifts`: each seed's shift, given (two frames of the same seeds share their data order), else drawn."""
     import pandas as pd
 
     runs = suite.__dict__.get("_fabricated_hashes")
     if runs is None:  # a run's hash costs a config's JSON and digest: once per suite, not once per draw
         runs = [(run, run.hash) for run in suite.runs()]
         object.__setattr__(suite, "_fabricated_hashes", runs)
-    shifts = {s: rng.normal(0, seed_sd) if seed_sd else 0.0 for s in suite.seeds}
+    if shifts is None:
+        shifts = {s: rng.normal(0, seed_sd) if seed_sd else 0.0 for s in suite.seeds}
     rows = []
     for run, run_hash in runs:
         mean, sd = truth(run)
