@@ -578,10 +578,13 @@ def cautions(c: dict[str, Any], best: dict[str, Any] | None) -> list[str]:
 
 
 def _stats(values: Sequence[float]) -> dict[str, float | None]:
-    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    """Median over every counted run, a miss as infinitely long (so an arm that missed on half its seeds or
+    more has no median: it is no leader), and the range of those that reached."""
+    every = np.asarray([math.inf if v is None or not np.isfinite(v) else v for v in values], dtype=float)
+    x = every[np.isfinite(every)]
     if not len(x):
         return {"median": None, "min": None, "max": None}
-    return {"median": num(np.median(x)), "min": num(x.min()), "max": num(x.max())}
+    return {"median": num(np.median(every)), "min": num(x.min()), "max": num(x.max())}
 
 
 def timing_findings(judged: pd.DataFrame, suite: Any) -> dict[str, Any]:
@@ -598,16 +601,27 @@ def timing_findings(judged: pd.DataFrame, suite: Any) -> dict[str, Any]:
         t = r.get("target_time")
         times.loc[r["seed"], r["arm"]] = float(t) if t is not None and not pd.isna(t) else math.inf
     reached = {a: [float(t) for t in times[a] if np.isfinite(t)] for a in arms}
-    tokens = {a: [float(v) for v in frame[(frame["arm"] == a) & counted]["target_tokens"].dropna()] for a in arms}
-    steps = {a: [float(v) for v in frame[(frame["arm"] == a) & counted]["target_step"].dropna()] for a in arms}
+    counted_of = {a: int(times[a].notna().sum()) for a in arms}
+    # only an arm that reached the target on more than half its seeds is timed against others: one that
+    # missed on the rest would otherwise be "fastest" on the seeds it happened to reach it on
+    timed = {a: r for a, r in reached.items() if 2 * len(r) > counted_of[a]}
+
+    def per_run(column: str, arm: str) -> list[float]:  # a miss as infinite
+        return [math.inf if pd.isna(v) else float(v) for v in frame[(frame["arm"] == arm) & counted][column]]
+
+    tokens = {a: per_run("target_tokens", a) for a in arms}
+    steps = {a: per_run("target_step", a) for a in arms}
     out: dict[str, Any] = {"target": suite.target, "metric": suite.metric, "arms": [], "anova_p": None,
                            "time_ranking": "untestable", "time_within_noise": None, "lead": "tokens", "text": "",
                            "cpu_per_wall": None, "not_workloads": int((~counted).sum())}  # fmt: skip
     if not any(reached.values()):
         out["text"] = f"No run reached the target {suite.metric} of {suite.target}."
         return out
-    compared, p_all = compare_times(reached)
+    compared, p_all = compare_times(timed) if timed else (pd.DataFrame(columns=["arm", "verdict"]), math.nan)
     compared = compared.set_index("arm")
+    for a in arms:
+        if a not in compared.index:
+            compared.loc[a, "verdict"] = f"missed on {counted_of[a] - len(reached[a])} of {counted_of[a]}"
     taus = np.linspace(1.0, 4.0, 301)
     _, scores = performance_profile(times, taus)
     testable = int(compared["verdict"].isin(("fastest", "slower", "within noise")).sum())
@@ -620,12 +634,11 @@ def timing_findings(judged: pd.DataFrame, suite: Any) -> dict[str, Any]:
     out["time_ranking"] = "untestable" if untestable else "noise" if noise else "resolved"
     out["time_within_noise"] = None if untestable else bool(noise)
     for a in arms:
-        counted_runs = int(times[a].notna().sum())
         out["arms"].append({
-            "arm": a, "reached": len(reached[a]), "of": counted_runs,
-            "time": _stats(reached[a]), "tokens": _stats(tokens[a]), "steps": _stats(steps[a]),
+            "arm": a, "reached": len(reached[a]), "of": counted_of[a],
+            "time": _stats(list(times[a].dropna())), "tokens": _stats(tokens[a]), "steps": _stats(steps[a]),
             "profile_score": num(scores.get(a)), "time_verdict": compared.loc[a, "verdict"],
-            "time_p_holm": num(compared.loc[a, "p_holm"]),
+            "time_p_holm": num(compared.loc[a].get("p_holm")),
         })  # fmt: skip
 
     def by_tokens(e: dict[str, Any]) -> tuple:
@@ -637,11 +650,11 @@ def timing_findings(judged: pd.DataFrame, suite: Any) -> dict[str, Any]:
     out["arms"].sort(key=by_tokens if noise else by_time)
     fewest = min((e["tokens"]["median"] for e in out["arms"] if e["tokens"]["median"] is not None), default=None)
     if fewest is None:
-        tokens_text = "no arm recorded its tokens to target"
+        tokens_text = "none: no arm reached the target on more than half of its seeds"
     else:
         leaders = [e["arm"] for e in out["arms"] if e["tokens"]["median"] == fewest]
         who = leaders[0] if len(leaders) == 1 else f"{len(leaders)} arms alike ({arms_text(leaders)})"
-        tokens_text = f"the fewest tokens, {fewest:,.0f} (median over seeds), by {who}"
+        tokens_text = f"the fewest tokens, {fewest:,.0f} (median over seeds, a miss counted as never), by {who}"
     if untestable:
         out["text"] = (f"Time to target is not ranked: fewer than two arms have two or more seeds that reached the "
                        f"target with any spread between them, so there is no spread of identical configurations to "

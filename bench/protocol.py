@@ -247,7 +247,7 @@ def propose(suite: Suite, tuning: ArmTuning, best: tuple, means: dict[tuple, flo
         for neighbour in (line[i - 1], line[i + 1]):
             gap = max(neighbour, value) / min(neighbour, value) if scale == "log" else abs(neighbour - value)
             finest = step ** (0.5**suite.tune_refine) if scale == "log" else step * 0.5**suite.tune_refine
-            if gap <= finest * (1 + 1e-9):
+            if gap <= finest * 1.01:  # (new values are rounded to 3 digits: a gap may read 0.5% wider)
                 continue
             new = tidy(midpoint(value, neighbour, scale), integer)
             if new in line or new in (value, neighbour):

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import optuna
+from processes import one_line_error  # noqa: F401 -- the journal tests import it from here
+from processes import run_optbench as optbench  # noqa: F401 -- likewise
 
 from bench.store import Store
 
@@ -28,22 +30,6 @@ def fabricated(path: Path, runs: int = 3) -> Store:
 
 def hashes(path: Path) -> list[str]:
     return [t.user_attrs.get("run_hash") for t in Store.open(str(path)).existing_study("fab").get_trials()]
-
-
-def optbench(*args, env=None, cwd=None, timeout=180):
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-    )  # fmt: skip
-
-
-def one_line_error(done, after_start: int = 0) -> str:
-    """The error line of a command that exited 2; `after_start`: it may have printed its plan first (the
-    optimizer-kernel choices `optbench run` announces with its plan are not counted)."""
-    lines = [line for line in done.stderr.splitlines() if line.strip() and " kernels for " not in line]
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert len(lines) == 1 + int(after_start) and lines[-1].startswith("optbench: error:"), done.stderr[-2000:]
-    return lines[-1]
 
 
 # A process appending records to a journal: `python -c APPENDER JOURNAL NAME COUNT [GO_FILE]`. Each record

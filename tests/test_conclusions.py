@@ -426,6 +426,35 @@ def test_an_arm_slower_beyond_the_noise_is_named():
     assert false / 200 <= 0.08, false
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 6), st.data())
+def test_an_arm_that_missed_the_target_on_half_its_seeds_leads_no_tokens_ranking(seeds, data):
+    """An arm that reached the target in fewer tokens on one seed of two, and missed on the other, was named
+    the fewest-tokens leader ahead of one that reached on both: a miss is never, so half or more missed is
+    no median."""
+    import pandas as pd
+
+    from bench.conclusions import timing_findings
+
+    missed = data.draw(st.integers(0, seeds))
+    rows = []
+    for s in range(seeds):
+        rows.append({"arm": "steady", "seed": s, "status": "complete", "target_time": 2.0 + s / 10,
+                     "target_tokens": 80_000, "target_step": 100})  # fmt: skip
+        miss = s < missed
+        rows.append({"arm": "lucky", "seed": s, "status": "complete", "target_time": None if miss else 1.0 + s / 10,
+                     "target_tokens": None if miss else 40_000, "target_step": None if miss else 50})  # fmt: skip
+    suite = suite_of({"optimizer": ["adamw", "lion"]}, seeds=tuple(range(seeds)), target=2.0)
+    found = timing_findings(pd.DataFrame(rows), suite)
+    lucky = next(a for a in found["arms"] if a["arm"] == "lucky")
+    if 2 * missed >= seeds:
+        assert lucky["tokens"]["median"] is None and lucky["time"]["median"] is None
+        assert lucky["time_verdict"] == f"missed on {missed} of {seeds}" and "lucky" not in found["text"]
+    else:
+        assert lucky["tokens"]["median"] == 40_000 and lucky["time_verdict"] in ("fastest", "within noise")
+        assert "by lucky" in found["text"] or "lucky is fastest" in found["text"]
+
+
 # -- search -------------------------------------------------------------------------------------------
 
 

@@ -227,3 +227,11 @@ def test_every_runs_parameters_lie_in_one_distribution_per_name_added_values_inc
                 assert held.setdefault(name, dist) == dist, name
                 assert dist._contains(dist.to_internal_repr(value)), (name, value, dist)
     assert set(run_params(inner, found.runs[0])) == {"optimizer", "optimizer.lr"}
+
+
+def test_refinement_stops_at_its_level_though_new_values_are_rounded():
+    """1e-3 and 3e-3 refined once: the midpoint 0.00173 (rounded from 0.0017320...) is 1.7341 from 3e-3, a
+    hair over the finest gap of sqrt(3); it was refined again, one level more than tune_refine = 1 asks."""
+    found, _ = settle(suite_of([1e-3, 3e-3, 9e-3], extend=0, refine=1), bowl(3e-3))
+    (tuning,) = found.arms.values()
+    assert sorted(a.value for a in tuning.added) == [0.00173, 0.0052]

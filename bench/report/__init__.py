@@ -133,14 +133,19 @@ def render(
                                 confirm_seeds=confirm_seeds, left_out=left_out)  # fmt: skip
     tuned = c["tuning"] is not None
     ranked_frame = judged_runs(suite, frame, confirming_mask(frame, confirm_seeds))[0] if tuned else frame
-    views = axis_views(suite, frame, design)
+    # in a suite that tunes, every arm at its chosen setting on the seeds that judge it: the grids the protocol
+    # grew differ from arm to arm, so averaging over them would weigh each arm by the rates it happened to try
+    effect_frame = ranked_frame if tuned else frame
+    views = axis_views(suite, effect_frame, design)
+    if tuned:
+        views = {a: v for a, v in views.items() if a not in suite.tune}
     axes = list(views)
     floor = _first(frame.get("loss_floor"))
     metric = suite.metric
     best = c["arms"][0] if c["arms"] else None
 
     pairs = figures.axis_pairs(axes) if design == "grid" else []
-    heat_scale = shared_scale([figures.interaction_table(frame, a, b) for a, b in pairs])
+    heat_scale = shared_scale([figures.interaction_table(effect_frame, a, b) for a, b in pairs])
     context: dict[str, Any] = {
         "suite": suite,
         "metric": metric,
@@ -159,7 +164,7 @@ def render(
         "design": design_text(design, search_studies[0] if search_studies else None),
         "is_search": design == "search",
         "effects": [(a, figures.main_effect(views[a], a, metric, floor, design)) for a in axes],
-        "interactions": [(a, b, figures.interaction(frame, a, b, metric, heat_scale)) for a, b in pairs],
+        "interactions": [(a, b, figures.interaction(effect_frame, a, b, metric, heat_scale)) for a, b in pairs],
         "interactions_note": INTERACTIONS_NOTE.get(design, "Interactions need two or more axes."),
         "curves": figures.curves(ranked_frame, curve_arms(c), floor),
         "all_curves": {x: figures.all_curves(ranked_frame, [a["arm"] for a in c["arms"]], x, floor)
