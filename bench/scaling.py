@@ -251,7 +251,7 @@ def cells_of(runs: pd.DataFrame) -> dict[int, list[Cell]]:
     out: dict[int, list[Cell]] = {}
     for size, at_size in runs.groupby("size", sort=True):
         levels = budget_levels(at_size["tokens"])
-        level = at_size["tokens"].map(lambda t: level_of(float(t), levels))
+        level = at_size["tokens"].map(lambda t, levels=levels: level_of(float(t), levels))
         cells = []
         for (method, lv), group in at_size.groupby([at_size["method"], level], sort=False):
             flops = pd.to_numeric(group.get("flops"), errors="coerce") if "flops" in group else None

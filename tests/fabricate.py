@@ -6,9 +6,10 @@ through Optuna's ask and tell, as a search stores them.
 
 Known truth: `truth(run) -> (mean, sd)` sets each run's final metric as mean + a shift shared by every arm
 on the same seed (N(0, seed_sd): the same data order moves every arm alike, which paired tests remove) +
-the run's own noise N(0, sd). `power_law_truth` gives a known loss against budget and a known speedup. Timings get a run-to-run factor exp(N(0, time_sd)), as a loaded machine gives
-identical runs. `fabricate_frame` builds the same rows as `load_results` without a store, for simulations
-and properties that need thousands of suites.
+the run's own noise N(0, sd); `power_law_truth` gives a known loss against budget and a known speedup.
+Timings get a run-to-run factor exp(N(0, time_sd)), as a loaded machine gives identical runs.
+`fabricate_frame` builds the same rows as `load_results` without a store, for simulations and properties
+that need thousands of suites.
 """
 
 from __future__ import annotations
@@ -154,8 +155,9 @@ def fabricate_frame(suite: Suite, truth: Truth, rng: Any, seed_sd: float = 0.0,
     runs = suite.__dict__.get("_fabricated_hashes")
     if runs is None:  # a run's hash costs a config's JSON and digest: once per suite, not once per draw
         runs = [(run, run.hash, {"tokens": budget_of(run.config), "steps": run.config.total_steps,
-                                 "n_params": params_of(run.config), "env": {"step_flops": step_flops(run.config, VOCAB)},
-                                 "stage": run.stage}) for run in suite.runs()]  # fmt: skip
+                                 "n_params": params_of(run.config),
+                                 "env": {"step_flops": step_flops(run.config, VOCAB)}, "stage": run.stage})
+                for run in suite.runs()]  # fmt: skip
         object.__setattr__(suite, "_fabricated_hashes", runs)
     shifts = {s: rng.normal(0, seed_sd) if seed_sd else 0.0 for s in suite.seeds}
     rows = []

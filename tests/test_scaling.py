@@ -40,8 +40,8 @@ def test_the_fit_is_the_least_squares_fit_scipy_finds(E, B, beta, k, noise, seed
         return np.sqrt(w) * (p[0] + p[1] * d ** -p[2] - L)
 
     bounds = ([0, 0, scaling.BETA_RANGE[0]], [np.inf, np.inf, scaling.BETA_RANGE[1]])
-    best = min((optimize.least_squares(residuals, x0, bounds=bounds) for x0 in ([1, 1, 0.5], [0, 2, 0.05],
-                                                                               [2, 0.5, 2])), key=lambda r: r.cost)  # fmt: skip
+    starts = ([1, 1, 0.5], [0, 2, 0.05], [2, 0.5, 2])
+    best = min((optimize.least_squares(residuals, x0, bounds=bounds) for x0 in starts), key=lambda r: r.cost)
     ours = 0.5 * float(np.sum(residuals([e[0], b[0], bt[0]]) ** 2))
     assert ours <= best.cost + 1e-9
 
@@ -55,7 +55,7 @@ def test_a_curve_without_noise_is_recovered_and_inverted():
     assert f.tokens(1.5 + 0.4 * 3.0**-0.3)[0] == pytest.approx(3e6, rel=1e-5)
     assert f.tokens(1.49)[0] == math.inf  # below the floor: no budget reaches it
     two = scaling.fit([1e6, 4e6], np.array([[2.0, 1.0]]), [2, 2])  # a pure power law through both
-    assert two.form == "power" and two.tokens(2 ** -0.5 * 2)[0] == pytest.approx(2e6)
+    assert two.form == "power" and two.tokens(2**-0.5 * 2)[0] == pytest.approx(2e6)
     assert scaling.fit([1e6], np.array([[2.0]]), [2]).form == "none"
 
 

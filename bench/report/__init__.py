@@ -167,8 +167,9 @@ def render(
         "interactions": [(a, b, figures.interaction(effect_frame, a, b, metric, heat_scale)) for a, b in pairs],
         "interactions_note": INTERACTIONS_NOTE.get(design, "Interactions need two or more axes."),
         "curves": figures.curves(ranked_frame, curve_arms(c), floor),
-        "all_curves": {x: figures.all_curves(ranked_frame, [a["arm"] for a in c["arms"]], x, floor)
-                       for x in ("step", "tokens")},
+        "all_curves": {
+            x: figures.all_curves(ranked_frame, [a["arm"] for a in c["arms"]], x, floor) for x in ("step", "tokens")
+        },
         "stability": figures.stability(views),
         "status_counts": status_counts(frame),
         "floor": floor,

@@ -26,7 +26,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import EngFormatter, FormatStrFormatter, MaxNLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import EngFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
 DPI = 96
 SEED_BAND = ("pi", 100)  # loss curves: the band spans every seed, min to max
@@ -61,14 +61,57 @@ def png(fig: Figure) -> str:
 
 def short_labels(arms: list[str]) -> dict[str, str]:
     """arm label -> only the settings that differ between the arms ('optimizer=lion, optimizer.lr=0.001' among
-    arms that all share the learning rate -> 'optimizer=lion'). Labels that are not key=value lists stay."""
-    parts = {arm: dict(p.split("=", 1) for p in arm.split(", ") if "=" in p) for arm in arms}
+    arms that all share the learning rate -> 'optimizer=lion'), down to the fields inside a value: those every
+    arm shares go ('adamw(weight_decay=0.1)' -> 'adamw'), then, last first, those the others already tell
+    apart ('{model.n_embd=12, tokens=101280, eval_interval=16}' -> '{model.n_embd=12, tokens=101280}' where
+    the budget sets the evaluation interval). Labels that are not key=value lists stay."""
+    from bench.suite import label_parts
+
+    parts = {arm: label_parts(arm) for arm in arms}
+    if any(v is None for d in parts.values() for v in d.values()):
+        return {a: a for a in arms}
     keys = list(dict.fromkeys(k for d in parts.values() for k in d))
     varying = [k for k in keys if len({d.get(k) for d in parts.values()}) > 1]
-    out = {}
-    for arm, d in parts.items():
-        short = ", ".join(f"{k}={d[k]}" for k in varying if k in d)
-        out[arm] = short or arm
+    inner: dict[tuple[str, str], tuple[str, str, str, dict[str, str | None]]] = {}
+    for d in parts.values():
+        for k in varying:
+            v = d.get(k)
+            if v is None or (k, v) in inner:
+                continue
+            head, opener = (v[:-1].split("(", 1)[0], "(") if v.endswith(")") and "(" in v else ("", "{")
+            body = v[len(head) + 1 : -1] if (opener == "(" or (v.startswith("{") and v.endswith("}"))) else None
+            fields = label_parts(body) if body else None
+            if fields is not None and all(f is not None for f in fields.values()):
+                inner[(k, v)] = (head, opener, ")" if opener == "(" else "}", fields)
+    dropped: dict[str, set[str]] = {k: set() for k in varying}
+    for k in varying:  # fields every arm's value shares
+        values = [inner[(k, d[k])][3] for d in parts.values() if (k, d.get(k)) in inner]
+        for f in {f for fields in values for f in fields}:
+            if len(values) == len(parts) and len({fields.get(f) for fields in values}) == 1:
+                dropped[k].add(f)
+
+    def render(d: dict[str, str]) -> str:
+        out = []
+        for k in varying:
+            if k not in d:
+                continue
+            v = d[k]
+            if (k, v) in inner:
+                head, opener, closer, fields = inner[(k, v)]
+                kept = ", ".join(f"{f}={x}" for f, x in fields.items() if f not in dropped[k])
+                v = f"{head}{opener}{kept}{closer}" if kept else head
+            out.append(f"{k}={v}")
+        return ", ".join(out)
+
+    for k in varying:  # then fields the rest already tell apart, last first
+        fields = list(dict.fromkeys(f for (kk, _), (*_, fs) in inner.items() if kk == k for f in fs))
+        for f in reversed(fields):
+            if f in dropped[k]:
+                continue
+            dropped[k].add(f)
+            if len({render(d) for d in parts.values()}) < len(parts):
+                dropped[k].discard(f)
+    out = {arm: render(d) or arm for arm, d in parts.items()}
     return out if len(set(out.values())) == len(out) else {a: a for a in arms}
 
 
@@ -402,6 +445,21 @@ def size_text(n: int) -> str:
     return f"{n:,} parameters"
 
 
+def speedup_ticks(ax: Any) -> None:
+    """A log speedup axis labelled at a few round factors (minor ticks unlabelled: they crowd near 1x)."""
+    low, high = ax.get_ylim()
+    ticks = [t for t in (0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 10, 20, 50, 100) if low <= t <= high]
+    ax.set_yticks(ticks, [f"{t:g}x" for t in ticks])
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def size_ticks(ax: Any, sizes: list[int]) -> None:
+    """A log parameter axis ticked at the sizes that ran, and nowhere else."""
+    ax.set_xticks(sizes, [EngFormatter(sep="", places=1)(s) for s in sizes])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(min(sizes) / 1.25, max(sizes) * 1.25)
+
+
 def speedup_fits(sp: dict[str, Any]) -> str:
     """Per size: the baseline's mean final loss at each budget, its fitted curve (dashed past its budgets, as
     far as any speedup reads it), and every other arm's mean loss at its budget; log tokens."""
@@ -409,7 +467,7 @@ def speedup_fits(sp: dict[str, Any]) -> str:
     colours = method_colours(sp["methods"])
     short = display_labels(sp["methods"], 40)
     fig = Figure(figsize=(min(11, 3.7 * len(fits)), 3.6), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(fits), sharey=True))
+    axes = np.atleast_1d(fig.subplots(1, len(fits)))  # each size its own loss range: the curves' shapes show
     for ax, f in zip(axes, fits, strict=True):
         cells = [c for c in sp["cells"] if c["size"] == f["size"] and c["mean"] is not None]
         if f["form"] != "none" and f["budgets"]:
@@ -418,19 +476,30 @@ def speedup_fits(sp: dict[str, Any]) -> str:
             span = [t for t in [*reach, *(c["tokens"] for c in cells)] if t and np.isfinite(t)]
             lo, hi = min([low, *span]) / 1.1, min(max([high, *span]) * 1.1, high * 16)
             inside = np.geomspace(low, high, 60)
-            d_ref, B, beta, E = f["d_ref"], f["B"], f["beta"], f["E"] or 0.0
-            curve = lambda d: E + B * (d / d_ref) ** -beta  # noqa: E731
+
+            def curve(d: np.ndarray, f: dict[str, Any] = f) -> np.ndarray:
+                return (f["E"] or 0.0) + f["B"] * (d / f["d_ref"]) ** -f["beta"]
+
             ax.plot(inside, curve(inside), color=colours[sp["baseline"]], linewidth=1.5, label="baseline fit")
             for part in (np.geomspace(lo, low, 30), np.geomspace(high, hi, 30)):
                 ax.plot(part, curve(part), color=colours[sp["baseline"]], linewidth=1.2, linestyle="--")
-            if f["form"] == "saturating" and f["E"] is not None:
+            drawn = [curve(np.geomspace(lo, hi, 60)), [c["mean"] for c in cells]]
+            top, bottom = max(np.max(v) for v in drawn if len(v)), min(np.min(v) for v in drawn if len(v))
+            pad = 0.08 * (top - bottom or 0.1)
+            if f["form"] == "saturating" and f["E"] is not None and f["E"] >= bottom - 3 * pad:
                 ax.axhline(f["E"], color="#999", linewidth=0.8, linestyle=":")
+                bottom = min(bottom, f["E"])
+            elif f["form"] == "saturating" and f["E"] is not None:
+                ax.text(0.98, 0.98, f"floor E = {f['E']:.3g}: below the axis", transform=ax.transAxes,
+                        ha="right", va="top", fontsize=8, color="#666")  # fmt: skip
+            ax.set_ylim(bottom - pad, top + pad)
         for c in cells:
             is_base = c["method"] == sp["baseline"]
             ax.plot(c["tokens"], c["mean"], marker="o" if is_base else "D", markersize=6 if is_base else 5,
                     color=colours[c["method"]], linestyle="none")  # fmt: skip
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(size_text(f["size"]), fontsize=10)
         ax.set_xlabel("tokens")
         ax.tick_params(labelsize=9)
@@ -473,15 +542,16 @@ def speedup_chart(sp: dict[str, Any]) -> str:
         ax.set_title(size_text(f["size"]), fontsize=10)
         ax.set_xlabel("tokens per parameter")
         ax.tick_params(labelsize=9)
-        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ratios = sorted({round(e["tokens_per_param"]) for e in sp["entries"] if e["size"] == f["size"]})
+        ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.yaxis.set_major_formatter(FormatStrFormatter("%gx"))
-        ax.yaxis.set_minor_formatter(FormatStrFormatter("%gx"))
-    axes[0].set_ylabel(f"speedup over {display_labels([sp['baseline']], 30)[sp['baseline']]}")
+        ax.set_xlim(min(ratios, default=1) / 1.3, max(ratios, default=1) * 1.3)
+    speedup_ticks(axes[0])  # the axes share it: once all are drawn
+    axes[0].set_ylabel("speedup over the baseline")
     handles = [Line2D([], [], color=colours[m], marker="o", linestyle="-", label=short[m])
                for m in others]  # fmt: skip
-    handles.append(Line2D([], [], color="#444", marker="o", markerfacecolor="white",
-                                           linestyle="none", label="extrapolated past the baseline's budgets"))  # fmt: skip
+    handles.append(Line2D([], [], color="#444", marker="o", markerfacecolor="white", linestyle="none",
+                          label="extrapolated past the baseline's budgets"))  # fmt: skip
     fig.legend(handles=handles, loc="outside lower center", ncol=min(4, len(handles)), fontsize=9, frameon=False)
     return png(fig)
 
@@ -517,11 +587,9 @@ def speedup_trends(sp: dict[str, Any]) -> str | None:
         ratio = np.mean([t["tokens_per_param"] for t in trends if t["level"] == level])
         ax.set_title(f"budget {level + 1}: about {ratio:.0f} tokens per parameter", fontsize=10)
         ax.set_xlabel("parameters")
-        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.xaxis.set_minor_formatter(EngFormatter(sep=""))
-        ax.yaxis.set_major_formatter(FormatStrFormatter("%gx"))
-        ax.yaxis.set_minor_formatter(FormatStrFormatter("%gx"))
+        size_ticks(ax, sorted({e["size"] for e in sp["entries"]}))
         ax.tick_params(labelsize=8, which="both")
+    speedup_ticks(axes[0])
     axes[0].set_ylabel("speedup")
     methods = list(dict.fromkeys(t["method"] for t in trends))
     handles = [Line2D([], [], color=colours[m], marker="o", label=short[m]) for m in methods]
@@ -560,8 +628,10 @@ def scaling_losses(sp: dict[str, Any]) -> str | None:
     for ax, xlabel in ((by_params, "parameters"), (by_flops, "training FLOPs (step FLOPs x steps)")):
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(xlabel)
         ax.tick_params(labelsize=9)
+    size_ticks(by_params, sizes)
     by_params.set_ylabel("mean final loss")
     by_params.set_title("by parameters: one line per budget rank (solid: smallest)", fontsize=10)
     by_flops.set_title("by training FLOPs: one line per size through its budgets", fontsize=10)
@@ -594,8 +664,7 @@ def rank_chart(sp: dict[str, Any]) -> str | None:
                  for p in r["pairs"] for a, b in [p["sizes"]]]  # fmt: skip
         ax.text(0.02, 0.02, "\n".join(lines), transform=ax.transAxes, fontsize=8, va="bottom", color="#333")
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.xaxis.set_minor_formatter(EngFormatter(sep=""))
+        size_ticks(ax, [int(s) for s in sizes])
         ax.set_ylim(most + 0.5 + 0.45 * len(lines), 0.5)
         ax.set_yticks(range(1, most + 1))
         ax.set_title(f"budget {r['level'] + 1} of each size", fontsize=10)
@@ -639,6 +708,7 @@ def lr_sensitivity(lr: dict[str, Any]) -> str:
     line_label = display_labels(firsts, 40) if len(groups) > 1 else display_labels(arms, 40)
     keys = firsts if len(groups) > 1 else arms
     colours = dict(zip(keys, sns.color_palette("tab10", max(10, len(keys))), strict=False))
+    titles = display_labels([t for t in panels if t], 60)
     for ax, (title, members) in zip(axes, panels.items(), strict=False):
         for arm in members:
             key = (next(iter(label_parts(arm).values()), None) or arm) if len(groups) > 1 else arm
@@ -653,16 +723,25 @@ def lr_sensitivity(lr: dict[str, Any]) -> str:
                         markerfacecolor=colour if p["within"] else "white")  # fmt: skip
         ax.set_xscale("log")
         if title:
-            ax.set_title(compact_label(title, 48), fontsize=8)
+            ax.set_title(titles[title], fontsize=8)
         ax.tick_params(labelsize=8)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     fig.supxlabel("learning rate", fontsize=10)
     fig.supylabel("mean final loss", fontsize=10)
     handles = [Line2D([], [], color=colours[k], marker="o", label=line_label[k]) for k in keys]
-    handles.append(Line2D([], [], color="#444", marker="o", markerfacecolor="white",
-                                           linestyle="none", label=f"outside {lr['tolerance']:.0%} of the best"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(4, len(handles)), fontsize=9, frameon=False)
+    handles.append(
+        Line2D(
+            [],
+            [],
+            color="#444",
+            marker="o",
+            markerfacecolor="white",
+            linestyle="none",
+            label=f"outside {lr['tolerance']:.0%} of the best",
+        )
+    )
+    fig.legend(handles=handles, loc="outside upper center", ncol=min(4, len(handles)), fontsize=9, frameon=False)
     return png(fig)
 
 
@@ -739,7 +818,7 @@ def all_curves(frame: pd.DataFrame, arms: list[str], x: str, floor: float | None
         ax.tick_params(labelsize=7)
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.xaxis.set_major_locator(MaxNLocator(3))
-    for ax in axes[len(per_arm):]:
+    for ax in axes[len(per_arm) :]:
         ax.set_visible(False)
     axes[0].set_ylim(low - pad, high + pad)
     fig.supxlabel("optimizer steps" if x == "step" else "tokens seen", fontsize=10)
