@@ -1,11 +1,13 @@
 """Per-machine defaults chosen by measurement, measured once and cached.
 
-Two choices depend on the CPU a suite lands on: which optimizer kernels `impl = "auto"` takes (fused,
+Three choices depend on the CPU a suite lands on: which optimizer kernels `impl = "auto"` takes (fused,
 foreach or for-loop: fused AdamW was the fastest on an AMD EPYC and 8-30% slower than foreach on an Intel
-Xeon of the same 2-core kind, issue 13), and how `optbench run` splits the cores between worker processes
-and torch threads. `calibrate_impls` and `measure_split` time the alternatives side by side (alternated
-rounds, medians) and cache the verdict with its reason under the machine's key: CPU model, torch version,
-core count (bench.machine keeps the cache and reads it back for everyone else).
+Xeon of the same 2-core kind, issue 13), how `optbench run` splits the cores between worker processes
+and torch threads, and how many threads one `optbench train` run takes (torch's default of every core
+was slower than one thread on a busy 2-core machine, issue 23). `calibrate_impls`, `measure_split` and
+`measure_threads` time the alternatives side by side (alternated rounds, medians) and cache the verdict
+with its reason under the machine's key: CPU model, torch version, core count (bench.machine keeps the
+cache and reads it back for everyone else).
 
 This module only measures; the command line runs it for what is missing before it trains (`optbench
 train`, `optbench run`), and `optbench calibrate --force` measures again.
@@ -22,13 +24,26 @@ import time
 from typing import Any
 
 from bench import plugins
-from bench.machine import FUSED, Choice, cache_path, impl_choice, impl_key, load, save, split_key, torch_default
+from bench.machine import (
+    FUSED,
+    Choice,
+    cache_path,
+    impl_choice,
+    impl_key,
+    load,
+    save,
+    split_key,
+    threads_choice,
+    torch_default,
+)
 
 # Another implementation replaces torch's default only when it takes under this share of its time
 # (median of alternated rounds): within noise the default stays, so a re-measurement rarely flips it.
 IMPL_MARGIN = 0.95
-# Likewise the split rule of bench.runner.default_split stays unless another split is this much faster.
+# Likewise the split rule of bench.runner.default_split stays unless another split is this much faster,
+# and torch's thread count for one run unless another count is.
 SPLIT_MARGIN = 0.95
+THREADS_MARGIN = 0.95
 
 
 # -- optimizer kernels -------------------------------------------------------------------------------
@@ -179,6 +194,54 @@ def measure_split(cfg: Any, default: tuple[int, int], cores: int | None = None, 
     reason = reason.replace("measured time vs", "measured suite time per step vs")
     save("split", split_key(cfg, cores), {"split": list(split), "reason": reason, "seconds_per_step": seconds_per_step})
     return Choice(split, reason)
+
+
+# -- threads of one run ------------------------------------------------------------------------------
+
+
+def thread_counts(cores: int, default: int) -> list[int]:
+    """The thread counts one run is timed at: 1, powers of two, every core, and torch's default."""
+    counts = {1, cores, default}
+    count = 2
+    while count < cores:
+        counts.add(count)
+        count *= 2
+    return sorted(counts)
+
+
+def measure_threads(cfg: Any, default: int, cores: int | None = None, rounds: int = 2,
+                    seconds: float = 1.0) -> Choice:  # fmt: skip
+    """Steps per second of one run shaped like `cfg` at each thread count, each in a fresh process alone,
+    alternated; torch's `default` count stays unless another is clearly faster. Cached."""
+    cores = cores or os.cpu_count() or 1
+    names = {count: f"{count} thread(s)" for count in thread_counts(cores, default)}
+    seconds_per_step: dict[str, list[float]] = {name: [] for name in names.values()}
+    for _ in range(rounds):
+        for count, name in names.items():
+            seconds_per_step[name].append(1 / _probe(cfg, 1, count, seconds))
+    value, reason = pick(seconds_per_step, names[default], THREADS_MARGIN)
+    threads = next(count for count, name in names.items() if name == value)
+    reason = reason.replace("measured time vs", "measured time per step vs")
+    save("threads", split_key(cfg, cores), {"threads": threads, "reason": reason, "seconds_per_step": seconds_per_step})
+    return Choice(threads, reason)
+
+
+def run_threads(cfg: Any, default: int, cores: int | None = None, force: bool = False) -> Choice:
+    """The thread count of one run (`optbench train`) and why: the config's, else this machine's measured
+    count for runs of its shape (measured now when none is cached), else torch's default."""
+    if cfg.threads is not None:
+        return Choice(cfg.threads, "set in the config (threads)")
+    if cfg.device != "cpu":
+        return Choice(default, "torch's default; the run trains on a GPU")
+    if cache_path() is None:
+        return Choice(default, "torch's default; calibration off")
+    cores = cores or os.cpu_count() or 1
+    cached = None if force else threads_choice(cfg, cores)
+    if cached is not None:
+        return cached
+    print(f"optbench: measuring this model's steps per second at each thread count on this machine (once; "
+          f"cached in {cache_path()})", file=sys.stderr)  # fmt: skip
+    return measure_threads(cfg, default, cores)
 
 
 def main(argv: list[str] | None = None) -> int:

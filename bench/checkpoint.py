@@ -19,6 +19,28 @@ def results_dir() -> Path:
     return Path(os.environ.get("OPTBENCH_RESULTS_DIR", "results"))
 
 
+def kernels_storage() -> Path:
+    """pytest-benchmark's storage of kernel timings (its own autosaved files only, for `pytest-benchmark compare`)."""
+    return results_dir() / "kernels"
+
+
+def latest_kernels_path() -> Path:
+    """optbench's copy of the latest kernel timings, kept outside pytest-benchmark's storage: inside it, its
+    `list` showed the file as a run and a globbed `compare` counted that run twice."""
+    return results_dir() / "kernels-latest.json"
+
+
+def legacy_kernels_path() -> Path:
+    """Where optbench versions before this layout wrote the latest timings, inside pytest-benchmark's storage."""
+    return kernels_storage() / "latest.json"
+
+
+def kernels_to_read() -> Path:
+    """The latest kernel timings a reader takes: the current file, else one a former version left."""
+    path = latest_kernels_path()
+    return legacy_kernels_path() if not path.is_file() and legacy_kernels_path().is_file() else path
+
+
 def checkpoint_path(run_hash: str) -> Path:
     return results_dir() / "checkpoints" / f"{run_hash}.pt"
 

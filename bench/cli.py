@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench.checkpoint import results_dir  # noqa: E402 -- re-exported: one place says where results go
+from bench.checkpoint import kernels_storage, latest_kernels_path, legacy_kernels_path
 from bench.files import atomic_path, check_output_path
 from bench.registry import ConfigError
 
@@ -114,10 +114,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_fits([cfg], source=args.file)
     import torch
 
-    report_kernels([cfg], cfg.threads or torch.get_num_threads())
+    from bench.calibrate import run_threads
+
+    threads = run_threads(cfg, torch.get_num_threads())
+    print(f"optbench: {threads.value} thread(s): {threads.reason}", file=sys.stderr)
+    cfg = cfg.override({"threads": threads.value})  # threads are not in the run's hash: the same run
+    report_kernels([cfg], threads.value)
     from bench.train import train
 
     record = train(cfg, None if args.quiet else RichProgress())
+    record.env["threads_choice"] = threads.reason  # record.config holds the count
     print(summary(record), file=sys.stderr)
     if record.error:
         print(record.error, file=sys.stderr)
@@ -139,12 +145,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if split is None:
         split = calibrate.measure_split(cfg, rule_split(cfg, cores), cores)
     print(f"optbench run: {split.value[0]} worker(s) x {split.value[1]} thread(s): {split.reason}")
+    import torch
+
+    from bench.calibrate import run_threads
+
+    one_run = run_threads(cfg, torch.get_num_threads(), cores, force=args.force)
+    print(f"optbench train: {one_run.value} thread(s): {one_run.reason}")
     cfgs = [cfg]
     if args.file and "suite" in read_toml(args.file):  # every optimizer a suite's runs use
         from bench.suite import Suite
 
         cfgs += [run.config for run in Suite.load(args.file, suite_overrides(args)).runs()]
-    for threads in sorted({split.value[1], cores}):  # a suite's workers, and one `optbench train`
+    for threads in sorted({split.value[1], one_run.value}):  # a suite's workers, and one `optbench train`
         for line in calibrate.calibrate_impls(cfgs, threads, args.force):
             print(f"optbench: {line}")
     print(f"cached in {machine.cache_path()}", file=sys.stderr)
@@ -302,6 +314,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.suite import Suite
 
     suite = Suite.load(args.suite)
+    if args.baseline is not None:
+        suite = suite.with_baseline(args.baseline)
     check_output_path(args.out or default_report_path(suite), "--out" if args.out else "reports")
     if args.json:
         check_output_path(args.json, "--json")
@@ -311,6 +325,49 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"report: {path}", file=sys.stderr)
     if args.json:
         print(f"conclusions: {args.json}", file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.compare import Side, compare, environment_text, html, table
+    from bench.conclusions import dumps
+    from bench.runfile import parse_set
+    from bench.suite import Suite
+
+    for flag, path in (("--json", args.json), ("--out", args.out)):
+        if path:
+            check_output_path(path, flag)
+    against_storage = args.storage if args.against is None else args.against
+    side = Side(args.storage, parse_set(args.set), "--storage")
+    against = Side(against_storage, parse_set(args.against_set), "--against")
+    if side == Side(against.storage, against.overrides, "--storage"):
+        raise ConfigError("--against", "names the same runs as the side (the same store, the same --set): give "
+                          "another store with --against, or other settings with --against-set")  # fmt: skip
+    suites = {}
+    for s in (side, against):
+        if not store_to_read(s.storage):  # the default store, missing
+            from bench.store import default_storage_url
+
+            raise ConfigError(s.flag, f"no store at {default_storage_url()}")
+        suites[s.flag] = Suite.load(args.suite, dict(s.overrides))
+    # each side's runs are what the suite file implies with that side's settings
+    result = compare(suites[side.flag], side, suites[against.flag], against, pair=not args.unpaired)
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(result["headline"], highlight=False)
+    for key in ("storage", "against"):
+        console.print(f"{key}: {result['sides'][key]['storage']}: {environment_text(result['sides'][key])}",
+                      highlight=False)  # fmt: skip
+    console.print(table(result))
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(dumps(result), encoding="utf-8")
+        print(f"comparison: {args.json}", file=sys.stderr)
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(html(result), encoding="utf-8")
+        print(f"page: {args.out}", file=sys.stderr)
     return 0
 
 
@@ -337,6 +394,19 @@ def crew_for(suite: Any, args: argparse.Namespace, source: str) -> tuple[int, in
         workers = len(gpus) if any(gpus) else args.workers
         threads = max(1, (os.cpu_count() or 1) // workers)
     return workers, args.threads or threads, gpus if any(gpus) else [], reason
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench.export import check_destination, export
+    from bench.suite import Suite
+
+    suite = Suite.load(args.suite)
+    tool, destination = args.to
+    check_destination(tool, destination)
+    if not store_to_read(args.storage):
+        raise ConfigError("", f"{no_results_yet(suite)}: `optbench run {args.suite}` first")
+    print(export(suite, args.storage, tool, destination), file=sys.stderr)
+    return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -437,6 +507,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from bench.frame import concat
     from bench.results import suite_results
     from bench.store import load_results, search_study_names
     from bench.suite import Suite
@@ -469,17 +540,17 @@ def cmd_results(args: argparse.Namespace) -> int:
         for f in frames
     )
     print(listed or f"no results for suite '{suite.name}' yet", file=sys.stderr)
-    frame = pd.concat(frames, ignore_index=True) if frames else suite_results(suite, args.storage, with_curves=False)
+    frame = concat(frames) if frames else suite_results(suite, args.storage, with_curves=False)
     from bench.plugins import describe_used
     from bench.report import flat_configs
 
     if used := describe_used(flat_configs(frame)):  # the code behind the plugin entries, by hash or version
         print(used, file=sys.stderr)
-    frame = frame.drop(columns=[c for c in ("env", "config") if c in frame.columns])
+    frame = frame.drop(columns=[c for c in frame.columns if c == "config" or c.startswith("env.")])
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)
     elif args.format == "json":
-        print(frame.to_json(orient="records", indent=1))
+        print(frame.to_json(orient="records", indent=1, date_format="iso"))
     else:
         columns = [
             c
@@ -527,10 +598,16 @@ def cmd_kernels(args: argparse.Namespace) -> int:
             raise ConfigError("--device", f"must be cpu, cuda or cuda:N (comma-separated), got {device!r}")
         check_available(device, "--device")  # a CPU-only torch would skip every CUDA kernel and print nothing
     suite_dir = kernel_suite_dir()
-    storage = results_dir().resolve() / "kernels"
-    json_path = Path(args.json).resolve() if args.json else storage / "latest.json"
+    storage = kernels_storage().resolve()
+    json_path = Path(args.json).resolve() if args.json else latest_kernels_path().resolve()
     check_output_path(json_path, "--json" if args.json else "OPTBENCH_RESULTS_DIR")
     json_path.parent.mkdir(parents=True, exist_ok=True)
+    legacy = legacy_kernels_path()
+    if legacy.is_file():  # pytest-benchmark's storage holds its own files only
+        if latest_kernels_path().exists():
+            legacy.unlink()
+        else:
+            legacy.replace(latest_kernels_path())
     command = [
         sys.executable, "-m", "pytest", str(suite_dir), "-q", "-p", "no:cacheprovider",
         f"--device={args.device}",
@@ -706,15 +783,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="results store (default results/optbench.journal)")
     p.add_argument("--out", help="where to write it (default reports/<suite>.html)")
     p.add_argument("--no-sample", action="store_true", help="no text sample from the best run")
+    p.add_argument("--baseline", metavar="ARM", help="the arm every other is compared with, as the report labels it "
+                   "(default: the suite's `baseline` key, else the first arm)")  # fmt: skip
     p.add_argument("--json", metavar="PATH", help="also write the conclusions (docs/conclusions.md) here; they are "
                    "always written beside the report as <name>.json")  # fmt: skip
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("kernels", help="the pytest-benchmark kernel suites, kept under results/kernels/")
+    p = sub.add_parser("compare", help="the same suite from two stores or two settings, arm by arm (docs/compare.md)")
+    p.add_argument("suite", help="suite file (TOML)")
+    p.add_argument("--storage", help="the store of the side compared (default results/optbench.journal); "
+                   "differences are this side minus --against")  # fmt: skip
+    p.add_argument("--against", metavar="STORAGE", help="the store to compare with (default: the side's own store)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="the side's runs were made with this override (as `optbench run --set`)")  # fmt: skip
+    p.add_argument("--against-set", action="append", metavar="KEY=VALUE",
+                   help="the --against side's runs were made with this override")  # fmt: skip
+    p.add_argument("--unpaired", action="store_true", help="Welch's t-test for every arm, even where seeds pair")
+    p.add_argument("--json", metavar="PATH", help="also write the comparison as JSON (docs/compare.md)")
+    p.add_argument("--out", metavar="PATH.html", help="also write it as a self-contained HTML page")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("export", help="every run of a suite and its search's trials, to TensorBoard or MLflow")
+    p.add_argument("suite", help="suite file (TOML)")
+    p.add_argument(
+        "--to", nargs=2, required=True, metavar=("TOOL", "DEST"),
+        help="tensorboard DIR, or mlflow URI: a tracking database (sqlite:///FILE.db, postgresql://...) or server",
+    )  # fmt: skip
+    p.add_argument("--storage", help="results store (default results/optbench.journal)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("kernels", help="the pytest-benchmark kernel suites; history under results/kernels/")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N; comma-separated for several")
     p.add_argument("--quick", action="store_true", help="the small preset's shapes and 3 rounds each")
     p.add_argument(
-        "--json", metavar="PATH", help="where to write the pytest-benchmark JSON (default results/kernels/latest.json)"
+        "--json", metavar="PATH", help="where to write the pytest-benchmark JSON (default results/kernels-latest.json)"
     )
     p.add_argument("-k", help="only kernels matching this pytest -k expression")
     p.add_argument("--verbose", action="store_true", help="show pytest's own output")
@@ -737,7 +839,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_doctor)
     for command in sub.choices.values():  # every command: its entries must be known before files are read
         command.add_argument("--plugin", action="append", metavar="FILE|MODULE",
-                             help="a plugin registering entries (repeatable; see README)")  # fmt: skip
+                             help="a plugin registering entries (repeatable; see docs/plugins.md)")  # fmt: skip
     return parser
 
 

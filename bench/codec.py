@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from bench.labels import label
+from bench.labels import choice_name, label
 
 CURVE_POINTS = 500
 
@@ -354,11 +354,13 @@ def trial_row(run_hash: str, t: Any, attempts: int, with_curves: bool = True) ->
     if with_curves:
         row["curves"] = t.user_attrs.get("curves")
     row["env"] = t.user_attrs.get("env")
-    row["finished"] = t.datetime_complete.isoformat() if t.datetime_complete else None
+    row["finished"] = t.datetime_complete  # naive local time, as Optuna keeps it
     row["config"] = t.user_attrs.get("config")
     config = t.user_attrs.get("config", {})
-    for key, value in flatten(config).items():
+    for key, value in flatten(config, lists="list").items():
         row[f"config.{key}"] = value
+    if isinstance(config.get("optimizer"), dict) and config["optimizer"].get("class_path"):
+        row["config.optimizer.name"] = choice_name(config["optimizer"])  # 'Lamb', not 'class_path': display only
     # what governed the run's length: a token budget overrides `steps`, which then shows the steps it made
     row["budget"] = "tokens" if config.get("tokens") is not None else "steps"
     if row["budget"] == "tokens":

@@ -279,7 +279,7 @@ def resolve_choice(registry: Registry, value: Any, key: str) -> Choice:
     if key == "optimizer" and "class_path" in d:
         d.setdefault("name", CLASS_PATH)
     if key == "optimizer" and d.get("name") == CLASS_PATH:
-        entry = class_path_entry(d.get("class_path"), key)
+        entry = class_path_entry(d.get("class_path"), key, d)
         d.pop("version", None)  # recomputed: the identity is the code installed now
     else:
         entry = registry.get(d["name"], f"{key}.name" if isinstance(value, Mapping) else key)
@@ -328,18 +328,47 @@ def resolve_combination(axis: Any, value: Any) -> tuple[Choice, ...]:
     return tuple(choices)
 
 
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: Mapping[str, Any], prefix: str = "", lists: str = "json") -> dict[str, Any]:
+    """Nested keys dotted: {'optimizer': {'lr': 0.1}} -> {'optimizer.lr': 0.1}; an empty table leaves no key.
+    Lists become JSON text (`lists="json"`, for Optuna's parameters) or lists (`lists="list"`)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping) and v:
-            out.update(flatten(v, key + "."))
+            out.update(flatten(v, key + ".", lists))
         elif isinstance(v, Mapping):
             continue
         elif isinstance(v, list | tuple):
-            out[key] = json.dumps(list(v))
+            out[key] = json.dumps(list(v)) if lists == "json" else list(v)
         else:
             out[key] = v
+    return out
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN or pandas' NA (named, so this module never imports pandas)."""
+    return value is None or (isinstance(value, float) and value != value) or type(value).__name__ == "NAType"
+
+
+def nested(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """A results row's table under `prefix` (its `env`, say): the dotted columns gathered, or the table
+    itself where the row holds one."""
+    table = row.get(prefix)
+    return dict(table) if isinstance(table, Mapping) else unflatten(row, prefix)
+
+
+def unflatten(flat: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """The nested table of the dotted keys under `prefix` ('env.precision.autocast' -> {'precision':
+    {'autocast': ...}}), leaving out missing values (None, NaN), as a results row holds them."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if not key.startswith(prefix + ".") or is_missing(value):
+            continue
+        *parents, leaf = key[len(prefix) + 1 :].split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
     return out
 
 

@@ -71,7 +71,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
 def set_threads(n: int | None) -> None:
     """torch.set_num_threads(n), skipped when n is already the count: on torch 2.13's CPU build any call,
     even one that changes nothing, leaves the OpenMP pool slower (measured: SDPA attention 216 -> 325 us,
-    a small-preset training step 5% slower). See README, Performance."""
+    a small-preset training step 5% slower). See docs/performance.md."""
     import torch
 
     if n and n != torch.get_num_threads():

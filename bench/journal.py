@@ -1,4 +1,4 @@
-"""Optuna's journal file, made crash-consistent (see REFERENCE.md, "Optuna's journal file, under crashes").
+"""Optuna's journal file, made crash-consistent (what that means for a user: docs/reliability.md).
 
 The lock. An append holds, in this order:
 - a kernel `flock` on `<journal>.write-lock`: the mutual exclusion among optbench processes. The kernel

@@ -1,5 +1,6 @@
-"""Short, stable text for axis values and arms ('lion', 'lion(lr=0.0001)', '0.001'): what suites, the store,
-results tables and reports call them. Floats get enough significant digits to tell an axis's values apart."""
+"""Short, stable text for axis values and arms ('lion', 'lion(lr=0.0001)', '0.001', 'Lamb'): what suites, the
+store, results tables and reports call them. Floats get enough significant digits to tell an axis's values
+apart; an optimizer by import path reads by its class name, or by its path where two classes share a name."""
 
 from __future__ import annotations
 
@@ -9,20 +10,32 @@ from typing import Any
 
 from bench.registry import ConfigError
 
+CLASS_PATH = "class_path"  # the key of an optimizer's import path (bench.techniques.class_path)
+
 LABEL_DIGITS = 4  # significant digits of a float in an axis label, more only where two values need them
 
 
 def label_digits(key: str, values: list[Any]) -> int:
     """The fewest significant digits (LABEL_DIGITS or more) at which the distinct values get distinct labels."""
+    return label_style(key, values)[0]
+
+
+def label_style(key: str, values: list[Any]) -> tuple[int, bool]:
+    """(significant digits, whether optimizers by import path read by their path): the fewest digits
+    (LABEL_DIGITS or more) at which the distinct values get distinct labels; paths where two classes on the
+    axis share a name."""
+    classes = {v[CLASS_PATH] for v in values if isinstance(v, Mapping) and isinstance(v.get(CLASS_PATH), str)}
+    paths = len({c.rpartition(".")[2] for c in classes}) < len(classes)  # two classes of one name
     for digits in range(LABEL_DIGITS, 18):  # 17 digits write any float exactly
-        labels = [label(v, digits) for v in values]
+        labels = [label(v, digits, paths) for v in values]
         if len(set(labels)) == len(labels):
-            return digits
+            return digits, paths
     raise ConfigError(key, f"two values read the same: {values!r}")
 
 
-def label(value: Any, digits: int = LABEL_DIGITS) -> str:
-    """A short, stable text for an axis value: 'lion', 'lion(lr=0.0001)', '0.001', '[0.9, 0.95]'. Floats get
+def label(value: Any, digits: int = LABEL_DIGITS, paths: bool = False) -> str:
+    """A short, stable text for an axis value: 'lion', 'lion(lr=0.0001)', '0.001', '[0.9, 0.95]', and for
+    an optimizer by import path its class name, 'Lamb(lr=0.001)' (with `paths`, its import path). Floats get
     `digits` significant digits."""
     if isinstance(value, str):
         return value
@@ -30,7 +43,11 @@ def label(value: Any, digits: int = LABEL_DIGITS) -> str:
         if not value:  # a combining axis with nothing enabled (regularization = {})
             return "none"
         name = value.get("name")
-        rest = ", ".join(f"{k}={label(v, digits)}" for k, v in value.items() if k != "name")
+        skip = {"name"}
+        if isinstance(value.get(CLASS_PATH), str) and name in (None, CLASS_PATH):
+            path = value[CLASS_PATH]
+            name, skip = (path if paths else path.rpartition(".")[2]), {"name", CLASS_PATH, "version"}
+        rest = ", ".join(f"{k}={label(v, digits)}" for k, v in value.items() if k not in skip)
         if name is None:
             return "{" + rest + "}"
         return f"{name}({rest})" if rest else str(name)
@@ -41,3 +58,12 @@ def label(value: Any, digits: int = LABEL_DIGITS) -> str:
     if isinstance(value, list | tuple):
         return json.dumps(list(value))
     return str(value)
+
+
+def choice_name(choice: Mapping[str, Any], paths: bool = False) -> str:
+    """What tables call a chosen entry (a config's optimizer, say): its name, or for an optimizer by import
+    path its class name (with `paths`, the path)."""
+    name, path = choice.get("name"), choice.get(CLASS_PATH)
+    if name in (None, CLASS_PATH) and isinstance(path, str):
+        return path if paths else path.rpartition(".")[2]
+    return str(name)

@@ -1,5 +1,6 @@
 """This machine as optbench has measured it, read back: the calibration cache (which optimizer kernels
-`impl = "auto"` takes, how a suite splits the cores into workers and threads), which torch.optim classes
+`impl = "auto"` takes, how a suite splits the cores into workers and threads, how many threads one run
+takes), which torch.optim classes
 have fused kernels here, and where caches live.
 
 bench.calibrate measures and writes the verdicts; everything else only reads them through this module,
@@ -159,3 +160,9 @@ def split_choice(cfg: Any, cores: int) -> Choice | None:
     """The cached (workers, threads) verdict for runs shaped like `cfg`, or None."""
     verdict = load().get("split", {}).get(split_key(cfg, cores))
     return Choice(tuple(verdict["split"]), verdict["reason"]) if verdict else None
+
+
+def threads_choice(cfg: Any, cores: int) -> Choice | None:
+    """The cached thread count of one run shaped like `cfg` (`optbench train`), or None."""
+    verdict = load().get("threads", {}).get(split_key(cfg, cores))
+    return Choice(int(verdict["threads"]), verdict["reason"]) if verdict else None

@@ -72,7 +72,7 @@ class CausalSelfAttention(nn.Module):
         p = self.dropout if self.training else 0.0
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             # bf16 autocast on the CPU: attention stays float32, whose flash-attention backward took a fifth
-            # of bfloat16's time on an AVX-512 CPU without AMX (torch 2.13; README, Performance)
+            # of bfloat16's time on an AVX-512 CPU without AMX (torch 2.13; docs/performance.md)
             with torch.autocast("cpu", enabled=False):
                 y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=p, is_causal=True)
         else:

@@ -100,7 +100,10 @@ class Param:
     choices: tuple[str, ...] | None = None
     length: int | None = None  # for tuples
     optional: bool = False  # None is allowed
-    required: bool = False  # a string or list that may not be empty (a corpus's file path, a suite's seeds)
+    required: bool = False  # must be given: a string or list may not be empty (a corpus's file path, a suite's
+    # seeds), nor a value None
+    # floats: False admits inf and -inf (never nan), for a third-party class whose own default is inf
+    finite: bool = True
     # A search range for Optuna: ("log", lo, hi), ("float", lo, hi), ("int", lo, hi), a tuple of choices, or
     # ("steps", lo, hi): whole steps from lo to hi as fractions of the run, so the range scales with its length.
     search: tuple | None = None
@@ -129,6 +132,8 @@ class Param:
         if value is None:
             if self.optional:
                 return None
+            if self.required:
+                raise ConfigError(key, f"is required: {self.help}")
             raise ConfigError(key, f"must be {self.describe()}, got nothing")
         if self.kind is list:
             return self._list(value, key)
@@ -174,7 +179,9 @@ class Param:
         if not ok:
             raise ConfigError(key, f"must be {self.describe()}, got {value!r}")
         if kind is float and not is_finite(value):
-            raise ConfigError(key, f"must be a finite number, got {value!r}")
+            if self.finite or isinstance(value, int) or value != value:
+                allowed = "a finite number" if self.finite else "a number or inf (not nan)"
+                raise ConfigError(key, f"must be {allowed}, got {value!r}")
         value = kind(value)
         if self.positive and value <= 0:
             raise ConfigError(key, f"must be > 0, got {value!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.frame import typed_column
 from bench.protocol import stages
 from bench.store import load_results
 from bench.suite import Suite
@@ -23,5 +24,13 @@ def suite_results(suite: Suite, storage: str | None = None, with_curves: bool = 
     kept = frame[current].sort_values("run_hash", key=lambda h: h.map(position), kind="stable")
     kept = kept.reset_index(drop=True)
     kept["stage"] = kept["run_hash"].map({r.hash: r.stage for r in runs})
+    # each run's arm as the suite names it now: a label is display (the run hash is the identity), and a
+    # stored one may predate a change of naming (an optimizer by import path read as {class_path=...})
+    by_hash = {r.hash: r for r in runs}
+    if len(kept):
+        kept["arm"] = kept["run_hash"].map(lambda h: by_hash[h].arm_label).astype("str")
+        for column in [c for c in kept.columns if c.startswith("arm.")]:
+            labels = kept["run_hash"].map(lambda h, axis=column[4:]: by_hash[h].arm.get(axis)).astype(object)
+            kept[column] = typed_column(column, labels)
     kept.attrs["left_out"] = int((~current).sum())
     return kept

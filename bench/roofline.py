@@ -129,12 +129,14 @@ def runs_roofline(frame: Any, benchmarks: list[dict[str, Any]] | None) -> str:
     the float32 linear kernel for the suite's preset, the fraction of that rate."""
     import statistics
 
+    from bench.config import nested
+
     rates, presets = [], set()
     for _, run in frame.iterrows():
-        env = run.get("env") if isinstance(run.get("env"), dict) else {}
+        flops = nested(run, "env").get("step_flops")
         steps, tokens, speed = run.get("steps"), run.get("tokens"), run.get("tokens_per_second")
-        if env.get("step_flops") and steps and tokens and speed and speed == speed:
-            rates.append(env["step_flops"] * speed / (tokens / steps) / 1e9)  # FLOPs/step x steps/s
+        if flops and flops == flops and steps and tokens and speed and speed == speed:
+            rates.append(flops * speed / (tokens / steps) / 1e9)  # FLOPs/step x steps/s
             presets.add(run.get("config.model.name"))
     if not rates:
         return ""

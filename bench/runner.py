@@ -69,8 +69,8 @@ def default_split(suite: Suite, cores: int | None = None) -> tuple[int, int]:
 
 
 def rule_split(cfg: Any, cores: int) -> tuple[int, int]:
-    """Small models: one single-threaded worker per core, which measured fastest on 2 cores (see README,
-    Performance); wider models: one worker using every core."""
+    """Small models: one single-threaded worker per core, which measured fastest on 2 cores
+    (docs/performance.md); wider models: one worker using every core."""
     if cfg.model["n_embd"] <= 128:
         return cores, 1
     return 1, cores

@@ -150,19 +150,7 @@ def paired_comparisons(
         common = sorted(set(base) & set(other))
         with np.errstate(invalid="ignore"):  # both diverged: inf - inf is NaN, dropped as not finite
             diff = np.array([other[s] - base[s] for s in common], dtype=float)
-        finite = diff[np.isfinite(diff)]
-        row = {by: arm, "baseline": base_of[arm], "pairs": len(finite),
-               "mean_diff": float(finite.mean()) if len(finite) else math.nan,
-               "diff_low": math.nan, "diff_high": math.nan, "p": math.nan, "effect_size": math.nan,
-               "d_low": math.nan, "d_high": math.nan}  # fmt: skip
-        if len(finite) >= MIN_SEEDS_FOR_CI and np.ptp(finite) > 0:
-            low, high, p = t_test(finite)  # = the paired t-test on finite pairs
-            row.update(p=p, diff_low=low, diff_high=high)
-            d = float(finite.mean() / finite.std(ddof=1))
-            row["effect_size"] = d
-            row["d_low"], row["d_high"] = effect_size_ci(d, len(finite))
-        elif len(finite) >= MIN_SEEDS_FOR_CI:  # every pair differs by the same amount: no noise to test against
-            row.update(diff_low=float(finite[0]), diff_high=float(finite[0]))
+        row = {by: arm, "baseline": base_of[arm], **paired_difference(diff)}
         rows.append(row)
     columns = [by, "baseline", "pairs", "mean_diff", "diff_low", "diff_high", "p", "effect_size", "d_low", "d_high"]
     table = pd.DataFrame(rows, columns=columns)
@@ -174,12 +162,93 @@ def paired_comparisons(
     return table
 
 
+def paired_difference(diff: np.ndarray) -> dict[str, float]:
+    """The paired test on per-seed differences (non-finite ones dropped: a seed where either side diverged):
+    pairs, mean difference with its 95% Student-t interval, p, effect size d with its interval; NaN below
+    MIN_SEEDS_FOR_CI finite pairs. Pairs that all differ by the same amount get that amount as the interval
+    and no p (no noise to test against)."""
+    finite = diff[np.isfinite(diff)]
+    row = {"pairs": len(finite), "mean_diff": float(finite.mean()) if len(finite) else math.nan,
+           "diff_low": math.nan, "diff_high": math.nan, "p": math.nan, "effect_size": math.nan,
+           "d_low": math.nan, "d_high": math.nan}  # fmt: skip
+    if len(finite) >= MIN_SEEDS_FOR_CI and np.ptp(finite) > 0:
+        low, high, p = t_test(finite)  # = the paired t-test on finite pairs
+        row.update(p=p, diff_low=low, diff_high=high)
+        d = float(finite.mean() / finite.std(ddof=1))
+        row["effect_size"] = d
+        row["d_low"], row["d_high"] = effect_size_ci(d, len(finite))
+    elif len(finite) >= MIN_SEEDS_FOR_CI:
+        row.update(diff_low=float(finite[0]), diff_high=float(finite[0]))
+    return row
+
+
+def welch_difference(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """mean(x) - mean(y) of two independent samples (finite values only) with Welch's 95% interval and
+    two-sided p (scipy.stats.ttest_ind, equal_var=False); NaN where either side has fewer than
+    MIN_SEEDS_FOR_CI values. Two sides without any spread get their difference as the interval and no p."""
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    row = {"mean_diff": float(x.mean() - y.mean()) if len(x) and len(y) else math.nan,
+           "diff_low": math.nan, "diff_high": math.nan, "p": math.nan}  # fmt: skip
+    if min(len(x), len(y)) < MIN_SEEDS_FOR_CI:
+        return row
+    if np.ptp(x) == 0 and np.ptp(y) == 0:
+        return {**row, "diff_low": row["mean_diff"], "diff_high": row["mean_diff"]}
+    result = sps.ttest_ind(x, y, equal_var=False)
+    interval = result.confidence_interval(CONFIDENCE)
+    return {**row, "p": float(result.pvalue), "diff_low": float(interval.low), "diff_high": float(interval.high)}
+
+
+def between(a: pd.DataFrame, b: pd.DataFrame, by: str = "arm", value: str = "value", pair: bool = True) -> pd.DataFrame:
+    """Each arm of either frame, side a against side b (the same arm run twice: two stores, two code
+    versions): difference a - b with its 95% interval, p, Holm-adjusted p over the arms tested, and the
+    verdict (`verdict`: 'better' where a is lower). Paired by seed (paired_difference) where both sides
+    finished MIN_SEEDS_FOR_CI or more seeds in common and `pair`, else Welch (welch_difference) over each
+    side's finished runs. An arm on one side only is a row with `present` 'a' or 'b' and no test."""
+    ga, status_a, values_a = _groups(a, by, value)
+    gb, status_b, values_b = _groups(b, by, value)
+    seeds_a, seeds_b = a["seed"].to_numpy(dtype=object), b["seed"].to_numpy(dtype=object)
+
+    def by_seed(idx: np.ndarray, status: np.ndarray, values: np.ndarray, seeds: np.ndarray) -> dict[Any, float]:
+        kept = idx[np.isin(status[idx], FINISHED)]
+        return dict(zip(seeds[kept], values[kept], strict=True))
+
+    rows = []
+    for arm in dict.fromkeys([*ga, *gb]):
+        sa = by_seed(ga[arm], status_a, values_a, seeds_a) if arm in ga else {}
+        sb = by_seed(gb[arm], status_b, values_b, seeds_b) if arm in gb else {}
+        xa, xb = np.array(list(sa.values()), dtype=float), np.array(list(sb.values()), dtype=float)
+        row: dict[str, Any] = {by: arm, "present": "both" if arm in ga and arm in gb else "a" if arm in ga else "b",
+                               "n_a": len(xa), "n_b": len(xb), "test": None, "pairs": 0,
+                               "mean_a": float(xa.mean()) if len(xa) else math.nan,
+                               "mean_b": float(xb.mean()) if len(xb) else math.nan, "mean_diff": math.nan,
+                               "diff_low": math.nan, "diff_high": math.nan, "p": math.nan, "effect_size": math.nan,
+                               "d_low": math.nan, "d_high": math.nan}  # fmt: skip
+        if row["present"] == "both":
+            common = sorted(set(sa) & set(sb))
+            with np.errstate(invalid="ignore"):  # both diverged: inf - inf is NaN, dropped as not finite
+                diff = np.array([sa[s] - sb[s] for s in common], dtype=float)
+            if pair and np.isfinite(diff).sum() >= MIN_SEEDS_FOR_CI:
+                row.update(test="paired", **paired_difference(diff))
+            else:
+                row.update(test="welch", **welch_difference(xa, xb))
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=[by, "present", "n_a", "n_b", "test", "pairs", "mean_a", "mean_b", "mean_diff",
+                                        "diff_low", "diff_high", "p", "effect_size", "d_low", "d_high"])  # fmt: skip
+    tested = table["p"].notna()
+    table["p_holm"] = math.nan
+    if tested.any():
+        table.loc[tested, "p_holm"] = holm(table.loc[tested, "p"].tolist())
+    table["verdict"] = [verdict(row) if row["present"] == "both" else "not tested" for _, row in table.iterrows()]
+    return table
+
+
 def verdict(row: pd.Series) -> str:
     """'better' / 'worse' (lower is better) where the Holm-adjusted p is below ALPHA, else 'not
     distinguishable' (so too where every pair is identical); 'not tested' without a p-value."""
     mean_diff, p_holm = row["mean_diff"], row["p_holm"]
     if math.isnan(p_holm):
-        identical = row["pairs"] >= MIN_SEEDS_FOR_CI and row["diff_low"] == row["diff_high"] == 0
+        # an interval exists only from MIN_SEEDS_FOR_CI pairs on: one of zero width at 0 is no difference at all
+        identical = row["diff_low"] == row["diff_high"] == 0
         return "not distinguishable" if identical else "not tested"
     if p_holm < ALPHA:
         return "better" if mean_diff < 0 else "worse"

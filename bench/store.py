@@ -389,40 +389,19 @@ def search_study_names(suite_name: str, url: str | None = None) -> list[str]:
 
 
 def load_results(study_name: str, url: str | None = None, with_curves: bool = True) -> Any:
-    """One row per run of a study: run hash, seed, arm, status, metrics, attempts, config.* columns."""
-    import pandas as pd
+    """One row per run of a study: run hash, seed, arm, status, metrics, attempts, config.* and env.*
+    columns; a pandas-native frame (bench.frame; every column and its dtype: docs/results.md)."""
+    from bench.frame import results_frame
 
     store = Store.open(url)
     study = store.existing_study(study_name)
-    empty = pd.DataFrame(columns=["run_hash", "seed", "arm", "status", "value", *codec.RECORD_COLUMNS[1:]])
     if study is None:
-        return empty
+        return results_frame([], with_curves)
     latest = codec.latest_per_run(study.get_trials(deepcopy=False))
     rows = [
         row
         for run_hash, (t, attempts) in latest.items()
         for row in codec.trial_rows(run_hash, t, attempts, with_curves)
     ]
-    if not rows:  # a study whose trials name no run yet (killed before its first claim was whole)
-        return empty
-    frame = pd.DataFrame(rows)
-    for column in [c for c in frame.columns if c.startswith("arm.")]:
-        frame[column] = typed(frame[column])
-    for column in ("status_step", "steps", "tokens", "target_step", "target_tokens", "seed"):
-        if column in frame:  # whole numbers stay whole where some are missing
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
+    frame = results_frame(rows, with_curves)  # none: a study whose trials name no run yet (killed mid-claim)
     return frame.sort_values("trial", kind="stable").reset_index(drop=True) if len(frame) else frame
-
-
-def typed(labels: Any) -> Any:
-    """Arm labels as numbers where every one is a number (so batch size 16 sorts after 8), else as text."""
-    import pandas as pd
-
-    present = labels.dropna()
-    if present.empty or present.map(lambda v: str(v).lower() in ("true", "false", "nan", "inf", "-inf")).any():
-        return labels
-    numbers = pd.to_numeric(present, errors="coerce")
-    if numbers.isna().any():
-        return labels
-    as_int = (numbers == numbers.round()).all() and not present.astype(str).str.contains(r"[.eE]").any()
-    return pd.to_numeric(labels, errors="coerce").astype("Int64" if as_int else "float64")

@@ -20,13 +20,13 @@ import os
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bench import plugins
 from bench.config import MAX_SEED, RunConfig
-from bench.labels import LABEL_DIGITS, label, label_digits
+from bench.labels import LABEL_DIGITS, label, label_digits, label_style
 from bench.registry import ConfigError, Either, Param, Rule, Table, closest, unknown_key
 from bench.runfile import read_toml
 
@@ -240,16 +240,24 @@ class Suite:
         )
         suite.runs()  # every combination must be valid too (e.g. warmup against a shorter budget)
         if suite.baseline is not None:
-            arms = suite.arm_labels()
-            try:
-                SUITE.keys["baseline"].check(suite.baseline, "suite.baseline")
-                if not matching_arms(suite.baseline, arms):
-                    hint = closest(suite.baseline, arms)
-                    raise ConfigError("suite.baseline", f"{suite.baseline!r} is no arm of the suite{hint}")
-            except ConfigError as e:
-                shown = ", ".join(f"'{a}'" for a in arms[:8]) + (", ..." if len(arms) > 8 else "")
-                raise ConfigError(e.key, f"{e.message}; arms: {shown}") from None
+            suite.check_baseline(suite.baseline, "suite.baseline")
         return suite
+
+    def with_baseline(self, baseline: str, key: str = "--baseline") -> Suite:
+        """The suite with another baseline arm (`optbench report --baseline`), checked as the file's key is."""
+        self.check_baseline(baseline, key)
+        return replace(self, baseline=baseline)
+
+    def check_baseline(self, baseline: Any, key: str) -> None:
+        """A baseline must name an arm of the suite: ConfigError under `key`, with the closest arm and the arms."""
+        arms = self.arm_labels()
+        try:
+            SUITE.keys["baseline"].check(baseline, key)
+            if not matching_arms(baseline, arms):
+                raise ConfigError(key, f"{baseline!r} is no arm of the suite{closest(baseline, arms)}")
+        except ConfigError as e:
+            shown = ", ".join(f"'{a}'" for a in arms[:8]) + (", ..." if len(arms) > 8 else "")
+            raise ConfigError(e.key, f"{e.message}; arms: {shown}") from None
 
     # -- runs --------------------------------------------------------------------------------------
 
@@ -345,12 +353,12 @@ class Suite:
         ]
 
     @functools.cached_property
-    def _label_digits(self) -> dict[str, int]:
-        return {key: label_digits(f"axes.{key}", values) for key, values in self.axes.items()}
+    def _label_styles(self) -> dict[str, tuple[int, bool]]:
+        return {key: label_style(f"axes.{key}", values) for key, values in self.axes.items()}
 
     def axis_label(self, key: str, value: Any) -> str:
         """The label of one of the axis's values, at the precision that tells the axis's values apart."""
-        return label(value, self._label_digits.get(key, LABEL_DIGITS))
+        return label(value, *self._label_styles.get(key, (LABEL_DIGITS, False)))
 
     def arm_label_of(self, run: Run) -> str:
         """The arm a report ranks the run under: without its tuned settings when the suite tunes."""

@@ -14,6 +14,7 @@ import math
 import resource
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -30,7 +31,7 @@ from bench.flops import step_flops
 from bench.machine import kernels_used
 from bench.model import GPT, GPTConfig
 from bench.registry import ConfigError
-from bench.techniques.class_path import optimizer_entry
+from bench.techniques.class_path import loop_needs, optimizer_entry
 from bench.techniques.corpora import load_corpus
 from bench.techniques.regularization import Regularizer, overridden
 from bench.techniques.schedules import multiplier
@@ -243,6 +244,9 @@ class Training:
         )
         for setup in overridden(techniques, "setup"):
             setup(self)
+        self.needs = loop_needs(cfg.optimizer)
+        if self.needs.closure or self.needs.create_graph:
+            self.step = self.step_with_needs  # bound once: every other optimizer keeps step() as it is
         model.train()
 
     def step(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,13 +264,64 @@ class Training:
         norm = self.clip(self.params)
         for opt in self.optimizers:
             opt.step()
+        self.end_step()
+        return (ce_sum / cfg.grad_accum if cfg.grad_accum > 1 else ce_sum), norm
+
+    def end_step(self) -> None:
+        """After the optimizers stepped: schedules advance, gradients go, after-step hooks run."""
         for sched in self.schedulers:
             sched.step()
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         for hook in self.after_step:
             hook(self)
-        return (ce_sum / cfg.grad_accum if cfg.grad_accum > 1 else ce_sum), norm
+
+    def step_with_needs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """step() for an optimizer whose step needs more than gradients (LoopNeeds): a closure that clears
+        the gradients and recomputes them on the same micro-batches (LBFGS, SAM), and/or backward with
+        create_graph=True, attention then on the math kernels (the fused ones have no double backward)."""
+        cfg, create_graph = self.cfg, self.needs.create_graph
+        batches = [self.batches.next() for _ in range(cfg.grad_accum)]
+
+        def forward_backward() -> tuple[torch.Tensor, torch.Tensor]:
+            ce_sum = objective_sum = None
+            with contextlib.ExitStack() as stack:
+                if create_graph:
+                    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+                    stack.enter_context(sdpa_kernel([SDPBackend.MATH]))
+                    stack.enter_context(warnings.catch_warnings())
+                    # the cycle it warns of (parameter <-> gradient) is broken by zero_grad(set_to_none=True)
+                    warnings.filterwarnings("ignore", "Using backward\\(\\) with create_graph=True")
+                for x, y in batches:
+                    with self.autocast:
+                        objective, ce = loss_terms(self.model(x), y, self.loss_hooks)
+                    part = objective / cfg.grad_accum if cfg.grad_accum > 1 else objective
+                    part.backward(create_graph=create_graph)
+                    ce_sum = ce.detach() if ce_sum is None else ce_sum + ce.detach()
+                    objective_sum = objective.detach() if objective_sum is None else objective_sum + objective.detach()
+            for hook in self.after_backward:
+                hook(self)
+            n = cfg.grad_accum
+            return (ce_sum / n if n > 1 else ce_sum), (objective_sum / n if n > 1 else objective_sum)
+
+        def closure() -> torch.Tensor:
+            with torch.enable_grad():  # optimizers step under no_grad
+                for opt in self.optimizers:
+                    opt.zero_grad(set_to_none=True)
+                objective = forward_backward()[1]
+                self.clip(self.params)
+            return objective
+
+        ce, _ = forward_backward()
+        norm = self.clip(self.params)
+        for opt in self.optimizers:
+            if self.needs.closure:
+                opt.step(closure)
+            else:
+                opt.step()
+        self.end_step()
+        return ce, norm
 
     def weights(self) -> torch.nn.Module:
         """The module evaluated: the model, or what a technique evaluates instead (EMA's average)."""

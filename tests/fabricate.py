@@ -145,11 +145,13 @@ def fabricate_runs(suite: Suite, storage: str, status: Callable[[int], str], see
 
 
 def fabricate_frame(suite: Suite, truth: Truth, rng: Any, seed_sd: float = 0.0,
-                    status: Callable[[Any], str] | None = None) -> Any:  # fmt: skip
+                    status: Callable[[Any], str] | None = None,
+                    shifts: dict[int, float] | None = None) -> Any:  # fmt: skip
     """The rows `load_results` gives for the suite's runs, each run's value mean + seed shift + noise
     (truth(run) = (mean, sd)), with its recorded tokens, steps, parameters and step FLOPs, without a store
     and without curves: for simulations over many suites.
-    `rng`: a numpy Generator. `status(run)` may make a run diverge ('diverged', value inf) or fail."""
+    `rng`: a numpy Generator. `status(run)` may make a run diverge ('diverged', value inf) or fail.
+    `shifts`: each seed's shift, given (two frames of the same seeds share their data order), else drawn."""
     import pandas as pd
 
     runs = suite.__dict__.get("_fabricated_hashes")
@@ -159,7 +161,8 @@ def fabricate_frame(suite: Suite, truth: Truth, rng: Any, seed_sd: float = 0.0,
                                  "env": {"step_flops": step_flops(run.config, VOCAB)}, "stage": run.stage})
                 for run in suite.runs()]  # fmt: skip
         object.__setattr__(suite, "_fabricated_hashes", runs)
-    shifts = {s: rng.normal(0, seed_sd) if seed_sd else 0.0 for s in suite.seeds}
+    if shifts is None:
+        shifts = {s: rng.normal(0, seed_sd) if seed_sd else 0.0 for s in suite.seeds}
     rows = []
     for run, run_hash, recorded in runs:
         mean, sd = truth(run)

@@ -1,6 +1,6 @@
 """Crash tests at every write boundary of a small suite's life, not at random times.
 
-    .venv/bin/python -m tests.faults          # the full sweep; prints the counts (README, Reliability)
+    .venv/bin/python -m tests.faults          # the full sweep; prints the counts (docs/reliability.md)
     .venv/bin/python -m tests.faults --quick  # a few boundaries of each kind (what CI runs)
     .venv/bin/python -m tests.faults --pauses # only the pauses at lock-held points (all of them)
 

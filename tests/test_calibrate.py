@@ -1,4 +1,5 @@
-"""Per-machine defaults: optimizer kernels and the workers x threads split, measured once and cached."""
+"""Per-machine defaults: optimizer kernels, the workers x threads split and the threads of one run, measured
+once and cached."""
 
 import json
 import os
@@ -10,10 +11,12 @@ from hypothesis import strategies as st
 from suite_files import write_suite
 
 from bench import calibrate, cli, machine
+from bench.config import nested
 from bench.runner import Plan, default_split, rule_split, run_suite
 from bench.store import load_results
 from bench.suite import Suite
 from bench.train import Training, train
+from conftest import tiny_config
 
 
 @pytest.fixture
@@ -109,7 +112,7 @@ def test_every_suite_record_names_its_split_and_why(tmp_path):
     storage = str(tmp_path / "w.journal")
     threads = torch.get_num_threads()  # a 1-worker suite runs in this process at the plan's thread count
     run_suite(Plan(str(path), {}, storage, 1, threads, split_reason="set on the command line"), show_progress=False)
-    (env,) = load_results("why", storage)["env"]
+    env = nested(load_results("why", storage).iloc[0], "env")
     assert env["split"] == f"1 worker(s) x {threads} thread(s): set on the command line"
     assert env["optimizer_kernels"]["AdamW"]["impl"] == "fused"
 
@@ -119,18 +122,19 @@ def test_optbench_calibrate_and_train_say_what_they_chose(cache, tmp_path, capsy
     base = Suite.load(path).base
     # the split is measured above and AdamW's kernels cached here, so `calibrate` measures NAdam's alone
     machine.save("split", machine.split_key(base, os.cpu_count()), {"split": [os.cpu_count(), 1], "reason": "r"})
+    machine.save("threads", machine.split_key(base, os.cpu_count()), {"threads": 1, "reason": "measured 1 of 2"})
     for threads in {1, os.cpu_count(), torch.get_num_threads()}:
         key = machine.impl_key("AdamW", n_params(base), threads)
         machine.save("impl", key, {"impl": "fused", "reason": "measured before"})
     assert cli.main(["calibrate", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "optbench run:" in out and f"on {os.cpu_count()} thread(s)" in out
+    assert "optbench run:" in out and "optbench train: 1 thread(s): measured 1 of 2" in out and "on 1 thread(s)" in out
     assert "AdamW kernels" in out and "NAdam kernels" in out  # every optimizer of the suite's runs
     verdicts = machine.load()
     assert verdicts["impl"][machine.impl_key("NAdam", n_params(base), 1)]["reason"].startswith("measured time")
     assert cli.main(["train", str(path), "--quiet"]) == 0
     err = capsys.readouterr().err
-    assert "AdamW kernels for" in err and "measured before" in err
+    assert "AdamW kernels for" in err and "measured before" in err and "1 thread(s): measured 1 of 2" in err
     assert machine.load() == verdicts  # cached: nothing measured again
 
 
@@ -163,3 +167,63 @@ def test_calibration_probes_load_the_plugins_of_the_suite(cache, tiny, monkeypat
     finally:
         AXES["data"].registry.entries.clear()
         AXES["data"].registry.entries.update(before)
+
+
+# -- the thread count of one run (`optbench train`) --------------------------------------------------
+
+
+def train_json(capsys, *sets):
+    argv = ["train", "--json", "--quiet"]
+    for item in ("model=tiny", "steps=4", "eval_interval=4", "eval_batches=1", "data.order=1", "data.alphabet=8",
+                 "schedule=constant", *sets):  # fmt: skip
+        argv += ["--set", item]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    return json.loads(captured.out), captured.err
+
+
+def test_optbench_train_takes_the_calibrated_thread_count_and_the_record_says_why(cache, capsys, monkeypatch):
+    from bench.runfile import load_run_config
+
+    cfg = load_run_config(None, ["model=tiny", "data.order=1", "data.alphabet=8"])
+    machine.save("threads", machine.split_key(cfg, os.cpu_count()), {"threads": 1, "reason": "measured: 1 is 0.6x"})
+    monkeypatch.setattr(calibrate, "_probe", lambda *a: pytest.fail("a cached verdict is not measured again"))
+    record, err = train_json(capsys)
+    assert record["config"]["threads"] == 1 and record["env"]["threads"] == 1
+    assert record["env"]["threads_choice"] == "measured: 1 is 0.6x" and "1 thread(s): measured: 1 is 0.6x" in err
+    record, _ = train_json(capsys, "threads=2")  # the config wins
+    assert record["config"]["threads"] == 2 and record["env"]["threads_choice"] == "set in the config (threads)"
+    assert record["config_hash"] == train_json(capsys)[0]["config_hash"]  # the same run at either count
+
+
+def test_optbench_train_with_calibration_off_keeps_torchs_count(capsys):
+    record, _ = train_json(capsys)
+    assert record["config"]["threads"] == torch.get_num_threads()
+    assert record["env"]["threads_choice"] == "torch's default; calibration off"
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 16), st.data())
+def test_measure_threads_keeps_torchs_count_unless_another_is_clearly_faster(cores, data):
+    """Every count from 1 to the cores' powers of two is timed, in fresh processes (here: made-up rates);
+    the cached verdict is the fastest only where it beats torch's count by the margin."""
+    default = data.draw(st.integers(1, cores))
+    counts = calibrate.thread_counts(cores, default)
+    assert counts[0] == 1 and counts[-1] == cores and default in counts
+    rate = {c: data.draw(st.floats(1.0, 100.0)) for c in counts}
+    probed = []
+
+    def probe(cfg, workers, threads, seconds):
+        probed.append((workers, threads))
+        return rate[threads]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(calibrate, "_probe", probe)
+        mp.setattr(calibrate, "save", lambda *a: None)
+        choice = calibrate.measure_threads(tiny_config(), default, cores, rounds=2)
+    assert sorted(set(probed)) == [(1, c) for c in counts] and len(probed) == 2 * len(counts)
+    fastest = max(counts, key=lambda c: rate[c])
+    if rate[default] / rate[fastest] < calibrate.THREADS_MARGIN:
+        assert choice.value == fastest and choice.reason.startswith("measured")
+    else:
+        assert rate[default] / rate[choice.value] >= calibrate.THREADS_MARGIN

@@ -1,5 +1,6 @@
 """bench.codec: the one mapping between runs and trials, written and read back through a real store."""
 
+import json
 import math
 import re
 from pathlib import Path
@@ -46,9 +47,10 @@ def test_a_run_written_as_a_trial_reads_back_as_the_same_run(tmp_path_factory, o
     assert len(frame) == min(len(runs), len(outcomes))
     for run, (status, loss, val) in zip(runs, outcomes, strict=False):
         row = frame.loc[run.hash]
-        assert row["status"] == status.value and row["arm"] == run.arm_label and row["config"] == run.config.to_dict()
+        assert row["status"] == status.value and row["arm"] == run.arm_label
+        assert json.loads(row["config"]) == run.config.to_dict()
         if status in (Status.COMPLETE, Status.STOPPED_EARLY):
-            assert row["value"] == loss and row["final_val_loss"] == loss and row["curves"]["val_loss"] == val
+            assert row["value"] == loss and row["final_val_loss"] == loss and row["curves"]["val_loss"].tolist() == val
             assert row["train_time"] == loss and row["cpu_time"] == 2 * loss
         elif status is Status.DIVERGED:
             assert math.isinf(row["value"])

@@ -21,7 +21,7 @@ BF16_CASES = ("adamw_warmup_cosine_norm_clip", "schedule_free_rotary", "adafacto
 # moves a loss by far more than in float32; elsewhere only gross changes are caught.
 ATOL_BF16_ELSEWHERE = 5e-2
 # Fidelity: over these 30 steps the bf16 losses stay this close to float32's (largest gap 5.3e-4 on AMD
-# EPYC, torch 2.13); on the nanoGPT recipe bf16 ends at 1.9070 against float32's 1.9077 (README).
+# EPYC, torch 2.13); on the nanoGPT recipe bf16 ends at 1.9070 against float32's 1.9077 (docs/performance.md).
 FIDELITY = 5e-3
 
 

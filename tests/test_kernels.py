@@ -337,3 +337,28 @@ def test_measure_on_a_gpu_times_many_launches_and_shows_bandwidth_only_past_l2(m
     else:
         assert info["gb_per_s"] is None and "fits in L2" in info["gb_per_s_left_out"]
         assert "peak_bandwidth_fraction" not in info
+
+
+def test_pytest_benchmark_storage_holds_only_its_own_runs(tmp_path, capsys):
+    """optbench's latest timings sit beside pytest-benchmark's storage, not in it: `pytest-benchmark list`
+    shows the autosaved runs only and a globbed `compare` counts each once. A file a former version left
+    in the storage is moved out."""
+    results = tmp_path / "results"
+    storage = results / "kernels"
+    storage.mkdir(parents=True)
+    (storage / "latest.json").write_text('{"benchmarks": [], "machine_info": {"torch": "old"}}')
+    for _ in range(2):
+        assert main(["kernels", "--quick", "-k", "linear and tiny or linear and small and float32"]) == 0
+    latest = results / "kernels-latest.json"
+    assert json.loads(latest.read_text())["benchmarks"] and not (storage / "latest.json").exists()
+    saved = sorted(p.relative_to(storage) for p in storage.rglob("*.json"))
+    assert len(saved) == 2 and all(p.name[:4].isdigit() for p in saved), saved
+    cli = [sys.executable, "-c", "from pytest_benchmark.cli import main; main()", "--storage", f"file://{storage}"]
+    listed = subprocess.run([*cli, "list"], capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(Path(p).name for p in listed) == [p.name for p in saved]
+    compared = subprocess.run([*cli, "compare", "*"], capture_output=True, text=True, check=True).stdout
+    runs = {line.split("(")[1].split(")")[0] for line in compared.splitlines() if "test_op[" in line and "(" in line}
+    assert len(runs) == 2, compared
+    from bench.checkpoint import kernels_to_read
+
+    assert kernels_to_read().resolve() == latest.resolve()

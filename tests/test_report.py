@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.cli import main
-from bench.report import SECTIONS, build_report
+from bench.report import SECTIONS, build_report, tuning_added
 from bench.results import suite_results
 from bench.store import load_results
 from bench.suite import Suite
@@ -526,3 +526,16 @@ def test_figure_labels_keep_only_what_tells_arms_apart(widths, budgets, optimize
         assert (f"optimizer={o}" in text) == (len(optimizers) > 1)
         assert (f"n_embd={w}" in text) == (len(widths) > 1)
         assert (f"tokens={b}" in text) == (len(budgets) > 1)
+
+
+@given(st.lists(st.lists(st.sampled_from(["lr=0.009: extended", "lr=0.001: refined", "lr=0.3: extended"]),
+                         unique=True, max_size=3), max_size=6))  # fmt: skip
+def test_what_the_protocol_added_is_one_line_per_set_of_arms_with_the_same_additions(additions):
+    arms = [{"arm": f"arm{i}", "tuning_added": [{"text": t} for t in texts]} for i, texts in enumerate(additions)]
+    lines = tuning_added(arms)
+    assert len(lines) == len({tuple(t) for t in additions if t})
+    for i, texts in enumerate(additions):  # every arm's additions are said once, on the line that names it
+        naming = [line for line in lines if f"arm{i}" in line.split(": ")[0].split(", ")]
+        assert len(naming) == (1 if texts else 0)
+        if texts:
+            assert naming[0].split(": ", 1)[1] == "; ".join(texts)

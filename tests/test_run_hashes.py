@@ -1,6 +1,6 @@
 """The run hashes of canonical built-in configs are pinned: a run's hash is its key in every store, so a
 change that alters one orphans the runs users have already trained. Such a change must be deliberate: update
-tests/golden/run_hashes.json and say so in README.md ("Run identity")."""
+tests/golden/run_hashes.json and say so in docs/plugins.md ("Run identity")."""
 
 import json
 from pathlib import Path

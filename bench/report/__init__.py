@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench.conclusions import MIN_SEEDS_FOR_CI, baseline_arm, conclude, dumps, judged_runs
+from bench.config import nested
 from bench.files import atomic_path
 from bench.labels import label
 from bench.registry import ConfigError
@@ -156,7 +157,7 @@ def render(
         "min_seeds": MIN_SEEDS_FOR_CI,
         "too_few": any(a["ci"] is None for a in c["arms"]),
         "leaderboard": Markup(leaderboard_html(c["arms"], floor, tuned)),
-        "tuning_added": c["tuning"]["added"] if c["tuning"] else [],
+        "tuning_added": tuning_added(c["arms"]),
         "headline": c["headline"],
         "baseline": c["baseline"],
         "comparisons": c["comparisons"],
@@ -306,11 +307,11 @@ def short_commit(commit: str | None) -> str:
 def header(frame: pd.DataFrame) -> dict[str, Any]:
     from bench.plugins import describe_used
 
-    envs = [e for e in frame.get("env", []) if isinstance(e, dict) and e]
+    envs = [e for e in (nested(row, "env") for row in frame.to_dict("records")) if e]
     env = envs[0] if envs else {}
     finished = frame["finished"].dropna() if "finished" in frame else pd.Series(dtype=object)
     return {
-        "date": max(finished)[:10] if len(finished) else "unknown",
+        "date": str(max(finished))[:10] if len(finished) else "unknown",
         "optbench": env.get("optbench", "?"),
         # runs reused from an earlier version of the code say so: every commit that trained them is listed
         "commit": counted_text([short_commit(e.get("commit")) for e in envs], "unknown commit"),
@@ -404,6 +405,17 @@ def seeds_cell(arm: dict[str, Any]) -> str:
     if arm["judged_on"] == "tuning":
         return f"{seeds_text(arm['seeds'])}, which also chose"
     return str(arm["n"])
+
+
+def tuning_added(arms: list[dict[str, Any]]) -> list[str]:
+    """What the protocol added, one line per set of arms that got the same additions (a tuned ablation
+    usually adds the same values to every arm's grid)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for arm in arms:
+        texts = tuple(x["text"] for x in arm["tuning_added"])
+        if texts:
+            groups.setdefault(texts, []).append(arm["arm"])
+    return [f"{', '.join(names)}: {'; '.join(texts)}" for texts, names in groups.items()]
 
 
 def leaderboard_html(arms: list[dict[str, Any]], floor: float | None, tuned: bool = False) -> str:
@@ -673,10 +685,10 @@ def target_context(frame: pd.DataFrame, timing: dict[str, Any]) -> dict[str, Any
 def kernels_context(frame: pd.DataFrame) -> dict[str, Any]:
     from markupsafe import Markup
 
-    from bench.checkpoint import results_dir
+    from bench.checkpoint import kernels_to_read
     from bench.roofline import kernel_roofline, runs_roofline
 
-    path = results_dir() / "kernels" / "latest.json"
+    path = kernels_to_read()
     if not path.is_file():
         return {"kernels": None, "roofline": [runs_roofline(frame, None)]}
     data = json.loads(path.read_text())
@@ -731,7 +743,8 @@ def sample_context(frame: pd.DataFrame, best_arm: str) -> dict[str, Any]:
     if chosen is None:
         return {"sample": None, "sample_note": f"No sample: {reason}."}
     try:
-        corpus = load_corpus(RunConfig.from_dict(chosen["config"]).data)
+        config = json.loads(chosen["config"]) if isinstance(chosen["config"], str) else chosen["config"]
+        corpus = load_corpus(RunConfig.from_dict(config).data)
     except Exception as e:  # noqa: BLE001 -- a corpus moved away since the run: say so, don't fail the report
         return {"sample": None, "sample_note": f"No sample: the run's corpus cannot be read ({e})."}
     threads = torch.get_num_threads()
