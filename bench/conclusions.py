@@ -856,7 +856,15 @@ def fit_findings(f: dict[str, Any], baseline: str, by_arm: dict[str, Any]) -> di
                     "tuned_setting": by_arm.get(p["arm"], {}).get("tuned_setting")} for p in f["points"]],
         "left_out": f["left_out"], "noise_sd": num(f["noise_sd"]), "noise_df": f["noise_df"],
         "noise_model": f["noise_model"],
+        "noise_by_method": {m: {"sd": num(math.sqrt(v)) if math.isfinite(v) else None, "df": df}
+                            for m, (v, df) in f["noise_by_method"].items()},
+        "unequal_noise": None,
     }  # fmt: skip
+    from bench.scaling import unequal_noise
+
+    uneven = unequal_noise(f["noise_by_method"])
+    if uneven is not None and uneven["p"] < ALPHA:
+        out["unequal_noise"] = {k: num(v) if isinstance(v, float) else v for k, v in uneven.items()}
     k, size = len(f["points"]), f"{f['size']:,} parameters"
     if f["form"] == "none":
         out["text"] = (f"At {size}: {baseline} has {k} budget{'s' * (k != 1)} with a finite mean: no fit, and no "
@@ -865,7 +873,8 @@ def fit_findings(f: dict[str, Any], baseline: str, by_arm: dict[str, Any]) -> di
         curve = (f"L(D) = {f['E']:.4f} + {f['B']:.4f} (D / {tokens_text(f['d_ref'])})^-{f['beta']:.3f}"
                  if f["form"] == "saturating" else
                  f"L(D) = {f['B']:.4f} (D / {tokens_text(f['d_ref'])})^-{f['beta']:.3f}")  # fmt: skip
-        how = {3: " (three budgets, three parameters: the curve passes through their means)"}.get(k, "")
+        how = " (three budgets, three parameters: the curve passes through their means)" if k == 3 and not f[
+            "at_bound"] else ""  # fmt: skip
         if f["form"] == "power":
             how = (" (two budgets fix no floor: a pure power law through both; a loss that saturates lies above it "
                    "beyond them, so speedups extrapolated past the largest budget read low)")  # fmt: skip
@@ -1031,6 +1040,13 @@ def speedup_cautions(s: dict[str, Any], by_arm: dict[str, Any]) -> list[str]:
     if curse:
         out.append(f"{len(curse)} arm(s) are judged on the seeds that chose their setting: their means, and the "
                    "speedups read from them, flatter them (the winner's curse).")  # fmt: skip
+    for f in s["fits"]:
+        u = f["unequal_noise"]
+        if u:
+            out.append(f"At {f['size']:,} parameters the seeds of {u['high']} spread more than those of {u['low']} "
+                       f"(seed sd {u['sd_high']:.3f} against {u['sd_low']:.3f}; F test p = {u['p']:.2g}): the intervals "
+                       "pool one seed noise over every arm, so there they overstate the uncertainty of the quieter "
+                       "arms and understate that of the noisier one.")  # fmt: skip
     beyond = [e for e in s["entries"] if e["extrapolated"]]
     if beyond:
         out.append(f"{len(beyond)} of {len(s['entries'])} speedups extrapolate the baseline's fit past the budgets it "

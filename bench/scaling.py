@@ -201,6 +201,30 @@ def residual_variance(values: dict[Any, dict[Any, float]]) -> tuple[float, int, 
     return (ss / df if df else math.nan), df, "pooled within cells"
 
 
+def noise_by_method(cells: Sequence[Cell]) -> dict[str, tuple[float, int]]:
+    """Each method's seed variance pooled within its own cells at one size: (variance, degrees of freedom).
+    The intervals pool every method's (residual_variance); this shows whether that is fair."""
+    out = {}
+    for method in dict.fromkeys(c.method for c in cells):
+        variance, df, _ = residual_variance({c.level: c.values for c in cells if c.method == method and c.finite})
+        out[method] = (variance, df)
+    return out
+
+
+def unequal_noise(by_method: dict[str, tuple[float, int]]) -> dict[str, Any] | None:
+    """The methods whose seed variances differ most at one size, with the two-sided F test's p (scipy): None
+    with fewer than two methods that have a variance."""
+    known = {m: (v, df) for m, (v, df) in by_method.items() if df and math.isfinite(v)}
+    if len(known) < 2:
+        return None
+    high = max(known, key=lambda m: known[m][0])
+    low = min(known, key=lambda m: known[m][0])
+    (vh, dh), (vl, dl) = known[high], known[low]
+    ratio = vh / vl if vl > 0 else math.inf
+    p = min(1.0, 2 * float(sps.f.sf(ratio, dh, dl))) if math.isfinite(ratio) else 0.0
+    return {"high": high, "low": low, "sd_high": math.sqrt(vh), "sd_low": math.sqrt(vl), "p": p}
+
+
 def draw_means(means: np.ndarray, n: np.ndarray, variance: float, df: int, draws: int,
                rng: np.random.Generator) -> np.ndarray:  # fmt: skip
     """(draws, C) cell means: the variance from its scaled inverse chi-square distribution, then each mean
@@ -299,7 +323,7 @@ def speedups(runs: pd.DataFrame, baseline: str, draws: int = DRAWS, seed: int = 
                        for c in base],
             "left_out": [{"tokens": c.tokens, "arm": c.arm} for c in cells if c.method == baseline and not c.finite],
             "noise_sd": math.sqrt(variance) if math.isfinite(variance) else math.nan, "noise_df": df,
-            "noise_model": how,
+            "noise_model": how, "noise_by_method": noise_by_method(finite),
         })  # fmt: skip
         for c in cells:
             ci = mean_ci(list(c.values.values()))
@@ -377,7 +401,8 @@ def trends(entries: list[dict[str, Any]], entry_draws: dict[tuple, np.ndarray], 
         if any(s is None for s in stacked):
             trend["no_interval"] = "a size has no interval"
             continue
-        ys = np.log(np.column_stack(stacked))  # (M, sizes)
+        with np.errstate(divide="ignore"):  # a draw's speedup of 0 (never reached) is -inf: counted below
+            ys = np.log(np.column_stack(stacked))  # (M, sizes)
         ok = np.isfinite(ys).all(axis=1)
         if (~ok).mean() > (1 - confidence) / 2:
             trend["no_interval"] = (f"in {(~ok).mean():.0%} of the draws a speedup was unbounded or zero: the "

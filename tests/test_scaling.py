@@ -140,6 +140,24 @@ def test_a_loss_below_the_fitted_floor_gets_no_speedup_but_a_statement():
     assert all("below optimizer=adamw's fitted floor" in e["text"] and "no speedup" in e["text"] for e in below)
 
 
+def test_an_arm_whose_seeds_spread_more_is_named_beside_the_pooled_intervals():
+    """Lion's runs 20 times as noisy as the others' (sd 0.1 against 0.005): the conclusions say the pooled
+    seed noise does not fit every arm, naming lion; with every arm equally noisy they do not."""
+    suite = coverage_suite(3, 1)
+    base = truth_of(suite, sd=0.005)
+
+    def noisy(run):
+        mean, sd = base(run)
+        return mean, 0.1 if run.values["optimizer"] == "lion" else sd
+
+    found = findings(suite, fabricate_frame(suite, noisy, np.random.default_rng(4)))
+    u = found["fits"][0]["unequal_noise"]
+    assert u is not None and u["high"] == "optimizer=lion" and u["p"] < 0.05
+    assert any("optimizer=lion spread more" in c for c in found["cautions"])
+    even = findings(suite, fabricate_frame(suite, base, np.random.default_rng(4)))
+    assert even["fits"][0]["unequal_noise"] is None and not any("spread more" in c for c in even["cautions"])
+
+
 def test_two_budgets_fall_back_to_a_power_law_and_one_budget_states_none():
     two = coverage_suite(3, 1, (1, 4))
     found = findings(two, fabricate_frame(two, truth_of(two, sd=0.001), np.random.default_rng(2)))

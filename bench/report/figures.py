@@ -445,9 +445,15 @@ def size_text(n: int) -> str:
     return f"{n:,} parameters"
 
 
+SPEEDUP_AXIS = (0.05, 50.0)
+
+
 def speedup_ticks(ax: Any) -> None:
-    """A log speedup axis labelled at a few round factors (minor ticks unlabelled: they crowd near 1x)."""
+    """A log speedup axis labelled at a few round factors (minor ticks unlabelled: they crowd near 1x), cut at
+    SPEEDUP_AXIS: an interval reaching 0x (the baseline's fit never that low) would squash the rest."""
     low, high = ax.get_ylim()
+    low, high = max(low, SPEEDUP_AXIS[0]), min(high, SPEEDUP_AXIS[1])
+    ax.set_ylim(low, high)
     ticks = [t for t in (0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 10, 20, 50, 100) if low <= t <= high]
     ax.set_yticks(ticks, [f"{t:g}x" for t in ticks])
     ax.yaxis.set_minor_formatter(NullFormatter())
@@ -542,7 +548,8 @@ def speedup_chart(sp: dict[str, Any]) -> str:
         ax.set_title(size_text(f["size"]), fontsize=10)
         ax.set_xlabel("tokens per parameter")
         ax.tick_params(labelsize=9)
-        ratios = sorted({round(e["tokens_per_param"]) for e in sp["entries"] if e["size"] == f["size"]})
+        ratios = sorted({float(f"{e['tokens_per_param']:.2g}") for e in sp["entries"] if e["size"] == f["size"]
+                         and e["tokens_per_param"]})  # fmt: skip
         ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlim(min(ratios, default=1) / 1.3, max(ratios, default=1) * 1.3)
