@@ -797,10 +797,14 @@ def speedup_findings(suite: Any, judged: pd.DataFrame, runs_of: dict[str, Any], 
     if not scaled:
         return None
     rows["method"] = [", ".join(f"{k}={v}" for k, v in p.items() if k not in scaled) or "all" for p in parts]
-    env = rows["env"] if "env" in rows else pd.Series([None] * len(rows), index=rows.index)
-    steps = rows["steps"] if "steps" in rows else pd.Series([math.nan] * len(rows), index=rows.index)
-    rows["flops"] = [e.get("step_flops") * float(st) if isinstance(e, dict) and e.get("step_flops") and st == st
-                     else math.nan for e, st in zip(env, steps, strict=True)]  # fmt: skip
+    none = pd.Series([None] * len(rows), index=rows.index)
+    if "env.step_flops" in rows:  # the results frame flattens a run's env into columns
+        step_flops = pd.to_numeric(rows["env.step_flops"], errors="coerce")
+    else:
+        step_flops = pd.Series([e.get("step_flops") if isinstance(e, dict) else None
+                                for e in rows.get("env", none)], index=rows.index, dtype=float)  # fmt: skip
+    steps = pd.to_numeric(rows["steps"], errors="coerce") if "steps" in rows else none.astype(float)
+    rows["flops"] = (step_flops * steps).where(step_flops > 0)
     method_of = dict(zip(rows["arm"], rows["method"], strict=True))
     base_methods = list(dict.fromkeys(method_of[a] for a in baselines if a in method_of))
     if not base_methods:
@@ -1044,9 +1048,9 @@ def speedup_cautions(s: dict[str, Any], by_arm: dict[str, Any]) -> list[str]:
         u = f["unequal_noise"]
         if u:
             out.append(f"At {f['size']:,} parameters the seeds of {u['high']} spread more than those of {u['low']} "
-                       f"(seed sd {u['sd_high']:.3f} against {u['sd_low']:.3f}; F test p = {u['p']:.2g}): the intervals "
-                       "pool one seed noise over every arm, so there they overstate the uncertainty of the quieter "
-                       "arms and understate that of the noisier one.")  # fmt: skip
+                       f"(seed sd {u['sd_high']:.3f} against {u['sd_low']:.3f}; F test p = {u['p']:.2g}): the "
+                       "intervals pool one seed noise over every arm, so there they overstate the uncertainty of "
+                       "the quieter arms and understate that of the noisier one.")  # fmt: skip
     beyond = [e for e in s["entries"] if e["extrapolated"]]
     if beyond:
         out.append(f"{len(beyond)} of {len(s['entries'])} speedups extrapolate the baseline's fit past the budgets it "

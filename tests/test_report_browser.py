@@ -63,7 +63,7 @@ def test_the_matrix_corner_suites_open_in_chromium(tmp_path, capsys, case):
     s = matrix.CORNERS[case]
     matrix.check_suite(tmp_path, capsys, s)
     _, dom = chromium_check(tmp_path, tmp_path / "matrix.html")
-    assert 'id="T_leaderboard"' in dom and dom.count("<section") == 11
+    assert 'id="T_leaderboard"' in dom and dom.count("<section") == 13
     assert "<script>alert(1)</script>" not in dom and "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
 
 

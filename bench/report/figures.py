@@ -62,8 +62,8 @@ def png(fig: Figure) -> str:
 def short_labels(arms: list[str]) -> dict[str, str]:
     """arm label -> only the settings that differ between the arms ('optimizer=lion, optimizer.lr=0.001' among
     arms that all share the learning rate -> 'optimizer=lion'), down to the fields inside a value: those every
-    arm shares go ('adamw(weight_decay=0.1)' -> 'adamw'), then, last first, those the others already tell
-    apart ('{model.n_embd=12, tokens=101280, eval_interval=16}' -> '{model.n_embd=12, tokens=101280}' where
+    arm shares go ('adamw(weight_decay=0.1)' -> 'adamw'), then the trailing ones those before them already
+    tell apart ('{model.n_embd=12, tokens=101280, eval_interval=16}' -> '{model.n_embd=12, tokens=101280}' where
     the budget sets the evaluation interval). Labels that are not key=value lists stay."""
     from bench.suite import label_parts
 
@@ -103,14 +103,16 @@ def short_labels(arms: list[str]) -> dict[str, str]:
             out.append(f"{k}={v}")
         return ", ".join(out)
 
-    for k in varying:  # then fields the rest already tell apart, last first
+    for k in varying:  # then trailing fields the ones before them already tell apart (the first fields stay:
         fields = list(dict.fromkeys(f for (kk, _), (*_, fs) in inner.items() if kk == k for f in fs))
-        for f in reversed(fields):
+        for f in reversed(fields):  # a model's width says more than the budget that happens to imply it)
             if f in dropped[k]:
                 continue
             dropped[k].add(f)
-            if len({render(d) for d in parts.values()}) < len(parts):
+            emptied = any(not set(fs) - dropped[k] for (kk, _), (*_, fs) in inner.items() if kk == k)
+            if emptied or len({render(d) for d in parts.values()}) < len(parts):  # a value keeps a field
                 dropped[k].discard(f)
+                break
     out = {arm: render(d) or arm for arm, d in parts.items()}
     return out if len(set(out.values())) == len(out) else {a: a for a in arms}
 
@@ -633,6 +635,9 @@ def scaling_losses(sp: dict[str, Any]) -> str | None:
                 if c["ci"]:
                     by_flops.plot([c["flops"]] * 2, c["ci"], color=colours[method], linewidth=0.8)
     for ax, xlabel in ((by_params, "parameters"), (by_flops, "training FLOPs (step FLOPs x steps)")):
+        if not ax.has_data():  # no run recorded its step FLOPs
+            ax.text(0.5, 0.5, "no step FLOPs recorded", transform=ax.transAxes, ha="center", color="#666")
+            continue
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.xaxis.set_minor_formatter(NullFormatter())
