@@ -332,6 +332,7 @@ def arm_findings(table: pd.DataFrame, judged: pd.DataFrame, info: dict[str, dict
     out = []
     finished = judged[judged["status"].isin(FINISHED)]
     seeds_of = {arm: sorted(int(s) for s in g.dropna().unique()) for arm, g in finished.groupby("arm")["seed"]}
+    tokens_of = finished.groupby("arm")["tokens"].median() if "tokens" in finished else pd.Series(dtype=float)
     by_rank = {rank: g.tolist() for rank, g in table.groupby("rank")["arm"]}
     for _, row in table.iterrows():
         arm = row["arm"]
@@ -347,6 +348,7 @@ def arm_findings(table: pd.DataFrame, judged: pd.DataFrame, info: dict[str, dict
             "no_interval": None if has_ci else no_interval_reason(row),
             "n": int(row["n"]),
             "seeds": seeds,
+            "tokens": int(tokens_of[arm]) if arm in tokens_of and pd.notna(tokens_of[arm]) else None,
             "gap": num(row["gap"]),
             "runs": {s: int(row[s]) for s in STATUSES if int(row.get(s, 0))},
             "ties": ties,
@@ -567,6 +569,11 @@ def cautions(c: dict[str, Any], best: dict[str, Any] | None) -> list[str]:
         out.append(f"{k} tuned arm{'s are' if k != 1 else ' is'} judged on the seeds that chose the setting: those "
                    "means are biased low, and their intervals with them (the winner's curse). Runs of each chosen "
                    "setting on confirming seeds would judge them afresh.")  # fmt: skip
+    budgets = sorted({a["tokens"] for a in c["arms"] if a.get("tokens")})
+    if len(budgets) > 1 and budgets[-1] > 1.01 * budgets[0]:
+        out.append(f"The arms trained on different token budgets ({budgets[0]:,} to {budgets[-1]:,} tokens, "
+                   "median over seeds): a lower loss may be more data rather than a better setting. Time and "
+                   "tokens to target compare at equal loss; `tokens` in [base] fixes the budget.")  # fmt: skip
     short = [a["arm"] for a in c["arms"] if a["ci"] is None and a["mean"] is not None]
     if short:
         out.append(f"{len(short)} arm(s) have no interval (fewer than {MIN_SEEDS_FOR_CI} finished seeds or a "

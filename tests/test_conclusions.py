@@ -387,6 +387,21 @@ def test_ties_are_listed_in_full_beside_a_headline_that_counts_them(tmp_path):
     assert set(h["ties"]) <= rank_one - {h["best"]}
 
 
+@pytest.mark.parametrize(("axes", "unequal"), [("batch_size = [4, 16]", True), ("grad_accum = [1, 2]", True),
+                                               ('"optimizer.lr" = [1e-3, 3e-3]', False)])  # fmt: skip
+def test_arms_trained_on_unequal_token_budgets_are_said_so(tmp_path, axes, unequal):
+    path = toml_suite(tmp_path, "budget", axes)
+    storage = str(tmp_path / "b.journal")
+    fabricate_runs(Suite.load(path), storage, lambda i: "complete", truth=lambda r: (1.5, 0.05))
+    c = conclude(Suite.load(path), suite_results(Suite.load(path), storage))
+    tokens = {a["tokens"] for a in c["arms"]}
+    assert len(tokens) == (2 if unequal else 1) and None not in tokens
+    said = [line for line in c["headline"]["cautions"] if "different token budgets" in line]
+    assert len(said) == unequal
+    if unequal:
+        assert f"{min(tokens):,} to {max(tokens):,} tokens" in said[0]
+
+
 # -- timing -------------------------------------------------------------------------------------------
 
 
