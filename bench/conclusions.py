@@ -573,7 +573,9 @@ def cautions(c: dict[str, Any], best: dict[str, Any] | None) -> list[str]:
     if len(budgets) > 1 and budgets[-1] > 1.01 * budgets[0]:
         out.append(f"The arms trained on different token budgets ({budgets[0]:,} to {budgets[-1]:,} tokens, "
                    "median over seeds): a lower loss may be more data rather than a better setting. Time and "
-                   "tokens to target compare at equal loss; `tokens` in [base] fixes the budget.")  # fmt: skip
+                   "tokens to target compare at equal loss; `tokens` in [base] fixes the budget."
+                   + (" The Speedup section compares each arm with the baseline at its own budget and size."
+                      if c.get("speedup") else ""))  # fmt: skip
     short = [a["arm"] for a in c["arms"] if a["ci"] is None and a["mean"] is not None]
     if short:
         out.append(f"{len(short)} arm(s) have no interval (fewer than {MIN_SEEDS_FOR_CI} finished seeds or a "

@@ -80,7 +80,8 @@ def test_the_forty_arm_report_renders_in_chromium(tmp_path):
     assert "overflow-wrap: anywhere" in report.read_text()
 
 
-WIDTHS = ("<script>window.addEventListener('load', () => document.body.setAttribute('data-widths', "
+WIDTHS = ("<style>.tabs > .panel { display: block !important; }</style>"  # a hidden tab's figure, laid out too
+          "<script>window.addEventListener('load', () => document.body.setAttribute('data-widths', "
           "JSON.stringify([...document.images].map(i => [i.naturalWidth, i.getBoundingClientRect().width]))));"
           "</script>")  # fmt: skip
 
