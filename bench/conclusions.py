@@ -33,10 +33,12 @@ from bench.stats import (
     MIN_SEEDS_FOR_CI,
     best_per_arm,
     compare_times,
+    mean_ci,
     paired_comparisons,
     performance_profile,
     summarize,
 )
+from bench.suite import label_parts, matching_arms
 
 SCHEMA_VERSION = 1
 # Optuna's PED-ANOVA evaluator (its default in 5.0) compares the top 10% of trials with the rest, and its
@@ -80,17 +82,42 @@ def arms_text(arms: Sequence[str]) -> str:
     return "; ".join(arms)
 
 
-def baseline_arm(suite: Any, frame: pd.DataFrame, design: str | None = None) -> str:
-    """The suite's `baseline` arm if it names one, else the first combination's (each axis's first value);
-    an ablation's base."""
+def baseline_arms(suite: Any, frame: pd.DataFrame, design: str | None = None) -> list[str]:
+    """The arms the suite's `baseline` names (bench.suite.matching_arms: the arm of that label, or every arm
+    holding the key=value parts it gives), else the first combination's arm (each axis's first value); an
+    ablation's base."""
     arms = list(dict.fromkeys(frame["arm"]))
-    if suite.baseline in arms:
-        return suite.baseline
+    if suite.baseline:
+        matched = matching_arms(suite.baseline, arms)
+        if matched:
+            return matched
     if (design or suite.design) == "ablation":
-        return "base" if "base" in arms else arms[0]
+        return ["base" if "base" in arms else arms[0]]
     runs = suite.runs()
     candidate = suite.arm_label_of(runs[0]) if runs else None
-    return candidate if candidate in arms else arms[0]
+    return [candidate if candidate in arms else arms[0]]
+
+
+def baseline_arm(suite: Any, frame: pd.DataFrame, design: str | None = None) -> str:
+    """The baseline as the conclusions name it: its arm, or the suite's `baseline` as written where that names
+    several arms (each other arm is then compared with its counterpart: counterparts)."""
+    arms = baseline_arms(suite, frame, design)
+    return arms[0] if len(arms) == 1 else suite.baseline
+
+
+def counterparts(arms: Sequence[str], baselines: Sequence[str], given: str | None) -> dict[str, str] | None:
+    """Where the baseline names several arms: each other arm -> the baseline arm sharing its other parts (those
+    the baseline does not give: optimizer=lion at tokens=X against optimizer=adamw at tokens=X), else the one
+    sharing most of them, the first of equals. None where the baseline is one arm."""
+    if len(baselines) <= 1:
+        return None
+    named = set(label_parts(given)) if given else set()
+    parts = {a: label_parts(a) for a in [*arms, *baselines]}
+
+    def shared(arm: str, base: str) -> int:
+        return sum(parts[arm].get(k) == v for k, v in parts[base].items() if k not in named)
+
+    return {a: max(baselines, key=lambda b: shared(a, b)) for a in arms if a not in baselines}
 
 
 def tuned_values(suite: Any, run: Any) -> dict[str, Any]:
@@ -125,6 +152,11 @@ def confirming_mask(frame: pd.DataFrame, confirm_seeds: Iterable[int] | None) ->
     return pd.Series(False, index=frame.index)
 
 
+def settled_of(frame: pd.DataFrame) -> dict[str, tuple[str, Any]]:
+    """{run hash: (status, value)}: what bench.protocol.stages reads."""
+    return {h: (s, v) for h, s, v in zip(frame["run_hash"], frame["status"], frame["value"], strict=True)}
+
+
 def judged_runs(suite: Any, frame: pd.DataFrame, confirming: pd.Series) -> tuple[pd.DataFrame, dict[str, dict]]:
     """A tuned suite's runs as the leaderboard ranks them: per arm (the arm without its tuned settings), the
     setting with the lowest mean over the tuning seeds, judged on its confirming runs where it has any,
@@ -132,8 +164,7 @@ def judged_runs(suite: Any, frame: pd.DataFrame, confirming: pd.Series) -> tuple
     the one chosen (the tuning protocol chose it when it trained them). Returns those runs (`arm` the
     untuned arm, `tuned_arm` the setting's arm) and per arm: tuned setting and values, edge flags on the grid
     as the protocol extended it, what the protocol added and why, tuning and confirming seeds."""
-    settled = {h: (s, v) for h, s, v in zip(frame["run_hash"], frame["status"], frame["value"], strict=True)}
-    protocol = stages(suite, settled)
+    protocol = stages(suite, settled_of(frame))
     one_per_arm: dict[str, Any] = {}
     for run in protocol.runs:  # declared, added by the protocol, confirming: an arm's seeds share its settings
         one_per_arm.setdefault(run.arm_label, run)
@@ -225,8 +256,10 @@ def conclude(
     else:
         judged, info = frame, {}
     table = summarize(judged) if len(judged) else summarize(frame)
-    baseline = baseline_arm(suite, judged if len(judged) else frame, design)
-    comparisons = paired_comparisons(judged, baseline) if design != "search" else None
+    baselines = baseline_arms(suite, judged if len(judged) else frame, design)
+    baseline = baselines[0] if len(baselines) == 1 else suite.baseline
+    base_of = counterparts(list(dict.fromkeys(judged["arm"])), baselines, suite.baseline)
+    comparisons = paired_comparisons(judged, baselines[0], baselines=base_of) if design != "search" else None
     arms = arm_findings(table, judged, info)
     out: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -249,11 +282,18 @@ def conclude(
         "tuning": tuning_summary(suite, arms, tuned),
         "arms": arms,
         "baseline": baseline,
+        "baseline_arms": baselines if design != "search" else [],
         "comparisons": comparison_findings(comparisons, baseline, design),
         "ablation": ablation_findings(comparisons, baseline, arms, judged) if design == "ablation" else None,
         "timing": timing_findings(judged, suite) if suite.target is not None and len(judged) else None,
         "search": [search_findings(study) for study in studies],
+        "speedup": None,
+        "lr_sensitivity": None,
     }
+    if design != "search":
+        runs_of = {r.hash: r for r in (stages(suite, settled_of(frame)).runs if tuned else suite.runs())}
+        out["speedup"] = speedup_findings(suite, judged, runs_of, baselines, arms, design)
+        out["lr_sensitivity"] = lr_findings(suite, frame[~confirming], runs_of)
     out["headline"] = headline(out, design, suite.metric)
     return out
 
@@ -348,7 +388,7 @@ def comparison_findings(table: pd.DataFrame | None, baseline: str, design: str) 
     for _, r in table.iterrows():
         has_d = not math.isnan(r["d_low"])
         rows.append({
-            "arm": r["arm"], "pairs": int(r["pairs"]), "mean_diff": num(r["mean_diff"]),
+            "arm": r["arm"], "baseline": r["baseline"], "pairs": int(r["pairs"]), "mean_diff": num(r["mean_diff"]),
             "diff_ci": [num(r["diff_low"]), num(r["diff_high"])] if not math.isnan(r["diff_low"]) else None,
             "p": num(r["p"]), "p_holm": num(r["p_holm"]),
             "effect_size": num(r["effect_size"]) if has_d else None,
@@ -422,11 +462,11 @@ def headline(c: dict[str, Any], design: str, metric: str) -> dict[str, Any]:
         out["text"] = text
         return out
     rows = {r["arm"]: r for r in c["comparisons"]["rows"]}
-    baseline = c["baseline"]
-    if best["arm"] == baseline:
-        text += " " + baseline_is_best_text(c, out)
+    if best["arm"] in c["baseline_arms"]:
+        text += " " + baseline_is_best_text(c, out, best["arm"])
     else:
         paired = rows.get(best["arm"])
+        baseline = paired["baseline"] if paired is not None else c["baseline"]
         told_by_pairs = paired is not None and paired["verdict"] != "not tested"
         others = [a for a in arms[1:] if not (told_by_pairs and a["arm"] == baseline)]
         ties = [a["arm"] for a in others if a["rank"] == 1]
@@ -461,9 +501,11 @@ def judged_on_text(arm: dict[str, Any]) -> str:
     return ""
 
 
-def baseline_is_best_text(c: dict[str, Any], out: dict[str, Any]) -> str:
-    """The best arm is the baseline: the paired table tells how every other arm stands against it."""
-    rows = c["comparisons"]["rows"]
+def baseline_is_best_text(c: dict[str, Any], out: dict[str, Any], best: str) -> str:
+    """The best arm is the baseline (or, where the baseline names several arms, one of them): the paired table
+    tells how every arm compared with it stands against it."""
+    rows = [r for r in c["comparisons"]["rows"] if r["baseline"] == best]
+    several = len(c["baseline_arms"]) > 1
     by = {v: [r["arm"] for r in rows if r["verdict"] == v] for v in VERDICT_WORDS}
     out["ties"] = by["not distinguishable"]
     out["ties_beside"] = len(out["ties"]) > TIES_IN_TEXT
@@ -478,6 +520,10 @@ def baseline_is_best_text(c: dict[str, Any], out: dict[str, Any]) -> str:
         parts.append(f"{len(by['better'])} better on the seeds both finished: {arms_text(by['better'])}")
     if by["not tested"]:
         parts.append(f"{len(by['not tested'])} not tested (fewer than {MIN_SEEDS_FOR_CI} matching seeds)")
+    if several:
+        return (f"It is the baseline ({c['baseline']}) at its other settings; of the {len(rows)} arm(s) paired against "
+                "it, " + "; ".join(parts) + "." if parts else f"It is the baseline ({c['baseline']}) at its other "
+                "settings; no other arm shares them.")  # fmt: skip
     return "It is the baseline; paired against it, " + "; ".join(parts) + "." if parts else "It is the only arm."
 
 
@@ -527,7 +573,9 @@ def cautions(c: dict[str, Any], best: dict[str, Any] | None) -> list[str]:
     if len(budgets) > 1 and budgets[-1] > 1.01 * budgets[0]:
         out.append(f"The arms trained on different token budgets ({budgets[0]:,} to {budgets[-1]:,} tokens, "
                    "median over seeds): a lower loss may be more data rather than a better setting. Time and "
-                   "tokens to target compare at equal loss; `tokens` in [base] fixes the budget.")  # fmt: skip
+                   "tokens to target compare at equal loss; `tokens` in [base] fixes the budget."
+                   + (" The Speedup section compares each arm with the baseline at its own budget and size."
+                      if c.get("speedup") else ""))  # fmt: skip
     short = [a["arm"] for a in c["arms"] if a["ci"] is None and a["mean"] is not None]
     if short:
         out.append(f"{len(short)} arm(s) have no interval (fewer than {MIN_SEEDS_FOR_CI} finished seeds or a "
@@ -694,6 +742,400 @@ def search_findings(study: Any) -> dict[str, Any]:
                                   "trials." if values else f"No parameter importances: the {complete} complete "
                                   "trials do not vary a parameter they all set.")  # fmt: skip
     return out
+
+
+# -- speedup in data, across sizes ---------------------------------------------------------------------
+
+
+def tokens_text(t: float | None) -> str:
+    """A token count as the report prints it: 2.31M, 340.8k, 950."""
+    if t is None or not math.isfinite(t):
+        return "–"
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if t >= div:
+            return f"{t / div:.3g}{unit}"
+    return f"{t:.0f}"
+
+
+def times_text(x: float | None) -> str:
+    return "unbounded" if x is None or math.isinf(x) else f"{x:.2f}x"
+
+
+def scale_axes(parts: Sequence[dict[str, str]], tokens: Sequence[float], sizes: Sequence[int]) -> list[str]:
+    """The axes that set a run's budget or its model's size: those whose values, all else alike, give runs of
+    other recorded tokens (beyond bench.scaling.SAME_BUDGET) or other parameter counts."""
+    from bench.scaling import SAME_BUDGET
+
+    keys = list(dict.fromkeys(k for p in parts for k in p))
+    out = []
+    for key in keys:
+        groups: dict[tuple, dict[Any, list[tuple[float, int]]]] = {}
+        for p, t, n in zip(parts, tokens, sizes, strict=True):
+            rest = tuple((k, v) for k, v in p.items() if k != key)
+            groups.setdefault(rest, {}).setdefault(p.get(key), []).append((float(t), int(n)))
+        for by_value in groups.values():
+            scales = [(float(np.median([t for t, _ in v])), {n for _, n in v}) for v in by_value.values()]
+            budgets = [t for t, _ in scales]
+            if len({frozenset(n) for _, n in scales}) > 1 or max(budgets) > min(budgets) * SAME_BUDGET:
+                out.append(key)
+                break
+    return out
+
+
+def speedup_findings(suite: Any, judged: pd.DataFrame, runs_of: dict[str, Any], baselines: list[str],
+                     arms: list[dict[str, Any]], design: str) -> dict[str, Any] | None:  # fmt: skip
+    """The baseline's final loss against its token budget at each model size and every other arm's speedup
+    in tokens (bench.scaling), across sizes the speedup's trend and the arms' rank correlation; each arm at the
+    setting the leaderboard ranks it at, on the seeds that judge it. None unless a grid's runs vary their
+    recorded budget or their model's size."""
+    from bench import scaling
+
+    if design != "grid" or not {"tokens", "n_params"} <= set(judged.columns) or judged.empty:
+        return None
+    rows = judged[judged["status"].isin(FINISHED)].copy()
+    rows = rows[
+        pd.to_numeric(rows["tokens"], errors="coerce").notna() & pd.to_numeric(rows["n_params"], errors="coerce").gt(0)
+    ]
+    if rows.empty:
+        return None
+    parts = [suite.arm_parts(runs_of[h]) if h in runs_of else label_parts(a)
+             for h, a in zip(rows["run_hash"], rows["arm"], strict=True)]  # fmt: skip
+    rows["tokens"] = rows["tokens"].astype(float)
+    rows["size"] = rows["n_params"].astype(int)
+    scaled = scale_axes(parts, rows["tokens"].tolist(), rows["size"].tolist())
+    if not scaled:
+        return None
+    rows["method"] = [", ".join(f"{k}={v}" for k, v in p.items() if k not in scaled) or "all" for p in parts]
+    none = pd.Series([None] * len(rows), index=rows.index)
+    if "env.step_flops" in rows:  # the results frame flattens a run's env into columns
+        step_flops = pd.to_numeric(rows["env.step_flops"], errors="coerce")
+    else:
+        step_flops = pd.Series([e.get("step_flops") if isinstance(e, dict) else None
+                                for e in rows.get("env", none)], index=rows.index, dtype=float)  # fmt: skip
+    steps = pd.to_numeric(rows["steps"], errors="coerce") if "steps" in rows else none.astype(float)
+    rows["flops"] = (step_flops * steps).where(step_flops > 0)
+    method_of = dict(zip(rows["arm"], rows["method"], strict=True))
+    base_methods = list(dict.fromkeys(method_of[a] for a in baselines if a in method_of))
+    if not base_methods:
+        return None
+    baseline = base_methods[0]
+    found = scaling.speedups(rows[["method", "size", "tokens", "seed", "value", "arm", "flops"]], baseline)
+    by_arm = {a["arm"]: a for a in arms}
+    out: dict[str, Any] = {
+        "baseline": baseline,
+        "scale_axes": scaled,
+        "methods": list(dict.fromkeys([baseline, *rows["method"]])),
+        "method": speedup_method(found),
+        "fits": [fit_findings(f, baseline, by_arm) for f in found["sizes"]],
+        "cells": [cell_findings(c, by_arm) for c in found["cells"]],
+        "entries": [entry_findings(e, found, baseline, by_arm) for e in found["entries"]],
+        "trends": [trend_findings(t, baseline) for t in found["trends"]],
+        "rank_stability": [rank_findings(r) for r in found["rank_stability"]],
+    }
+    out["text"] = speedup_text(out)
+    out["cautions"] = speedup_cautions(out, by_arm)
+    return out
+
+
+def speedup_method(found: dict[str, Any]) -> dict[str, Any]:
+    from bench.scaling import BETA_RANGE
+
+    return {
+        "fit": "L(D) = E + B * (D / d_ref)^-beta by weighted least squares over the baseline's budgets (weights: "
+        f"seeds), E >= 0, B >= 0, beta in [{BETA_RANGE[0]}, {BETA_RANGE[1]}]; d_ref the budgets' geometric mean",
+        "fallback": "two budgets: a pure power law L = B * D^-beta through both (no floor); one budget: no fit",
+        "speedup": "D_base(L_X) / D_X: the budget at which the baseline's fit reaches the arm's mean loss, over "
+        "the tokens the arm trained on",
+        "interval": "parametric bootstrap: per draw, the seed variance from its scaled inverse chi-square "
+        "distribution, every cell's mean normal around the observed one, the baseline refit; the 2.5% and 97.5% "
+        "points of the draws",
+        "draws": found["draws"],
+        "min_noise_df": MIN_NOISE_DF,
+        "seed": found["seed"],
+        "confidence": found["confidence"],
+        "trend": "log speedup against log parameters by least squares over the sizes, per arm and budget rank; "
+        "its interval from refitting every draw",
+        "rank": "Kendall's tau (scipy.stats.kendalltau) between the arms' mean losses at two sizes, per budget "
+        "rank; its interval over the draws",
+    }
+
+
+def fit_findings(f: dict[str, Any], baseline: str, by_arm: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "size": f["size"], "form": f["form"], "E": num(f["E"]), "B": num(f["B"]), "beta": num(f["beta"]),
+        "d_ref": num(f["d_ref"]), "at_bound": f["at_bound"], "draws_at_bound": num(f["draws_at_bound"]),
+        "budgets": [num(t) for t in f["budgets"]],
+        "points": [{"tokens": num(p["tokens"]), "mean": num(p["mean"]), "n": p["n"], "arm": p["arm"],
+                    "tuned_setting": by_arm.get(p["arm"], {}).get("tuned_setting")} for p in f["points"]],
+        "left_out": f["left_out"], "noise_sd": num(f["noise_sd"]), "noise_df": f["noise_df"],
+        "noise_model": f["noise_model"],
+        "noise_by_method": {m: {"sd": num(math.sqrt(v)) if math.isfinite(v) else None, "df": df}
+                            for m, (v, df) in f["noise_by_method"].items()},
+        "unequal_noise": None,
+    }  # fmt: skip
+    from bench.scaling import unequal_noise
+
+    uneven = unequal_noise(f["noise_by_method"])
+    if uneven is not None and uneven["p"] < ALPHA:
+        out["unequal_noise"] = {k: num(v) if isinstance(v, float) else v for k, v in uneven.items()}
+    k, size = len(f["points"]), f"{f['size']:,} parameters"
+    if f["form"] == "none":
+        out["text"] = (f"At {size}: {baseline} has {k} budget{'s' * (k != 1)} with a finite mean: no fit, and no "
+                       "speedup at this size.")  # fmt: skip
+    else:
+        curve = (f"L(D) = {f['E']:.4f} + {f['B']:.4f} (D / {tokens_text(f['d_ref'])})^-{f['beta']:.3f}"
+                 if f["form"] == "saturating" else
+                 f"L(D) = {f['B']:.4f} (D / {tokens_text(f['d_ref'])})^-{f['beta']:.3f}")  # fmt: skip
+        how = " (three budgets, three parameters: the curve passes through their means)" if k == 3 and not f[
+            "at_bound"] else ""  # fmt: skip
+        if f["form"] == "power":
+            how = (" (two budgets fix no floor: a pure power law through both; a loss that saturates lies above it "
+                   "beyond them, so speedups extrapolated past the largest budget read low)")  # fmt: skip
+        out["text"] = f"At {size}: {baseline}'s final loss fits {curve} over {k} budgets{how}."
+        if f["at_bound"]:
+            out["text"] += (" The fit lies on a bound (a floor at 0, a flat curve, or beta at the end of its range): "
+                            "the budgets do not pin the curve down.")  # fmt: skip
+    if f["left_out"]:
+        out["text"] += (
+            " Left out (a seed diverged): " + ", ".join(tokens_text(x["tokens"]) for x in f["left_out"]) + "."
+        )
+    if f["noise_df"]:
+        out["text"] += (f" Seed noise: sd {f['noise_sd']:.4f} over {f['noise_df']} degrees of freedom "
+                        f"({f['noise_model']}).")  # fmt: skip
+    else:
+        out["text"] += " One seed per cell: no noise estimate, no intervals."
+    return out
+
+
+def cell_findings(c: dict[str, Any], by_arm: dict[str, Any]) -> dict[str, Any]:
+    low, high = c["ci"]
+    arm = by_arm.get(c["arm"], {})
+    return {"size": c["size"], "method": c["method"], "arm": c["arm"], "level": c["level"], "tokens": num(c["tokens"]),
+            "tokens_per_param": num(c["tokens"] / c["size"]), "flops": num(c["flops"]), "mean": num(c["mean"]),
+            "n": c["n"], "seeds": c["seeds"], "ci": [num(low), num(high)] if math.isfinite(low) else None,
+            "tuned_setting": arm.get("tuned_setting"), "judged_on": arm.get("judged_on")}  # fmt: skip
+
+
+# An interval is stated as a 95% interval where it rests on what the simulations validated (the saturating
+# fit over three or more budgets; seed noise on 8 or more degrees of freedom there: docs/conclusions.md,
+# Speedup). Refits on a bound of the curve do not count against it: such intervals covered 96% there.
+MIN_NOISE_DF = 4
+
+
+def entry_findings(e: dict[str, Any], found: dict[str, Any], baseline: str, by_arm: dict[str, Any]) -> dict[str, Any]:
+    fit = next(f for f in found["sizes"] if f["size"] == e["size"])
+    low, high = e["ci"]
+    arm = by_arm.get(e["arm"], {})
+    out = {
+        "size": e["size"], "method": e["method"], "arm": e["arm"], "level": e["level"], "tokens": num(e["tokens"]),
+        "tokens_per_param": num(e["tokens"] / e["size"]), "mean": num(e["mean"]), "n": e["n"], "seeds": e["seeds"],
+        "tuned_setting": arm.get("tuned_setting"), "judged_on": arm.get("judged_on"),
+        "d_base": num(e["d_base"]), "speedup": num(e["speedup"]), "status": e["status"],
+        "ci": [num(low), None if math.isinf(high) else num(high)] if not math.isnan(low) else None,
+        "unbounded": num(e["unbounded"]), "extrapolated": e["extrapolated"],
+        "interval_extrapolates": e["interval_extrapolates"], "trusted": False, "untrusted_why": None,
+    }  # fmt: skip
+    where = f"{e['method']} at {e['size']:,} parameters, {tokens_text(e['tokens'])} tokens"
+    if e["status"] == "diverged":
+        out["text"] = f"{where}: a seed diverged: no speedup."
+        return out
+    if e["status"] == "no fit":
+        out["text"] = f"{where}: mean loss {fmt(e['mean'])}; {baseline} has no fit at this size: no speedup."
+        return out
+    if e["status"] == "below floor":
+        out["text"] = (f"{where}: mean loss {fmt(e['mean'])} lies below {baseline}'s fitted floor E = "
+                       f"{fmt(fit['E'])}: no budget of the baseline reaches it on this fit, so no speedup is "
+                       "stated.")  # fmt: skip
+        return out
+    text = (f"{where}: mean loss {fmt(e['mean'])}; {baseline}'s fit reaches it at {tokens_text(e['d_base'])} "
+            f"tokens: speedup {times_text(e['speedup'])}")  # fmt: skip
+    if out["ci"] is None:
+        text += " (no interval: one seed per cell gives no noise estimate)"
+    else:
+        text += f", 95% interval [{times_text(low)}, {times_text(high)}]"
+        why = []
+        if fit["noise_df"] < MIN_NOISE_DF:
+            why.append(f"the seed noise rests on {fit['noise_df']} degree(s) of freedom")
+        if fit["form"] == "power":
+            why.append("two budgets fix no floor")
+        out["trusted"] = not why
+        out["untrusted_why"] = "; ".join(why) or None
+        if why:
+            text += f" (not to be trusted as a 95% interval: {'; '.join(why)})"
+    budgets = fit["budgets"]
+    if e["extrapolated"] == "beyond":
+        text += f"; extrapolated beyond {baseline}'s largest budget, {tokens_text(max(budgets))}"
+    elif e["extrapolated"] == "below":
+        text += f"; extrapolated below {baseline}'s smallest budget, {tokens_text(min(budgets))}"
+    elif e["interval_extrapolates"]:
+        text += f"; the interval reaches past {baseline}'s budgets"
+    out["text"] = text + "."
+    return out
+
+
+def trend_findings(t: dict[str, Any], baseline: str) -> dict[str, Any]:
+    low, high = t["slope_ci"]
+    out = {"method": t["method"], "level": t["level"], "sizes": t["sizes"],
+           "tokens_per_param": num(t["tokens_per_param"]),
+           "slope": num(t["slope"]), "intercept": num(t["intercept"]),
+           "slope_ci": [num(low), num(high)] if math.isfinite(low) and math.isfinite(high) else None,
+           "band": [[num(v) for v in row] for row in t["band"]], "extrapolated_points": t["extrapolated_points"],
+           "no_interval": t["no_interval"]}  # fmt: skip
+    per = 2 ** t["slope"]
+    text = (f"{t['method']} at about {t['tokens_per_param']:.0f} tokens per parameter: the speedup over {baseline} "
+            f"changes by a factor of {per:.2f} per doubling of parameters over {len(t['sizes'])} sizes")  # fmt: skip
+    if out["slope_ci"]:
+        text += f" (95% interval {2**low:.2f} to {2**high:.2f})"
+    else:
+        text += f" (no interval: {t['no_interval']})"
+    if t["extrapolated_points"]:
+        text += f"; {t['extrapolated_points']} of its points are extrapolated"
+    out["text"] = text + "."
+    return out
+
+
+def rank_findings(r: dict[str, Any]) -> dict[str, Any]:
+    pairs = []
+    for p in r["pairs"]:
+        low, high = p["ci"]
+        pairs.append({"sizes": list(p["sizes"]), "arms": p["arms"], "tau": num(p["tau"]),
+                      "ci": [num(low), num(high)] if math.isfinite(low) else None})  # fmt: skip
+    taus = ", ".join(f"{a:,} vs {b:,} parameters: tau {p['tau']:+.2f}"
+                     + (f" [{p['ci'][0]:+.2f}, {p['ci'][1]:+.2f}]" if p["ci"] else " (no interval)")
+                     for p in pairs for a, b in [p["sizes"]])  # fmt: skip
+    same = all(p["tau"] == 1 for p in pairs)
+    text = (f"Budget {r['level'] + 1} of each size: the arms' order by mean loss "
+            f"{'is the same at every size' if same else 'changes between sizes'} ({taus}).")  # fmt: skip
+    return {"level": r["level"], "order": {str(k): v for k, v in r["order"].items()}, "pairs": pairs, "text": text}
+
+
+def speedup_text(s: dict[str, Any]) -> list[str]:
+    """The section's verdict: what the speedups rest on, then per arm what they say."""
+    entries = s["entries"]
+    judged = sorted({e["judged_on"] for e in entries if e["judged_on"]})
+    lines = [f"Speedup over {s['baseline']} in tokens: the budget {s['baseline']} would need, on its fitted loss "
+             "curve, to reach each arm's mean final loss, over the tokens the arm trained on (above 1: the arm "
+             "needs fewer tokens). Budget and size are read from each run's recorded tokens and parameters "
+             f"(axes {', '.join(s['scale_axes'])})"
+             + (f"; arms judged on {' and '.join(j + ' seeds' for j in judged)}." if judged else ".")]  # fmt: skip
+    for method in s["methods"][1:]:
+        mine = [e for e in entries if e["method"] == method]
+        stated = [e for e in mine if e["speedup"] is not None]
+        if not stated:
+            lines.append(f"{method}: no speedup can be stated ({len(mine)} cell(s); see the table).")
+            continue
+        inside = [e for e in stated if e["extrapolated"] is None]
+        above = [e for e in stated if e["ci"] and e["ci"][0] > 1]
+        below = [e for e in stated if e["ci"] and e["ci"][1] is not None and e["ci"][1] < 1]
+        values = [e["speedup"] for e in inside] or [e["speedup"] for e in stated]
+        span = (f"from {min(values):.2f}x to {max(values):.2f}x over the {len(inside)} within the baseline's budgets"
+                if inside else f"{min(values):.2f}x to {max(values):.2f}x, every one extrapolated")  # fmt: skip
+        line = (f"{method}: speedups {span} ({len(stated)} of {len(mine)} stated); the interval lies wholly above 1 in "
+                f"{len(above)}, wholly below 1 in {len(below)}")  # fmt: skip
+        untrusted = [e for e in stated if e["ci"] and not e["trusted"]]
+        if untrusted:
+            line += f"; {len(untrusted)} interval(s) not to be trusted (see the table)"
+        lines.append(line + ".")
+    lines += [t["text"] for t in s["trends"]]
+    lines += [r["text"] for r in s["rank_stability"]]
+    return lines
+
+
+def speedup_cautions(s: dict[str, Any], by_arm: dict[str, Any]) -> list[str]:
+    out = []
+    arms = {c["arm"] for c in s["cells"]}
+    flagged = sorted(a for a in arms if by_arm.get(a, {}).get("edge_flags"))
+    if flagged:
+        out.append(f"{len(flagged)} of the {len(arms)} arms compared have their tuned rate at the edge of the grid "
+                   "they ran (leaderboard: Flags): an under-tuned baseline overstates every speedup against it, an "
+                   "under-tuned arm understates its own.")  # fmt: skip
+    curse = sorted(a for a in arms if by_arm.get(a, {}).get("judged_on") == "tuning")
+    if curse:
+        out.append(f"{len(curse)} arm(s) are judged on the seeds that chose their setting: their means, and the "
+                   "speedups read from them, flatter them (the winner's curse).")  # fmt: skip
+    for f in s["fits"]:
+        u = f["unequal_noise"]
+        if u:
+            out.append(f"At {f['size']:,} parameters the seeds of {u['high']} spread more than those of {u['low']} "
+                       f"(seed sd {u['sd_high']:.3f} against {u['sd_low']:.3f}; F test p = {u['p']:.2g}): the "
+                       "intervals pool one seed noise over every arm, so there they overstate the uncertainty of "
+                       "the quieter arms and understate that of the noisier one.")  # fmt: skip
+    beyond = [e for e in s["entries"] if e["extrapolated"]]
+    if beyond:
+        out.append(f"{len(beyond)} of {len(s['entries'])} speedups extrapolate the baseline's fit past the budgets it "
+                   "ran: the fit's form, not the runs, decides them.")  # fmt: skip
+    return out
+
+
+# -- learning-rate sensitivity ---------------------------------------------------------------------------
+
+LR_KEY = "optimizer.lr"
+
+
+def lr_findings(suite: Any, frame: pd.DataFrame, runs_of: dict[str, Any]) -> dict[str, Any] | None:
+    """Mean loss against learning rate per arm (the arm without its rate), over the seeds that tuned it (the
+    confirming seeds ran one rate only), with the leaderboard's Student-t interval; and how wide a contiguous
+    range of rates around the best lies within bench.scaling.LR_TOLERANCE of the best mean. None unless some
+    arm ran two or more rates."""
+    from bench.scaling import LR_TOLERANCE, robust_range
+
+    rows = frame[frame["status"].isin(FINISHED) & frame["run_hash"].isin(runs_of)]
+    if rows.empty:
+        return None
+    tune = tuple(dict.fromkeys([*suite.tune, LR_KEY]))
+    lines: dict[str, dict[float, list[float]]] = {}
+    for h, value in zip(rows["run_hash"], rows["value"], strict=True):
+        run = runs_of[h]
+        lr = run.config.optimizer.params.get("lr") if hasattr(run.config.optimizer, "params") else None
+        if lr is None:
+            continue
+        line = ", ".join(f"{k}={v}" for k, v in suite.untuned_parts(run, tune).items()) or "all"
+        lines.setdefault(line, {}).setdefault(float(lr), []).append(float(value))
+    lines = {k: v for k, v in lines.items() if len(v) >= 2}
+    if not lines:
+        return None
+    arms = []
+    for line, by_rate in lines.items():
+        rates = sorted(by_rate)
+        means = [float(np.mean(by_rate[r])) for r in rates]
+        robust = robust_range(rates, means, LR_TOLERANCE)
+        points = []
+        for r, m, inside in zip(rates, means, robust["within"], strict=True):
+            low, high = mean_ci(by_rate[r])
+            points.append({"lr": r, "mean": num(m), "n": len(by_rate[r]), "within": inside,
+                           "ci": [num(low), num(high)] if math.isfinite(low) else None})  # fmt: skip
+        entry = {"arm": line, "points": points, "best_lr": robust["best"], "low": robust["low"],
+                 "high": robust["high"], "width_decades": num(robust["width"]), "open_low": robust["open_low"],
+                 "open_high": robust["open_high"], "limit": num(robust.get("limit"))}  # fmt: skip
+        entry["best_mean"] = num(min((m for m in means if math.isfinite(m)), default=math.nan))
+        entry["text"] = robust_text(entry, LR_TOLERANCE)
+        arms.append(entry)
+    return {
+        "setting": LR_KEY,
+        "tolerance": LR_TOLERANCE,
+        "tolerance_kind": "relative: mean loss at most (1 + tolerance) x the arm's best mean",
+        "seeds": "the seeds that tuned each arm (its confirming seeds ran one rate only)",
+        "arms": arms,
+        "text": (f"How forgiving each arm is of its learning rate: the width, in decades, of the contiguous run of "
+                 f"rates around its best whose mean {suite.metric} lies within {LR_TOLERANCE:.0%} of the best mean. "
+                 "A width that reaches an end of the rates tried is a lower bound (marked at least)."),
+    }  # fmt: skip
+
+
+def robust_text(e: dict[str, Any], tolerance: float) -> str:
+    if e["best_lr"] is None:
+        return f"{e['arm']}: no rate has a finite mean."
+    text = f"{e['arm']}: best rate {label(e['best_lr'])} (mean {fmt(e['best_mean'])}); "
+    if e["low"] == e["high"]:
+        text += f"no other rate tried lies within {tolerance:.0%} of it: width 0 decades at this grid's resolution"
+    else:
+        least = "at least " if e["open_low"] or e["open_high"] else ""
+        ends = [side for side, hit in (("smallest", e["open_low"]), ("largest", e["open_high"])) if hit]
+        text += (f"rates {label(e['low'])} to {label(e['high'])} lie within {tolerance:.0%}: {least}"
+                 f"{e['width_decades']:.2f} decades")  # fmt: skip
+        if ends:
+            text += f" (the range reaches the {' and '.join(ends)} rate tried)"
+    return text + "."
 
 
 def dumps(conclusions: dict[str, Any]) -> str:

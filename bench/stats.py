@@ -119,11 +119,19 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def paired_comparisons(frame: pd.DataFrame, baseline: str, by: str = "arm", value: str = "value") -> pd.DataFrame:
+def paired_comparisons(
+    frame: pd.DataFrame,
+    baseline: str,
+    by: str = "arm",
+    value: str = "value",
+    baselines: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """Each arm against the baseline over matching seeds (same data order): mean difference with its 95%
     Student-t interval, paired t-test, Holm-adjusted p, the paired effect size d = mean(diff) / sd(diff) with
     its 95% noncentral-t interval, and a verdict ('better', 'worse', 'not distinguishable' by the Holm p;
-    'not tested' below MIN_SEEDS_FOR_CI finite pairs, where p, d and the intervals stay NaN)."""
+    'not tested' below MIN_SEEDS_FOR_CI finite pairs, where p, d and the intervals stay NaN). `baselines`
+    (arm -> its baseline arm) gives each arm a baseline of its own: arms it does not list are not compared.
+    The `baseline` column names the arm each row was compared with."""
     groups, status, values = _groups(frame, by, value)
     seeds = frame["seed"].to_numpy(dtype=object)
     finished_mask = np.isin(status, FINISHED)
@@ -132,18 +140,19 @@ def paired_comparisons(frame: pd.DataFrame, baseline: str, by: str = "arm", valu
         kept = idx[finished_mask[idx]]
         return dict(zip(seeds[kept], values[kept], strict=True))
 
-    base = by_seed(groups.get(baseline, np.array([], dtype=int)))
+    base_of = baselines if baselines is not None else {arm: baseline for arm in groups if arm != baseline}
     rows = []
     for arm, idx in groups.items():
-        if arm == baseline:
+        if arm not in base_of:
             continue
+        base = by_seed(groups.get(base_of[arm], np.array([], dtype=int)))
         other = by_seed(idx)
         common = sorted(set(base) & set(other))
         with np.errstate(invalid="ignore"):  # both diverged: inf - inf is NaN, dropped as not finite
             diff = np.array([other[s] - base[s] for s in common], dtype=float)
-        row = {by: arm, **paired_difference(diff)}
+        row = {by: arm, "baseline": base_of[arm], **paired_difference(diff)}
         rows.append(row)
-    columns = [by, "pairs", "mean_diff", "diff_low", "diff_high", "p", "effect_size", "d_low", "d_high"]
+    columns = [by, "baseline", "pairs", "mean_diff", "diff_low", "diff_high", "p", "effect_size", "d_low", "d_high"]
     table = pd.DataFrame(rows, columns=columns)
     tested = table["p"].notna()
     table["p_holm"] = math.nan

@@ -83,7 +83,9 @@ SUITE = Table(
                       item=Param(str, None, "axis name")),
         "max_runs": Param(int, None, "At most this many runs: a seeded sample of whole configurations, each with "
                           "all its seeds (a grid too large to run whole).", low=1, optional=True),
-        "baseline": Param(str, None, "The arm every other arm is compared with, as the report labels it "
+        "baseline": Param(str, None, "The arm every other arm is compared with, as the report labels it, or the "
+                          "key=value parts that set it apart (optimizer=adamw): every arm holding those parts is a "
+                          "baseline arm, and each other arm is compared with the one that shares its other parts "
                           "(default: the first arm).", optional=True),
         "confirm_seeds": Either(
             (Param(int, None, "a count of fresh seeds", low=0, high=100), Param(list, None, item=SEED, unique=True)),
@@ -248,7 +250,7 @@ class Suite:
         arms = self.arm_labels()
         try:
             SUITE.keys["baseline"].check(baseline, key)
-            if baseline not in arms:
+            if not matching_arms(baseline, arms):
                 raise ConfigError(key, f"{baseline!r} is no arm of the suite{closest(baseline, arms)}")
         except ConfigError as e:
             shown = ", ".join(f"'{a}'" for a in arms[:8]) + (", ..." if len(arms) > 8 else "")
@@ -365,16 +367,31 @@ class Suite:
 
     def untuned_label(self, run: Run) -> str:
         """The run's arm without the tuned settings: what a report ranks when each arm gets its best tune."""
-        parts = []
+        parts = self.untuned_parts(run)
+        return ", ".join(f"{k}={v}" for k, v in parts.items()) or ("base" if self.design == "ablation" else "all")
+
+    def untuned_parts(self, run: Run, tune: tuple[str, ...] | None = None) -> dict[str, str]:
+        """The run's axis labels without the tuned settings (axis -> label), in the axes' order; `tune`: other
+        settings to leave out instead (('optimizer.lr',): the arm as a line across its learning rates)."""
+        tune = self.tune if tune is None else tune
+        parts = {}
         for key in self.axes:
-            if key not in run.values or key in self.tune:
+            if key not in run.values or key in tune:
                 continue
             value = run.values[key]
-            inner = [t.split(".", 1)[1] for t in self.tune if t.startswith(key + ".") and t not in self.axes]
+            inner = [t.split(".", 1)[1] for t in tune if t.startswith(key + ".") and t not in self.axes]
             if inner and isinstance(value, Mapping):
                 value = {k: v for k, v in value.items() if k not in inner}
-            parts.append(f"{key}={self.axis_label(key, value)}")
-        return ", ".join(parts) or ("base" if self.design == "ablation" else "all")
+            parts[key] = self.axis_label(key, value)
+        return parts
+
+    def arm_parts(self, run: Run) -> dict[str, str]:
+        """The parts of the arm a report ranks the run under (axis -> label)."""
+        return self.untuned_parts(run) if self.tune else dict(run.arm)
+
+    def baseline_arms(self) -> list[str]:
+        """The arms the suite's `baseline` names (matching_arms), in the order of its runs; [] without one."""
+        return matching_arms(self.baseline, self.arm_labels()) if self.baseline else []
 
     def tuned_label(self, run: Run) -> str:
         """The run's tuned settings alone ('optimizer.lr=0.003'): what the report shows as an arm's best."""
@@ -476,6 +493,40 @@ def expand(combo: Mapping[str, Any]) -> dict[str, Any]:
         else:
             fields[key] = value
     return {k: fields[k] for k in sorted(fields, key=lambda k: k.count("."))}
+
+
+def label_parts(label: str) -> dict[str, str]:
+    """An arm label's key=value parts ('optimizer=adamw, scale={model.n_embd=32, tokens=600000}' -> two), split
+    at the commas between parts, not those inside a value's parentheses, braces or brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(label):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if depth == 0 and label.startswith(", ", i):
+            parts.append(label[start:i])
+            start = i + 2
+    parts.append(label[start:])
+    out = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        out[key] = value if sep else None
+    return out
+
+
+def matching_arms(baseline: str, arms: list[str]) -> list[str]:
+    """The arms a baseline names: the arm of that label, else the arms holding every key=value part it gives.
+    A part matches its value exactly, or names the entry of a value with parameters (optimizer=adamw matches
+    optimizer=adamw(lr=0.003)) where no arm holds it exactly."""
+    if baseline in arms:
+        return [baseline]
+    wanted = label_parts(baseline)
+    if any(v is None for v in wanted.values()):
+        return []
+    parts = {a: label_parts(a) for a in arms}
+    exact = [a for a in arms if all(parts[a].get(k) == v for k, v in wanted.items())]
+    if exact:
+        return exact
+    return [a for a in arms if all(str(parts[a].get(k)).startswith(v + "(") for k, v in wanted.items())]
 
 
 def ordered_axes(axes: Mapping[str, Any]) -> list[str]:

@@ -6,9 +6,10 @@ through Optuna's ask and tell, as a search stores them.
 
 Known truth: `truth(run) -> (mean, sd)` sets each run's final metric as mean + a shift shared by every arm
 on the same seed (N(0, seed_sd): the same data order moves every arm alike, which paired tests remove) +
-the run's own noise N(0, sd). Timings get a run-to-run factor exp(N(0, time_sd)), as a loaded machine gives
-identical runs. `fabricate_frame` builds the same rows as `load_results` without a store, for simulations
-and properties that need thousands of suites.
+the run's own noise N(0, sd); `power_law_truth` gives a known loss against budget and a known speedup.
+Timings get a run-to-run factor exp(N(0, time_sd)), as a loaded machine gives identical runs.
+`fabricate_frame` builds the same rows as `load_results` without a store, for simulations and properties
+that need thousands of suites.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.codec import record_attrs
+from bench.flops import step_flops
 from bench.labels import label
 from bench.store import Store
 from bench.suite import Suite
@@ -28,6 +30,31 @@ ENV = {"optbench": "0.1.0", "commit": "fabricated", "torch": "x", "device": "cpu
 
 
 Truth = Callable[[Any], tuple[float, float]]
+VOCAB = 65  # tinyshakespeare's characters: what a made-up run's parameters and FLOPs are counted with
+
+
+def params_of(cfg) -> int:
+    """The GPT's parameters (tied embeddings, learned positions, no biases; LayerNorms left out)."""
+    m = cfg.model
+    return 12 * m["n_layer"] * m["n_embd"] ** 2 + m["n_embd"] * (VOCAB + m["block_size"])
+
+
+def budget_of(cfg) -> int:
+    """The tokens a run of `cfg` trains on (whole steps)."""
+    return cfg.total_steps * cfg.tokens_per_step
+
+
+def power_law_truth(speedup: Callable[[Any], float], sd: float, floor: Callable[[int], float] = lambda n: 1.5,
+                    scale: float = 0.5, beta: float = 0.35, d0: float = 1e6) -> Truth:  # fmt: skip
+    """Known loss against budget and known speedups: a run of n parameters and D tokens ends at
+    floor(n) + scale * (c D / d0)^-beta on average, c = speedup(run) (1 for the baseline), so an arm with c
+    reaches any loss with c times fewer tokens than the baseline: its speedup is c at every budget."""
+
+    def truth(run: Any) -> tuple[float, float]:
+        cfg = run.config
+        return floor(params_of(cfg)) + scale * (speedup(run) * budget_of(cfg) / d0) ** -beta, sd
+
+    return truth
 
 
 def record(cfg, status: str, rng: random.Random, level: float, target: float | None, sd: float = 0.02,
@@ -51,11 +78,11 @@ def record(cfg, status: str, rng: random.Random, level: float, target: float | N
         final_val_loss=val[-1] if finished else None, best_val_loss=min(val) if finished else None,
         loss_floor=1.0, steps=stop, tokens=stop * cfg.tokens_per_step, wall_time=stop / 100 * slow,
         train_time=stop / 110 * slow, cpu_time=stop / 120, tokens_per_second=1e5 / slow, peak_memory_mb=300.0,
-        n_params=100_000, target=target, target_step=reached,
+        n_params=params_of(cfg), target=target, target_step=reached,
         target_tokens=reached and reached * cfg.tokens_per_step, target_time=reached and reached / 110 * slow,
         curves={"train_loss": train_loss, "grad_norm": [1.0] * stop, "lr": [1e-3] * stop,
                 "val_step": val_steps, "val_loss": val if status != "diverged" else [None] * len(val)},
-        env=ENV,
+        env={**ENV, "step_flops": step_flops(cfg, VOCAB)},
     )  # fmt: skip
 
 
@@ -121,24 +148,28 @@ def fabricate_frame(suite: Suite, truth: Truth, rng: Any, seed_sd: float = 0.0,
                     status: Callable[[Any], str] | None = None,
                     shifts: dict[int, float] | None = None) -> Any:  # fmt: skip
     """The rows `load_results` gives for the suite's runs, each run's value mean + seed shift + noise
-    (truth(run) = (mean, sd)), without a store and without curves: for simulations over many suites.
+    (truth(run) = (mean, sd)), with its recorded tokens, steps, parameters and step FLOPs, without a store
+    and without curves: for simulations over many suites.
     `rng`: a numpy Generator. `status(run)` may make a run diverge ('diverged', value inf) or fail.
     `shifts`: each seed's shift, given (two frames of the same seeds share their data order), else drawn."""
     import pandas as pd
 
     runs = suite.__dict__.get("_fabricated_hashes")
     if runs is None:  # a run's hash costs a config's JSON and digest: once per suite, not once per draw
-        runs = [(run, run.hash) for run in suite.runs()]
+        runs = [(run, run.hash, {"tokens": budget_of(run.config), "steps": run.config.total_steps,
+                                 "n_params": params_of(run.config),
+                                 "env": {"step_flops": step_flops(run.config, VOCAB)}, "stage": run.stage})
+                for run in suite.runs()]  # fmt: skip
         object.__setattr__(suite, "_fabricated_hashes", runs)
     if shifts is None:
         shifts = {s: rng.normal(0, seed_sd) if seed_sd else 0.0 for s in suite.seeds}
     rows = []
-    for run, run_hash in runs:
+    for run, run_hash, recorded in runs:
         mean, sd = truth(run)
         st = status(run) if status else "complete"
         value = {"complete": mean + shifts[run.seed] + rng.normal(0, sd), "diverged": math.inf}.get(st)
         rows.append({"run_hash": run_hash, "seed": run.seed, "arm": run.arm_label, "status": st, "value": value,
-                     **{f"arm.{k}": v for k, v in run.arm.items()}})  # fmt: skip
+                     **recorded, **{f"arm.{k}": v for k, v in run.arm.items()}})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -502,6 +502,32 @@ def test_heatmaps_list_numeric_values_by_number():
     assert table.loc["none", "0"] == 2.2
 
 
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(widths=st.lists(st.integers(8, 64), min_size=1, max_size=3, unique=True),
+       budgets=st.lists(st.integers(1, 9), min_size=1, max_size=3, unique=True),
+       optimizers=st.lists(st.sampled_from(["adamw", "muon", "lion"]), min_size=1, max_size=3,
+                           unique=True))  # fmt: skip
+def test_figure_labels_keep_only_what_tells_arms_apart(widths, budgets, optimizers):
+    """Arms of a joint scale axis whose warmup follows its budget, every optimizer with the same weight decay:
+    the figures' labels stay distinct and name the optimizer (where it varies), the width and the budget
+    (where they vary), never the shared weight decay or the warmup the budget already sets."""
+    from bench.report.figures import short_labels
+
+    arms = [f"optimizer={o}(weight_decay=0.1), scale={{model.n_embd={w}, tokens={b}000, schedule.warmup={b}}}"
+            for o in optimizers for w in widths for b in budgets]  # fmt: skip
+    if len(arms) == 1:  # nothing tells one arm apart: it keeps its label
+        assert short_labels(arms) == {arms[0]: arms[0]}
+        return
+    short = short_labels(arms)
+    assert len(set(short.values())) == len(arms)
+    for arm, text in short.items():
+        o, w, b = re.search(r"optimizer=(\w+).*n_embd=(\d+), tokens=(\d+)", arm).groups()
+        assert "weight_decay" not in text and "warmup" not in text
+        assert (f"optimizer={o}" in text) == (len(optimizers) > 1)
+        assert (f"n_embd={w}" in text) == (len(widths) > 1)
+        assert (f"tokens={b}" in text) == (len(budgets) > 1)
+
+
 @given(st.lists(st.lists(st.sampled_from(["lr=0.009: extended", "lr=0.001: refined", "lr=0.3: extended"]),
                          unique=True, max_size=3), max_size=6))  # fmt: skip
 def test_what_the_protocol_added_is_one_line_per_set_of_arms_with_the_same_additions(additions):

@@ -33,6 +33,8 @@ __all__ = ["SECTIONS", "baseline_arm", "build_report", "conclusions_path", "defa
 SECTIONS = [
     ("leaderboard", "Leaderboard"),
     ("comparisons", "Paired comparisons"),
+    ("speedup", "Speedup"),
+    ("sensitivity", "Learning rate"),
     ("effects", "Main effects"),
     ("interactions", "Interactions"),
     ("curves", "Loss curves"),
@@ -167,6 +169,9 @@ def render(
         "interactions": [(a, b, figures.interaction(effect_frame, a, b, metric, heat_scale)) for a, b in pairs],
         "interactions_note": INTERACTIONS_NOTE.get(design, "Interactions need two or more axes."),
         "curves": figures.curves(ranked_frame, curve_arms(c), floor),
+        "all_curves": {
+            x: figures.all_curves(ranked_frame, [a["arm"] for a in c["arms"]], x, floor) for x in ("step", "tokens")
+        },
         "stability": figures.stability(views),
         "status_counts": status_counts(frame),
         "floor": floor,
@@ -187,6 +192,8 @@ def render(
     }
     if suite.target is not None and c["timing"] is not None:
         context.update(target_context(ranked_frame, c["timing"]))
+    context.update(speedup_context(c["speedup"]))
+    context.update(sensitivity_context(c["lr_sensitivity"]))
     context.update(kernels_context(frame))
     no_sample = {"sample": None, "sample_note": "Sampling was turned off (--no-sample)."}
     context.update(sample_context(ranked_frame, best["arm"]) if sample and best else no_sample)
@@ -505,12 +512,115 @@ def curve_arms(c: dict[str, Any]) -> dict[str, str]:
     if not arms:
         return {}
     out = {"best": arms[0]["arm"]}
-    if c["baseline"] and c["baseline"] not in out.values():
-        out["baseline"] = c["baseline"]
+    rows = {r["arm"]: r for r in c["comparisons"]["rows"]}
+    # where the baseline names several arms: the one the best arm was compared with
+    baseline = rows[arms[0]["arm"]]["baseline"] if arms[0]["arm"] in rows else c["baseline"]
+    if baseline and baseline in {a["arm"] for a in arms} and baseline not in out.values():
+        out["baseline"] = baseline
     finite = [a for a in arms if a["mean"] is not None]
     if finite and finite[-1]["arm"] not in out.values():
         out["worst"] = finite[-1]["arm"]
     return out
+
+
+def speedup_context(sp: dict[str, Any] | None) -> dict[str, Any]:
+    """The conclusions' speedups as tables and figures (every number from the conclusions)."""
+    from markupsafe import Markup
+
+    from bench.conclusions import fmt, times_text, tokens_text
+    from bench.report import figures
+
+    if sp is None:
+        return {"speedup": None}
+    fits = pd.DataFrame({
+        "Size (parameters)": [f"{f['size']:,}" for f in sp["fits"]],
+        "Form": [f["form"] for f in sp["fits"]],
+        "E": [fmt(f["E"]) for f in sp["fits"]],
+        "B": [fmt(f["B"]) for f in sp["fits"]],
+        "beta": [fmt(f["beta"], 3) for f in sp["fits"]],
+        "d_ref (tokens)": [tokens_text(f["d_ref"]) for f in sp["fits"]],
+        "Budgets (tokens)": [", ".join(tokens_text(t) for t in f["budgets"]) for f in sp["fits"]],
+        "Seed noise sd (df)": [f"{fmt(f['noise_sd'])} ({f['noise_df']})" if f["noise_df"] else "–" for f in sp["fits"]],
+        "Refits on a bound": [f"{f['draws_at_bound']:.0%}" if f["draws_at_bound"] is not None else "–"
+                              for f in sp["fits"]],
+    })  # fmt: skip
+    entries = sp["entries"]
+
+    def note(e: dict[str, Any]) -> str:
+        parts = []
+        if e["status"] == "below floor":
+            parts.append("below the baseline's fitted floor: no speedup")
+        elif e["status"] == "no fit":
+            parts.append("no fit at this size")
+        elif e["status"] == "diverged":
+            parts.append("a seed diverged")
+        if e["extrapolated"] == "beyond":
+            parts.append("extrapolated beyond the baseline's largest budget")
+        elif e["extrapolated"] == "below":
+            parts.append("extrapolated below the baseline's smallest budget")
+        elif e["interval_extrapolates"]:
+            parts.append("interval reaches past the baseline's budgets")
+        if e["untrusted_why"]:
+            parts.append(f"interval not to be trusted: {e['untrusted_why']}")
+        return "; ".join(parts)
+
+    def ci(e: dict[str, Any]) -> str:
+        if e["ci"] is None:
+            return "–" if e["speedup"] is None else "no interval"
+        return f"[{times_text(e['ci'][0])}, {times_text(e['ci'][1])}]"
+
+    table = pd.DataFrame({
+        "Size": [f"{e['size']:,}" for e in entries],
+        "Arm": [e["method"] for e in entries],
+        "Tokens": [tokens_text(e["tokens"]) for e in entries],
+        "Tokens per parameter": [f"{e['tokens_per_param']:.1f}" for e in entries],
+        "Setting": [e["tuned_setting"] or "" for e in entries],
+        "Mean loss": [fmt(e["mean"]) for e in entries],
+        "Baseline's tokens to reach it": [tokens_text(e["d_base"]) for e in entries],
+        "Speedup": [times_text(e["speedup"]) if e["speedup"] is not None else "–" for e in entries],
+        "95% interval": [ci(e) for e in entries],
+        "Note": [note(e) for e in entries],
+    })  # fmt: skip
+    styler = lambda t, uid: (t.style.set_uuid(uid).hide(axis="index")  # noqa: E731
+                             .map(lambda v: "white-space: nowrap", subset=[c for c in t.columns
+                                                                           if c in ("95% interval", "Tokens")])
+                             .map(lambda v: "text-align: left; color: #9a3412" if v else "",
+                                  subset=[c for c in t.columns if c == "Note"]))  # fmt: skip
+    return {
+        "speedup": sp,
+        "speedup_fits_table": Markup(styler(fits, "fits").to_html()),
+        "speedup_table": Markup(styler(table, "speedup").to_html()) if entries else None,
+        "speedup_fits": figures.speedup_fits(sp) if sp["fits"] else None,
+        "speedup_chart": figures.speedup_chart(sp) if any(e["speedup"] is not None for e in entries) else None,
+        "speedup_trends": figures.speedup_trends(sp),
+        "scaling_losses": figures.scaling_losses(sp),
+        "rank_chart": figures.rank_chart(sp),
+    }
+
+
+def sensitivity_context(lr: dict[str, Any] | None) -> dict[str, Any]:
+    """The conclusions' loss against learning rate and each arm's range of good rates."""
+    from markupsafe import Markup
+
+    from bench.conclusions import fmt
+    from bench.report import figures
+
+    if lr is None:
+        return {"lr": None}
+    arms = lr["arms"]
+    table = pd.DataFrame({
+        "Arm": [a["arm"] for a in arms],
+        "Rates tried": [len(a["points"]) for a in arms],
+        "Best rate": [label(a["best_lr"]) if a["best_lr"] is not None else "–" for a in arms],
+        "Best mean": [fmt(a["best_mean"]) for a in arms],
+        f"Rates within {lr['tolerance']:.0%}": [f"{label(a['low'])} to {label(a['high'])}" if a["low"] is not None
+                                               else "–" for a in arms],
+        "Width (decades)": [("at least " if a["open_low"] or a["open_high"] else "") + f"{a['width_decades']:.2f}"
+                            if a["width_decades"] is not None else "–" for a in arms],
+    })  # fmt: skip
+    styler = table.style.set_uuid("robustness").hide(axis="index")
+    return {"lr": lr, "robustness_table": Markup(styler.to_html()), "lr_figure": figures.lr_sensitivity(lr),
+            "robustness_figure": figures.lr_robustness(lr)}  # fmt: skip
 
 
 def target_context(frame: pd.DataFrame, timing: dict[str, Any]) -> dict[str, Any]:
