@@ -7,16 +7,16 @@ finishes as the best of its suite so far.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench import faults, settings
 from bench.files import atomic_path
 
 
 def results_dir() -> Path:
-    return Path(os.environ.get("OPTBENCH_RESULTS_DIR", "results"))
+    return settings.get("OPTBENCH_RESULTS_DIR")
 
 
 def kernels_storage() -> Path:
@@ -50,8 +50,9 @@ def save_checkpoint(run_hash: str, model: Any) -> Path:
 
     path = checkpoint_path(run_hash)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"gpt_config": asdict(model.config), "state_dict": state}, tmp)
+    # any error of torch.save is the write's: on a full disk it raises RuntimeError, not OSError
+    with atomic_path(path, library=True) as tmp, open(tmp, "wb") as f:
+        torch.save({"gpt_config": asdict(model.config), "state_dict": state}, faults.stream(f, "checkpoint"))
     return path
 
 

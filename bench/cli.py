@@ -1,4 +1,7 @@
-"""`optbench` subcommands. Exit codes: 0 done, 1 a failure while running, 2 bad input.
+"""`optbench` subcommands. Exit codes (README, "Exit codes"): 0 done, everything asked for; 1 a run failed while
+training; 2 bad input or a write that failed (one line, naming the file, key, flag or variable); 3 runs that
+did not run to the end for a reason outside them (a worker died, the database stayed away, others still hold
+them); 130 stopped by Ctrl-C or SIGTERM.
 
 Heavy imports (torch, rich) happen inside the commands that need them, so `--help` and `list` are quick.
 """
@@ -16,8 +19,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from bench.checkpoint import kernels_storage, latest_kernels_path, legacy_kernels_path
+from bench.errors import StoreUnreachable
 from bench.files import atomic_path, check_output_path
 from bench.registry import ConfigError
+
+EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# Commands that read what the store holds and never train: they run no code a suite file brings (README, Security)
+READ_ONLY = ("results", "report", "doctor")
 
 
 def registries() -> dict[str, Any]:
@@ -286,7 +294,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         path = build_report(suite, args.storage, sample=not args.no_sample)
         print(f"report: {path}", file=sys.stderr)
-    return 1 if summary.failures else 0
+    if summary.complete:
+        return EXIT_DONE
+    say_unfinished(f"{len(summary.unfinished)} of {summary.total} runs did not finish", summary.unfinished,
+                   f"`optbench results {args.suite}` lists them; the same command runs them again")  # fmt: skip
+    return EXIT_FAILED if summary.counts.get("failed") else EXIT_INCOMPLETE
+
+
+def say_unfinished(what: str, items: list[str], after: str, shown: int = 3) -> None:
+    """One line: what did not finish and why, the first few named."""
+    named = "; ".join(items[:shown]) + (f"; and {len(items) - shown} more" if len(items) > shown else "")
+    print(f"optbench: {what}: {named}; {after}", file=sys.stderr)
 
 
 def store_to_read(storage: str | None) -> bool:
@@ -303,6 +321,29 @@ def store_to_read(storage: str | None) -> bool:
     return True
 
 
+def suite_to_read(path: str, storage: str | None) -> Any:
+    """A suite file parsed for reading its results, its outside entries stood in for by what the store
+    recorded of them (bench.standin): none of its plugins or class_path modules is run."""
+    from bench import standin
+    from bench.runfile import read_toml
+    from bench.store import NoStore, Store, search_study_names
+    from bench.suite import Suite
+
+    doc = read_toml(path)
+    meta = doc.get("suite")
+    name = meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else Path(path).stem
+    try:
+        store = Store.open(storage, create=False)
+    except NoStore:
+        store = None  # said by store_to_read, after the suite is known good
+    if store is not None:
+        for study_name in [name, *search_study_names(name, storage)]:
+            study = store.existing_study(study_name)
+            if study is not None:
+                standin.record(study.user_attrs.get("entries") or {})
+    return Suite.load(path)
+
+
 def no_results_yet(suite: Any) -> str:
     from bench.store import default_storage_url
 
@@ -311,9 +352,8 @@ def no_results_yet(suite: Any) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report, default_report_path
-    from bench.suite import Suite
 
-    suite = Suite.load(args.suite)
+    suite = suite_to_read(args.suite, args.storage)
     if args.baseline is not None:
         suite = suite.with_baseline(args.baseline)
     check_output_path(args.out or default_report_path(suite), "--out" if args.out else "reports")
@@ -501,7 +541,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         from bench.report import build_report
 
         print(f"report: {build_report(suite, args.storage)}", file=sys.stderr)
-    return 0
+    short = [s for s in (search.shortfall(plan, study) for _, study in studies) if s]
+    if not short:
+        return EXIT_DONE
+    say_unfinished("the search did not finish", [why for why, _ in short], "the same command resumes it")
+    return EXIT_FAILED if any(failed for _, failed in short) else EXIT_INCOMPLETE
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -510,9 +554,8 @@ def cmd_results(args: argparse.Namespace) -> int:
     from bench.frame import concat
     from bench.results import suite_results
     from bench.store import load_results, search_study_names
-    from bench.suite import Suite
 
-    suite = Suite.load(args.suite)
+    suite = suite_to_read(args.suite, args.storage)
     if not store_to_read(args.storage):  # exit 0, as for an empty store
         print(no_results_yet(suite), file=sys.stderr)
         return 0
@@ -548,7 +591,13 @@ def cmd_results(args: argparse.Namespace) -> int:
         print(used, file=sys.stderr)
     frame = frame.drop(columns=[c for c in frame.columns if c == "config" or c.startswith("env.")])
     if args.format == "csv":
-        frame.to_csv(sys.stdout, index=False)
+        from bench.labels import spreadsheet_safe
+
+        safe = frame.rename(columns=spreadsheet_safe)
+        for column in safe.columns:
+            if not pd.api.types.is_numeric_dtype(safe[column]):  # text cells only: -0.5 stays a number
+                safe[column] = safe[column].map(spreadsheet_safe)
+        safe.to_csv(sys.stdout, index=False, lineterminator="\r\n")  # RFC 4180: a cell holding CR is quoted
     elif args.format == "json":
         print(frame.to_json(orient="records", indent=1, date_format="iso"))
     else:
@@ -858,18 +907,26 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from bench import plugins
+        from bench import plugins, settings
 
+        settings.check_all()  # a bad OPTBENCH_* variable is bad input before anything runs
+        if args.command in READ_ONLY:
+            from bench import standin
+
+            standin.reading()  # no plugin or class_path code runs in a command that only reads
         plugins.load_installed()
         if getattr(args, "plugin", None):
             plugins.load_cli(args.plugin)
         return args.func(args)
     except ConfigError as e:
         print(f"optbench: error: {e.format()}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("optbench: interrupted; finished runs are kept, the same command resumes", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except StoreUnreachable as e:  # reached before, then away past OPTBENCH_DB_RETRY: not bad input
+        print(f"optbench: {e}; finished runs are kept, the same command resumes", file=sys.stderr)
+        return EXIT_INCOMPLETE
     except BrokenPipeError:  # e.g. `optbench list | head`
         return 0
     except OSError as e:  # a full disk or a read-only folder while writing a report or a checkpoint
@@ -880,6 +937,10 @@ def run_command(argv: list[str] | None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"optbench: error: cannot write {where}{e.strerror}; the results store keeps every run", file=sys.stderr)
         return 2
+    finally:
+        from bench import standin
+
+        standin.done_reading()
 
 
 if __name__ == "__main__":

@@ -125,28 +125,59 @@ def write_result(
         storage.set_trial_state_values(trial_id, TrialState.COMPLETE, values)
 
 
+def late_trial(claim: Any, record: Any, values: list[float] | None, attrs: dict[str, Any] | None = None) -> Any:
+    """A finished result whose claim (a FrozenTrial) was failed before the result could be stored (its
+    worker was cut off from the database), as a trial of its own: the claim's parameters and attributes,
+    the record, its state and values as write_result would have stored them."""
+    import optuna
+    from optuna.trial import TrialState
+
+    state = {Status.FAILED: TrialState.FAIL, Status.PRUNED: TrialState.PRUNED}.get(record.status, TrialState.COMPLETE)
+    curve = zip(record.curves.get("val_step", []), record.curves.get("val_loss", []), strict=False)
+    return optuna.trial.create_trial(
+        state=state, values=values if state == TrialState.COMPLETE else None, params=claim.params,
+        distributions=claim.distributions, user_attrs={**claim.user_attrs, **record_attrs(record), **(attrs or {})},
+        intermediate_values={s: v for s, v in curve if v is not None and math.isfinite(v)},
+    )  # fmt: skip
+
+
 def metric_value(record: Any, metric_field: str) -> float:
     """The value a trial is ranked by: the record's metric, infinite where the run has none (diverged)."""
     value = getattr(record, metric_field) if not isinstance(record, dict) else record.get(metric_field)
     return float(value) if value is not None else math.inf
 
 
-def write_interrupted(storage: Any, trial_id: int) -> None:
-    """A claim whose training was stopped: FAIL with status interrupted (claimable again)."""
+def write_interrupted(storage: Any, trial_id: int, why: str | None = None, died: bool = False) -> None:
+    """A claim whose training was stopped (Ctrl-C, SIGTERM), or whose worker died (`died`): FAIL with status
+    interrupted and, as its `error`, `why` (claimable again; see bench.runner for how often after deaths).
+    Nothing when the trial was settled meanwhile."""
+    import optuna
     from optuna.trial import TrialState
 
-    storage.set_trial_user_attr(trial_id, "status", Status.INTERRUPTED.value)
-    storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    try:
+        if why:
+            storage.set_trial_user_attr(trial_id, "error", why)
+        if died:
+            storage.set_trial_user_attr(trial_id, "worker_died", True)
+        storage.set_trial_user_attr(trial_id, "status", Status.INTERRUPTED.value)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # finished, or failed as stale by another worker: settled either way
 
 
-def write_stale(storage: Any, trial_id: int) -> None:
-    """A claim whose worker is gone: FAIL without a status, read as interrupted (claimable again)."""
+def write_stale(storage: Any, trial_id: int, died: str | None = None) -> None:
+    """A claim whose worker is gone: FAIL without a status, read as interrupted (claimable again). `died`:
+    why, where its worker is certainly dead (its process gone), so that the claim counts as a worker's death
+    whoever notices it first (bench.runner bounds those per run)."""
     import contextlib
 
     import optuna
     from optuna.trial import TrialState
 
     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        if died:  # before the state: a finished trial takes no attributes
+            storage.set_trial_user_attr(trial_id, "error", died)
+            storage.set_trial_user_attr(trial_id, "worker_died", True)
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
 
@@ -247,6 +278,17 @@ def fit_params(params: dict[str, tuple[Any, Any]], trials: list) -> dict[str, tu
                 candidate = f"{name} #{n}"
         out[candidate] = (value, dist)
     return out
+
+
+def record_entries(study: Any, configs: list[Any]) -> None:
+    """What reading a study's results needs of the entries that plugins and class_paths define (bench.standin),
+    added to what the study holds (written again only when it grows)."""
+    from bench.plugins import outside_entries
+
+    held = study.user_attrs.get("entries") or {}
+    merged = {**held, **{kind: {**held.get(kind, {}), **named} for kind, named in outside_entries(configs).items()}}
+    if merged != held:
+        study.set_user_attr("entries", merged)
 
 
 # -- reading --------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import settings
 from bench.files import atomic_path
 from bench.machine import cache_dir
 from bench.registry import ConfigError
@@ -128,8 +128,8 @@ def synthetic_alphabet(n: int) -> str:
 def find_tinyshakespeare() -> Path:
     """$OPTBENCH_DATA_DIR, then the user cache, then a checked download into the cache."""
     candidates = []
-    if os.environ.get("OPTBENCH_DATA_DIR"):
-        candidates.append(Path(os.environ["OPTBENCH_DATA_DIR"]) / TINYSHAKESPEARE_FILE)
+    if data_dir := settings.get("OPTBENCH_DATA_DIR"):
+        candidates.append(data_dir / TINYSHAKESPEARE_FILE)
     cached = cache_dir() / TINYSHAKESPEARE_FILE
     candidates.append(cached)
     for path in candidates:
@@ -208,7 +208,7 @@ class BPETokenizer:
                 show_progress=False,
             )
             tok.train_from_iterator([text], trainer=trainer)
-            with atomic_path(path) as tmp:
+            with atomic_path(path, library=True) as tmp:  # tokenizers raises a plain Exception on a full disk
                 tok.save(str(tmp))
             self.tok = tok
         self.vocab_size = self.tok.get_vocab_size()

@@ -10,26 +10,31 @@ the work has nothing to hand out while others still hold claims, the worker wait
 and leave its run to be claimed again.
 
 `execute` runs one worker in this process or several in spawned processes (bench.workers) with one
-progress display, whatever the work.
+progress display, whatever the work. A worker that dies (of a signal, a crash, a library's error) hands its
+claim back as interrupted, naming why, and a fresh worker takes its place (bench.workers bounds how often).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
+import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bench import interrupts
-from bench.codec import FINISHED, trial_status, write_interrupted
+from bench import database, interrupts
+from bench.codec import FINISHED, trial_id, trial_status, write_interrupted
 from bench.devices import CUDA_POISONED_EXIT, sharing
 from bench.env import set_threads
+from bench.errors import StoreUnreachable
 from bench.registry import ConfigError
-from bench.store import GRACE_PERIOD, Store, owners
-from bench.workers import POLL_SECONDS, run_workers
+from bench.store import Store, grace_period, owners
+from bench.workers import MAX_REPLACEMENTS, POLL_SECONDS, describe_error, run_workers
 
 WAIT_NOTICE_SECONDS = 30.0  # between notices while waiting for other workers' claims
 
@@ -49,6 +54,7 @@ class Work(Protocol):
     """What a worker takes jobs from: a suite's fixed runs (bench.runner) or a search (bench.search)."""
 
     title: str  # what progress shows
+    deaths: list[str]  # one line per worker that died while running it (execute fills it)
     study: Any
     store: Store
     lock_key: str  # the claim lock's name
@@ -105,7 +111,7 @@ def work_loop(work: Work, crew: Crew, gpu: str | None = None, on_finish: Callabl
                 time.sleep(POLL_SECONDS)  # others hold claims; one may go stale and come back to us
                 continue
             records, models = [], []
-            with store.heartbeat(job.trial_id):
+            with store.heartbeat(job.trial_id):  # beating until stored: a wait for the database is no death
                 for i, cfg in enumerate(job.configs):
                     record, model = run_training(
                         cfg.override({"threads": crew.threads}), device=gpu, hooks=job.hooks if i == 0 else ()
@@ -119,16 +125,27 @@ def work_loop(work: Work, crew: Crew, gpu: str | None = None, on_finish: Callabl
                         print(f"optbench: {job.title} failed: {record.reason}", file=sys.stderr)
                     if record.status in ("failed", "pruned") or record.env.get("cuda_context_lost"):
                         break  # later seeds only for a trial whose first run finished
-            if not finish_or_drop(work, job, records):
-                job = None
-                continue
+                stored = finish_or_drop(work, job, records)
             job = None
+            if not stored:
+                continue
             for record, model in zip(records, models, strict=True):
                 keep_weights_if_best(work.study, record, model, work.metric_field)
         except (KeyboardInterrupt, ConfigError):  # a stop, or bad input found while training (a corpus)
             if job is not None:
                 with contextlib.suppress(ConfigError):  # an unwritable store cannot take the mark either
                     mark_interrupted(store, job.trial_id)
+            raise
+        except StoreUnreachable:  # the database stayed away: no death of this worker's, the command ends
+            if job is not None:
+                with contextlib.suppress(Exception), database.impatient():  # one try: it is away
+                    mark_interrupted(store, job.trial_id, "the database stayed unreachable")
+            raise
+        except Exception as e:  # noqa: BLE001 -- a library's error nothing expects: this worker dies of it
+            if job is not None:
+                why = f"its worker (pid {os.getpid()}) died of {describe_error(e)}\n{traceback.format_exc()}"
+                with contextlib.suppress(Exception):  # the store itself may be what failed
+                    mark_interrupted(store, job.trial_id, why, died=True)
             raise
         trained += 1
         if on_finish:
@@ -168,7 +185,7 @@ def announce_wait(study: Any, session: str) -> None:
         return  # only this command's own workers: they finish or are stopped with it
     print(
         f"optbench: waiting for {len(others)} run(s) claimed by other workers ({', '.join(owners(others))}); "
-        f"a claim whose worker dies is retried within {GRACE_PERIOD} s",
+        f"a claim whose worker dies is retried within {grace_period()} s",
         file=sys.stderr,
     )
 
@@ -186,9 +203,22 @@ def keep_weights_if_best(study: Any, record: Any, model: Any, metric_field: str)
         save_checkpoint(record.config_hash, model)
 
 
-def mark_interrupted(store: Store, trial_id: int) -> None:
+def mark_interrupted(store: Store, trial_id: int, why: str | None = None, died: bool = False) -> None:
     with interrupts.deferred():  # a second signal must not leave the mark half-written
-        write_interrupted(store.storage, trial_id)
+        write_interrupted(store.storage, trial_id, why, died)
+
+
+def release_claims(work: Work, pid: int, why: str) -> None:
+    """Hand back what a worker process of this command claimed before it died (bench.workers saw it end):
+    each of its running trials failed as interrupted, naming why, so that its run is claimed again at once."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    for t in work.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker") or {}
+        if worker.get("pid") == pid and worker.get("host") == host and t.user_attrs.get("session") == work.session:
+            number = trial_id(work.store.storage, work.study, t)
+            mark_interrupted(work.store, number, f"its worker (pid {pid}) {why}", died=True)
 
 
 class Progress:
@@ -207,9 +237,16 @@ class Progress:
         self.bar.start()
 
     def update(self) -> None:
-        if self.bar is not None:
-            done, total, fields = self.work.progress()
-            self.bar.update(self.task, completed=done, total=total, **fields)
+        if self.bar is None:
+            return
+        try:
+            with database.impatient():  # the display may skip a beat; the supervisor must not wait on it
+                done, total, fields = self.work.progress()
+        except Exception as e:  # noqa: BLE001 -- only a lost connection is skipped
+            if database.transient(e):
+                return
+            raise
+        self.bar.update(self.task, completed=done, total=total, **fields)
 
     def stop(self) -> None:
         if self.bar is not None:
@@ -228,12 +265,32 @@ def execute(open_work: Callable[[], Work], crew: Crew, show_progress: bool = Tru
         if crew.workers == 1 and gpus[0] is None:  # on a GPU a process of its own, replaceable if CUDA breaks
             with interrupts.on_stop_signals():
                 set_threads(crew.threads)
-                work_loop(work, crew, on_finish=progress.update)
+                work.deaths = in_process(work, crew, progress)
         else:
-            run_workers(_worker, [(open_work, crew, g) for g in gpus], crew.threads, poll=progress.update)
+            work.deaths = run_workers(
+                _worker, [(open_work, crew, g) for g in gpus], crew.threads, poll=progress.update,
+                on_death=lambda pid, why: release_claims(work, pid, why),
+            )  # fmt: skip
     finally:
         progress.stop()
     return work
+
+
+def in_process(work: Work, crew: Crew, progress: Progress) -> list[str]:
+    """The one worker, in this process: one that dies of a library's error has handed its run back
+    (work_loop) and starts again, as a fresh process would, at most MAX_REPLACEMENTS times."""
+    deaths: list[str] = []
+    for _ in range(MAX_REPLACEMENTS + 1):
+        try:
+            work_loop(work, crew, on_finish=progress.update)
+            return deaths
+        except (KeyboardInterrupt, ConfigError, StoreUnreachable):
+            raise
+        except Exception as e:  # noqa: BLE001 -- what a spawned worker would die of
+            deaths.append(f"the worker (pid {os.getpid()}) died of {describe_error(e)}")
+            print(f"optbench: {deaths[-1]}; its run is handed back and the worker starts again", file=sys.stderr)
+    print(f"optbench: the worker died {len(deaths)} times; it is not started again", file=sys.stderr)
+    return deaths
 
 
 def _worker(open_work: Callable[[], Work], crew: Crew, gpu: str | None = None) -> None:

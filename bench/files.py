@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from bench import faults
+from bench.registry import ConfigError
 
 
 def pid_alive(pid: int) -> bool:
@@ -32,27 +34,51 @@ def remove_stale_parts(path: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, library: bool = False) -> Iterator[Path]:
     """Yields a temporary path beside `path` (unique to this process); on success it replaces `path`.
-    Temporary files that killed writers left beside `path` are removed first."""
+    Temporary files that killed writers left beside `path` are removed first. A write that fails is
+    ConfigError, one line naming `path` (exit 2): any OSError, and with `library` any exception at all, for
+    a body that only writes through a library whose own errors mean the write failed (torch.save raises
+    RuntimeError on a full disk, the tokenizers library a plain Exception)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_parts(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_parts(path)
         yield tmp
         faults.boundary("temporary file")  # the crash tests kill here: the .part written, not yet in place
         tmp.replace(path)
+    except ConfigError:
+        raise
+    except Exception as e:
+        if not (library or isinstance(e, OSError)):
+            raise
+        raise write_failure(path, e) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def write_failure(path: Path, e: BaseException) -> ConfigError:
+    """'cannot write PATH: No space left on device', for whatever the write raised: an OSError's own words;
+    a library's error (which names no file and often no cause) with the cause read from the disk if it is
+    full."""
+    if isinstance(e, OSError) and e.strerror:
+        return ConfigError("", f"cannot write {path}: {e.strerror}")
+    text = (str(e).strip().splitlines() or [""])[0][:160]
+    said = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    try:
+        st = os.statvfs(path.parent)
+        full = st.f_bavail == 0 or (st.f_favail == 0 and st.f_files > 0)
+    except OSError:
+        full = False
+    return ConfigError("", f"cannot write {path}: {os.strerror(errno.ENOSPC) + ' (' + said + ')' if full else said}")
 
 
 def check_output_path(path: str | Path, flag: str) -> None:
     """ConfigError naming `flag` when `path` cannot become a file written by atomic_path, so that bad
     output paths are refused before any work instead of after it: a folder, a regular file where a folder
     of the path should be, a name too long (with atomic_path's temporary suffix), or an unwritable folder."""
-    from bench.registry import ConfigError
-
     path = Path(path).expanduser()
     try:
         if path.is_dir():

@@ -92,6 +92,15 @@ def deferred_waiting() -> Iterator[Callable[[], None]]:
         yield check
 
 
+def raise_pending() -> None:
+    """Raise a stop noted meanwhile, even inside a deferred block: for waits between attempts of a write
+    that failed whole (a database's rolled-back transaction), where stopping leaves nothing half-written."""
+    global _pending
+    if _pending and threading.current_thread() is threading.main_thread():
+        _pending = False
+        raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def allowed() -> Iterator[None]:
     """Inside a deferred block, let a stop signal interrupt this part at once (one noted already too)."""

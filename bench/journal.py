@@ -33,7 +33,6 @@ import errno
 import fcntl
 import itertools
 import json
-import math
 import multiprocessing
 import os
 import re
@@ -48,14 +47,13 @@ from typing import Any
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import BaseJournalFileLock
 
-from bench import faults, interrupts
+from bench import faults, interrupts, settings
 from bench.registry import ConfigError
 
+# Seconds (default 10, bench.settings) a symlink lock that no optbench process recorded may stay unchanged
+# before it is judged left by a killed plain Optuna client (Optuna's own rule; its default is 30 s). optbench
+# holders are judged by their flock alone, so no value of it can let two optbench writers in at once.
 GRACE_VARIABLE = "OPTBENCH_LOCK_GRACE"
-# Seconds a symlink lock that no optbench process recorded may stay unchanged before it is judged left by
-# a killed plain Optuna client (Optuna's own rule; its default is 30 s). optbench holders are judged by
-# their flock alone, so no value of it can let two optbench writers in at once.
-DEFAULT_LOCK_GRACE = 10.0
 WAIT_NOTICE = 2.0  # seconds of waiting before saying so
 MAX_DEPTH = 64  # nesting of a journal record; optbench's are under 10 deep, json itself fails near 1000
 TORN_SUFFIX = ".torn"
@@ -79,20 +77,7 @@ class LockLost(Exception):
 
 def lock_grace() -> float:
     """OPTBENCH_LOCK_GRACE, validated: ConfigError naming it unless a finite number of seconds >= 1."""
-    text = os.environ.get(GRACE_VARIABLE)
-    if text is None:
-        return DEFAULT_LOCK_GRACE
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 1):
-        raise ConfigError(
-            GRACE_VARIABLE,
-            f"must be a finite number of seconds >= 1 (how long a plain Optuna client's journal lock may stay "
-            f"unchanged before it is taken over), got {text!r}",
-        )
-    return value
+    return settings.get(GRACE_VARIABLE)
 
 
 # -- who holds a lock ------------------------------------------------------------------------------------

@@ -60,6 +60,16 @@ def label(value: Any, digits: int = LABEL_DIGITS, paths: bool = False) -> str:
     return str(value)
 
 
+# A spreadsheet evaluates a cell that starts with one of these (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: Any) -> Any:
+    """Text a spreadsheet shows as written: a string starting like a formula gets a leading ' (OWASP's
+    rule); anything else is returned as it is (numbers stay numbers)."""
+    return "'" + text if isinstance(text, str) and text.startswith(FORMULA_STARTS) else text
+
+
 def choice_name(choice: Mapping[str, Any], paths: bool = False) -> str:
     """What tables call a chosen entry (a config's optimizer, say): its name, or for an optimizer by import
     path its class name (with `paths`, the path)."""

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import settings
 from bench.env import cpu_model
 from bench.files import atomic_path
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("OPTBENCH_CACHE_DIR") or os.path.join(
+    root = settings.get("OPTBENCH_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "optbench"
     )
     return Path(root)
@@ -65,11 +66,11 @@ class Choice:
 
 def cache_path() -> Path | None:
     """Where the verdicts live; None when calibration is switched off."""
-    setting = os.environ.get("OPTBENCH_CALIBRATION", "")
+    setting = settings.get("OPTBENCH_CALIBRATION")
     if setting == "off":
         return None
     if setting:
-        return Path(setting)
+        return Path(setting).expanduser()
     return cache_dir() / "calibration.json"
 
 

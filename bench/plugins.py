@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import settings, standin
 from bench.registry import ConfigError
 
 ENV = "OPTBENCH_PLUGINS"  # os.pathsep-separated plugins for spawned workers (absolute paths or modules)
@@ -64,7 +65,7 @@ def load_declared(doc: Any, path: str | Path) -> None:
 def load_from_env() -> None:
     """Installed packages' plugins, and the command line's in a spawned worker."""
     load_installed()
-    specs = [s for s in os.environ.get(ENV, "").split(os.pathsep) if s]
+    specs = list(settings.get(ENV))
     if specs:
         load(specs, None, "--plugin")
 
@@ -85,14 +86,14 @@ def load_cli(specs: list[str]) -> None:
     """`--plugin` values: loaded here and handed to spawned workers through the environment."""
     resolved = [str(Path(s).resolve()) if is_file_spec(s) else s for s in specs]
     load(resolved, None, "--plugin")
-    known = [s for s in os.environ.get(ENV, "").split(os.pathsep) if s]
+    known = list(settings.get(ENV))
     os.environ[ENV] = os.pathsep.join(dict.fromkeys([*known, *resolved]))
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """os.environ for a child optbench process, with every plugin this process loaded (suite-file ones too)
     in OPTBENCH_PLUGINS, so configs naming their entries validate there."""
-    known = [s for s in os.environ.get(ENV, "").split(os.pathsep) if s]
+    known = list(settings.get(ENV))
     specs = dict.fromkeys([*known, *_loaded])
     return {**os.environ, **(extra or {}), **({ENV: os.pathsep.join(specs)} if specs else {})}
 
@@ -108,12 +109,17 @@ def load_one(spec: str, base_dir: Path | None, key: str) -> None:
         path = Path(spec) if Path(spec).is_absolute() or base_dir is None else base_dir / spec
         path = path.resolve()
         ident = str(path)
-        if not path.is_file():
-            raise ConfigError(key, f"plugin file {path} does not exist")
     else:
         path, ident = None, spec
+    if standin.is_reading():  # results are read, not run: the plugin's identity is needed, never its code
+        origin = standin.provenance_unrun(path, spec)
+        if origin:
+            standin.plugin_now(origin)
+        return
     if ident in _loaded:
         return
+    if path is not None and not path.is_file():
+        raise ConfigError(key, f"plugin file {path} does not exist")
     before = {axis_name: dict(axis.registry.entries) for axis_name, axis in AXES.items()}
     where = f"plugin {path or spec}"
     module_name = "optbench_plugin_" + hashlib.sha256(ident.encode()).hexdigest()[:12]
@@ -153,6 +159,32 @@ def provenance(path: Path | None, spec: str) -> str:
         path = Path(importlib.import_module(spec).__file__ or "")
     # the file's name, never its folder: the same plugin hashes alike on every machine sharing a store
     return f"{path.name} sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def outside_entries(configs: list[Any]) -> dict[str, dict[str, Any]]:
+    """What reading results needs of the entries these configs take from code outside optbench (a plugin's,
+    a class_path's): registry kind (or "class_path") -> name -> bench.standin.describe() of the entry."""
+    from bench.axes import AXES
+    from bench.techniques.class_path import CLASS_PATH, class_path_entry
+
+    out: dict[str, dict[str, Any]] = {}
+    seen: set[tuple[str, str]] = set()
+    for cfg in configs:
+        for axis_name, axis in AXES.items():
+            value = getattr(cfg, axis_name)
+            for choice in value if isinstance(value, tuple) else (value,):
+                params = choice.params
+                if choice.name == CLASS_PATH:
+                    kind, name = CLASS_PATH, params.get(CLASS_PATH)
+                elif "plugin" in params:
+                    kind, name = axis.registry.kind, choice.name
+                else:
+                    continue
+                if (kind, name) not in seen:
+                    seen.add((kind, name))
+                    entry = class_path_entry(name, axis_name) if kind == CLASS_PATH else axis.registry[name]
+                    out.setdefault(kind, {})[name] = standin.describe(entry)
+    return out
 
 
 def used(flat_configs: Any) -> dict[str, list[str]]:

@@ -1,14 +1,13 @@
 """The one progress layout that runs and suites share, on stderr: a rich bar on a terminal, plain lines
-elsewhere (a log file, CI), at most one every PLAIN_INTERVAL seconds and one at the end."""
+elsewhere (a log file, CI), at most one every OPTBENCH_PROGRESS_INTERVAL seconds and one at the end."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Any
 
-PLAIN_INTERVAL = float(os.environ.get("OPTBENCH_PROGRESS_INTERVAL", "30"))
+from bench import settings
 
 
 def progress_bar(title: str, *fields: str) -> Any:
@@ -50,7 +49,7 @@ class PlainProgress:
 
     def __init__(self, title: str, fields: tuple[str, ...], interval: float | None = None):
         self.title, self.fields = title, fields
-        self.interval = PLAIN_INTERVAL if interval is None else interval
+        self.interval = settings.get("OPTBENCH_PROGRESS_INTERVAL") if interval is None else interval
         self.console = PlainConsole()
         self.tasks: dict[int, dict[str, Any]] = {}
         self.started = self.last = 0.0

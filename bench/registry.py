@@ -13,25 +13,9 @@ import difflib
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-
-class ConfigError(ValueError):
-    """Bad input: names the key and what is allowed. The CLI turns it into exit code 2."""
-
-    def __init__(self, key: str, message: str, source: str | None = None):
-        self.key = key
-        self.message = message
-        self.source = source
-        super().__init__(self.format())
-
-    def format(self) -> str:
-        where = f"{self.source}: " if self.source else ""
-        return f"{where}key '{self.key}': {self.message}" if self.key else f"{where}{self.message}"
-
-    def with_source(self, source: str | None) -> ConfigError:
-        return self if self.source or not source else ConfigError(self.key, self.message, source)
-
+from bench.errors import ConfigError  # noqa: F401 -- imported from here by every module
 
 # Names users bring from other libraries and papers -> ours (checked only where the ours is allowed).
 SYNONYMS = {
@@ -323,6 +307,8 @@ class Registry:
     kind: str
     description: str
     entries: dict[str, Entry] = field(default_factory=dict)
+    # where an entry no registry holds comes from instead (bench.standin, while results are only read)
+    missing: ClassVar[Callable[[Registry, str], Entry | None] | None] = None
 
     def register(
         self,
@@ -356,6 +342,8 @@ class Registry:
         try:
             return self.entries[name]
         except KeyError:
+            if Registry.missing is not None and (found := Registry.missing(self, name)) is not None:
+                return found
             raise ConfigError(key, unknown(self.kind, name, list(self.entries))) from None
 
     def __iter__(self) -> Iterator[Entry]:

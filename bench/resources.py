@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bench import settings
 from bench.registry import ConfigError
 
 FLOAT_BYTES = 4
@@ -40,18 +41,12 @@ def estimate_bytes(cfg: Any) -> int:
     return FLOAT_BYTES * (COPIES_PER_PARAM * parameter_count(cfg) + tokens * per_token)
 
 
-def parse_bytes(text: str) -> int:
-    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-    t = text.strip().lower().removesuffix("b").removesuffix("i")
-    return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(float(t))
-
-
 def memory_limit() -> tuple[int, str]:
     """(bytes a run may use, where that figure comes from): OPTBENCH_MEMORY_LIMIT if set, else the
     smaller of the memory available now and the cgroup's limit."""
-    override = os.environ.get("OPTBENCH_MEMORY_LIMIT")
+    override = settings.get("OPTBENCH_MEMORY_LIMIT")
     if override:
-        return parse_bytes(override), "OPTBENCH_MEMORY_LIMIT"
+        return override, "OPTBENCH_MEMORY_LIMIT"
     limit, source = None, "available memory"
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

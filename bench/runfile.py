@@ -14,6 +14,25 @@ from bench.devices import check_available
 from bench.registry import ConfigError
 
 MAX_TOML_BYTES = 16 * 2**20
+# Tables and arrays inside one another; optbench's deepest config is under 10 deep. Deeper input is hostile
+# or broken, and would exhaust Python's recursion in whatever reads it next (json, labels, tomllib itself).
+MAX_NESTING = 32
+TOO_DEEP = f"nested deeper than {MAX_NESTING} levels (a config nests at most {MAX_NESTING})"
+
+
+def too_deep(value: Any) -> str | None:
+    """The dotted key under which `value` nests deeper than MAX_NESTING ('' for the top), else None.
+    Iterative: the check itself must not recurse."""
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    while stack:
+        item, depth, key = stack.pop()
+        if depth > MAX_NESTING:
+            return key
+        if isinstance(item, Mapping):
+            stack.extend((v, depth + 1, f"{key}.{k}" if key else str(k)) for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, depth + 1, key) for v in item)
+    return None
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -24,7 +43,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError("", f"{path.stat().st_size:,} bytes: larger than a config file can be", str(path))
     try:
         with path.open("rb") as f:
-            return tomllib.load(f)
+            doc = tomllib.load(f)
+    except RecursionError:
+        raise ConfigError("", f"not readable: {TOO_DEEP}", str(path)) from None
     except FileNotFoundError:
         raise ConfigError("", "no such file", str(path)) from None
     except UnicodeDecodeError as e:
@@ -33,6 +54,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError("", f"cannot read: {e.strerror}", str(path)) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("", f"not valid TOML: {e}", str(path)) from None
+    key = too_deep(doc)
+    if key is not None:
+        raise ConfigError(key, TOO_DEEP, str(path))
+    return doc
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:
@@ -47,6 +72,10 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
             value = tomllib.loads(f"v = {text.strip()}")["v"]
         except tomllib.TOMLDecodeError:
             value = text.strip()  # a bare word: a name such as adamw
+        except RecursionError:
+            raise ConfigError(key, f"its value is {TOO_DEEP}", "--set") from None
+        if too_deep(value) is not None:
+            raise ConfigError(key, f"its value is {TOO_DEEP}", "--set")
         out[key] = value
     return out
 

@@ -10,12 +10,13 @@ trained again.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import protocol
+from bench import codec, protocol
 from bench.codec import (
     FINISHED,
     claim_attrs,
@@ -28,7 +29,7 @@ from bench.codec import (
 )
 from bench.executor import Crew, Job, execute
 from bench.protocol import stages
-from bench.store import Store, this_worker
+from bench.store import Store
 from bench.suite import Run, Suite
 
 
@@ -76,9 +77,15 @@ def rule_split(cfg: Any, cores: int) -> tuple[int, int]:
     return 1, cores
 
 
+# Workers a run may see die (killed, crashed) in one command before that command stops claiming it: a run that
+# kills every worker that trains it (too big for memory, a crash in native code) is reported, not retried forever.
+MAX_DEATHS = 3
+
+
 def settle_state(trials: list, runs: dict[str, Run], session: str) -> tuple[list[str], int]:
     """(claimable run hashes in suite order, number of live claims) among a study's trials."""
     finished, running, failed_here = set(), 0, set()
+    deaths: dict[str, int] = {}
     for t in trials:
         run_hash = t.user_attrs.get("run_hash")
         status = trial_status(t)
@@ -87,9 +94,13 @@ def settle_state(trials: list, runs: dict[str, Run], session: str) -> tuple[list
         elif status == "running":
             running += 1
             finished.add(run_hash)  # claimed: not claimable while the claim lives
-        elif status == "failed" and t.user_attrs.get("session") == session:
+        elif t.user_attrs.get("session") != session:
+            continue
+        elif status == "failed":
             failed_here.add(run_hash)
-    claimable = [h for h in runs if h not in finished and h not in failed_here]
+        elif t.user_attrs.get("worker_died"):
+            deaths[run_hash] = deaths.get(run_hash, 0) + 1
+    claimable = [h for h in runs if h not in finished and h not in failed_here and deaths.get(h, 0) < MAX_DEATHS]
     return claimable, running
 
 
@@ -98,7 +109,7 @@ class SuiteWork:
 
     def __init__(self, plan: Plan):
         self.suite = Suite.load(plan.suite_path, plan.overrides)
-        self.store = Store.open(plan.storage)
+        self.store = Store.open(plan.storage, patient=True)  # the command reached it: an outage is waited out
         self.study = self.store.study(self.suite.name)
         self.runs = {r.hash: r for r in self.suite.runs()}  # built once: polling must stay cheap
         self.title, self.session = self.suite.name, plan.session
@@ -107,6 +118,7 @@ class SuiteWork:
         self.running = 0
         self.started = time.perf_counter()
         self.copied = 0
+        self.deaths: list[str] = []
 
     def refresh(self, trials: list) -> None:
         """The runs the suite implies now: a suite that tunes adds stages as its results come in."""
@@ -120,8 +132,11 @@ class SuiteWork:
         if not claimable:
             return None
         run = self.runs[claimable[0]]
-        attrs = claim_attrs(run, self.suite.name, self.session, this_worker())
+        attrs = claim_attrs(run, self.suite.name, self.session, self.store.worker())
         trial_id = self.store.create_running_trial(self.study, attrs, run_params(self.suite, run, trials))
+        if not self.store.fence(self.study, trial_id, run.hash):
+            self.running += 1  # another holds this run: wait for it rather than end
+            return None
         return Job(trial_id, f"run {run.arm_label} (seed {run.seed})", [run.config], context=run)
 
     def exhausted(self) -> bool:
@@ -142,7 +157,7 @@ class SuiteWork:
 
     def summary(self) -> Summary:
         self.refresh(self.study.get_trials(deepcopy=False))
-        return summarize(self.study, set(self.runs), self.started, self.copied)
+        return summarize(self.study, self.runs, self.started, self.copied)
 
 
 def run_params(suite: Suite, run: Run, trials: list) -> dict[str, tuple[Any, Any]]:
@@ -182,36 +197,64 @@ class Summary:
     best: tuple[str, float] | None
     elapsed: float
     copied: int = 0
+    # each run not stored finished, in suite order: "run optimizer=lion (seed 0): why" (what the exit code says)
+    unfinished: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> int:
         return self.counts.get("failed", 0) + self.counts.get("interrupted", 0)
 
+    @property
+    def complete(self) -> bool:
+        return not self.unfinished
 
-def summarize(study: Any, wanted: set[str], started: float, copied: int = 0) -> Summary:
-    """Status counts and the best result over the suite's runs (`wanted`: their hashes)."""
+
+def summarize(study: Any, runs: dict[str, Run], started: float, copied: int = 0) -> Summary:
+    """Status counts and the best result over the suite's runs, and why each run that is not finished is not."""
     counts: dict[str, int] = {}
     best = None
-    for run_hash, (t, _) in latest_per_run(study.get_trials(deepcopy=False)).items():
-        if run_hash not in wanted:
+    latest = latest_per_run(study.get_trials(deepcopy=False))
+    unfinished = []
+    for run_hash, run in runs.items():
+        if run_hash not in latest:
+            unfinished.append(f"run {run.arm_label} (seed {run.seed}): not run")
             continue
+        t, attempts = latest[run_hash]
         status = trial_status(t)
         counts[status] = counts.get(status, 0) + 1
         if status in FINISHED and t.value is not None and (best is None or t.value < best[1]):
             best = (t.user_attrs.get("arm_label", run_hash), t.value)
-    return Summary(len(wanted), counts, best, time.perf_counter() - started, copied)
+        if status not in FINISHED:
+            unfinished.append(f"run {run.arm_label} (seed {run.seed}) {unfinished_reason(t, status, attempts)}")
+    return Summary(len(runs), counts, best, time.perf_counter() - started, copied, unfinished)
+
+
+def unfinished_reason(t: Any, status: str, attempts: int) -> str:
+    """Why a run's latest trial is no result, in a few words after its name."""
+    said = (t.user_attrs.get("error") or "").strip().splitlines()
+    if status == "failed":
+        return f"failed: {said[-1] if said else 'no error recorded'}"
+    if status == "running":
+        return f"is still running, claimed by {t.user_attrs.get('worker', {}).get('host', '?')}"
+    if status == "pruned":
+        return "was pruned"
+    tries = f" ({attempts} attempts)" if attempts > 1 else ""
+    return f"was interrupted: {said[0] if said else 'stopped before it finished'}{tries}"
 
 
 def run_suite(plan: Plan, show_progress: bool = True) -> Summary:
     """Run every run of the suite once (resuming), with the plan's workers; the store keeps all."""
     suite = Suite.load(plan.suite_path, plan.overrides)
-    store = Store.open(plan.storage)
+    store = Store.open(plan.storage, patient=True)
+    for line in store.flush_pending():  # results a database outage left on local disk
+        print(f"optbench: {line}", file=sys.stderr)
     started = time.perf_counter()
     runs = {r.hash: r for r in suite.runs()}
     with store.claim_lock(f"optbench:{suite.name}"):
         study = store.study(suite.name)
         if study.user_attrs.get("suite") != suite.describe():  # stored once, not again at every run
             study.set_user_attr("suite", suite.describe())
+        codec.record_entries(study, [suite.base, *(r.config for r in runs.values())])
         copied = import_finished_runs(store, study, suite, runs)
     work = execute(plan.open, plan.crew, show_progress)
     work.started, work.copied = started, copied

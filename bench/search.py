@@ -26,7 +26,7 @@ from bench.config import RunConfig
 from bench.executor import Crew, Job, execute
 from bench.registry import ConfigError, closest
 from bench.space import Space, parse_space
-from bench.store import GRACE_PERIOD, Store, owners, this_worker
+from bench.store import Store, grace_period, owners
 from bench.suite import Suite
 
 SAMPLERS = ("tpe", "random", "cmaes", "qmc", "grid")
@@ -163,7 +163,7 @@ class SearchWork:
         plan = self.plan = arm.plan
         self.suite = Suite.load(plan.suite_path, plan.overrides)
         self.space = parse_space(self.suite.search, self.suite.base)
-        self.store = Store.open(plan.storage)
+        self.store = Store.open(plan.storage, patient=True)  # the command reached it: an outage is waited out
         self.study = optuna.load_study(study_name=arm.study_name, storage=self.store.storage)
         self.study.pruner = make_pruner(plan.pruner_name, self.suite.base, plan.reduction_factor)
         self.fixed = arm.fixed
@@ -173,15 +173,26 @@ class SearchWork:
         self.points = self.space.grid_points(self.fixed) if plan.sampler == "grid" else None
         self.budget = plan.trials if self.points is None else min(plan.trials, len(self.points))
         self.done = False
+        self.held = 0  # running trials that count toward the budget, when it is full
+        self.deaths: list[str] = []
         # QMC's sequence goes on from the trials held, under one seed; the others are seeded per trial
         self.sampler = make_sampler(plan.sampler, plan.seed, self.space) if plan.sampler == "qmc" else None
 
     def claim(self) -> Job | None:
         import optuna
+        from optuna.trial import TrialState
 
+        taken = taken_trials(self.study)
+        # trials running elsewhere count toward the budget; until they end this worker waits, as a suite's do
+        # (one whose worker dies leaves its place to be taken again), unless nothing here can tell whether
+        # their worker lives (another host, a file store): then the search ends short, saying so
+        self.held = sum(t.state == TrialState.RUNNING and self.judgeable(t) for t in taken)
         if (self.plan.deadline is not None and time.time() > self.plan.deadline) or len(
-            taken_trials(self.study)
-        ) >= self.budget:
+            failed_here(self.study, self.session)
+        ) >= self.budget:  # out of time; or every trial fails: stop, and say so
+            self.done, self.held = True, 0
+            return None
+        if len(taken) >= self.budget:
             self.done = True
             return None
         number = len(self.study.get_trials(deepcopy=False))  # the number the next trial gets (under the lock)
@@ -197,8 +208,9 @@ class SearchWork:
         else:
             sampler = self.sampler or make_sampler(self.plan.sampler, self.plan.seed + number, self.space)
         self.study.sampler = optuna.samplers.PartialFixedSampler(self.fixed, sampler) if self.fixed else sampler
-        attrs = {"suite": self.suite.name, "session": self.session, "worker": this_worker()}
+        attrs = {"suite": self.suite.name, "session": self.session, "worker": self.store.worker()}
         trial_id = self.store.create_running_trial(self.study, attrs, params)
+        self.store.fence(self.study, trial_id)
         trial = optuna.Trial(self.study, trial_id)  # as Study.ask makes it, on the claim just written
         values = self.space.sample(trial)
         configs = [self.space.config(self.suite.base, values, seed) for seed in self.suite.seeds]
@@ -210,8 +222,12 @@ class SearchWork:
         taken = {point_of(t.params, self.points[0]) for t in taken_trials(self.study)}
         return next((p for p in self.points if point_of(p, self.points[0]) not in taken), None)
 
+    def judgeable(self, trial: Any) -> bool:
+        """Whether this process can tell when the running trial's worker is gone."""
+        return self.store.uses_heartbeats or self.store.worker_alive(trial.user_attrs.get("worker")) is not None
+
     def exhausted(self) -> bool:
-        return self.done
+        return self.done and not self.held
 
     def finish(self, job: Job, records: list[Any]) -> None:
         attrs = codec.search_attrs(job.context, records, self.metric_field)
@@ -247,6 +263,43 @@ class PruneHook:
             return None
         self.trial.report(val_loss, step)
         return "pruned" if step < self.total and self.trial.should_prune() else None
+
+
+def failed_here(study: Any, session: str) -> list:
+    """This command's trials that failed (training raised) or were interrupted (their worker died)."""
+    from optuna.trial import TrialState
+
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    return [t for t in failed if t.user_attrs.get("session") == session]
+
+
+def shortfall(plan: SearchPlan, study: Any) -> tuple[str, bool] | None:
+    """(why the study ends short of its budget, whether a trial failed while training), or None when it has
+    its trials finished or pruned, or --timeout ended it (what was asked)."""
+    from optuna.trial import TrialState
+
+    settings = study.user_attrs.get("search") or {}
+    budget = plan.trials
+    if plan.sampler == "grid":
+        suite = Suite.load(plan.suite_path, plan.overrides)
+        budget = min(budget, len(parse_space(suite.search, suite.base).grid_points(settings.get("fixed") or {})))
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    if done >= budget or (plan.deadline is not None and time.time() > plan.deadline):
+        return None
+    parts = []
+    failed = [t for t in failed_here(study, plan.session) if codec.trial_status(t) == "failed"]
+    if failed:
+        said = (failed[-1].user_attrs.get("error") or "").strip().splitlines()
+        parts.append(f"{len(failed)} trial(s) failed (the last: {said[-1] if said else 'no error recorded'})")
+    died = [t for t in failed_here(study, plan.session) if t.user_attrs.get("worker_died")]
+    if died:
+        said = (died[-1].user_attrs.get("error") or "").strip().splitlines()
+        parts.append(f"{len(died)} trial(s) lost their worker (the last: {said[0] if said else '?'})")
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if running:
+        parts.append(f"{len(running)} running elsewhere ({', '.join(owners(running))})")
+    why = "; ".join(parts) or "no worker was left to run them"
+    return f"{study.study_name}: {done} of {budget} trials finished: {why}", bool(failed)
 
 
 def point_of(params: Mapping[str, Any], like: Mapping[str, Any]) -> tuple:
@@ -299,6 +352,7 @@ def open_studies(plan: SearchPlan, store: Store, found: list[Arm]) -> None:
                     "fixed": arm.fixed, "trials": plan.trials}  # fmt: skip
         if study.user_attrs.get("search") != settings:
             study.set_user_attr("search", settings)
+        codec.record_entries(study, [Suite.load(plan.suite_path, plan.overrides).base])
 
 
 def run_search(plan: SearchPlan) -> list[tuple[str, Any]]:
@@ -310,7 +364,9 @@ def run_search(plan: SearchPlan) -> list[tuple[str, Any]]:
     space = parse_space(suite.search, suite.base)
     if plan.sampler == "grid":
         space.grid()
-    store = Store.open(plan.storage)
+    store = Store.open(plan.storage, patient=True)
+    for line in store.flush_pending():  # results a database outage left on local disk
+        print(f"optbench: {line}", file=sys.stderr)
     found = arms(plan, suite, space)
     check_studies(plan, store, found, space)
     open_studies(plan, store, found)
@@ -337,7 +393,7 @@ def say_held_elsewhere(study: Any, budget: int) -> None:
     print(
         f"optbench: {study.study_name}: {done} of {budget} trials finished; {len(running)} running elsewhere "
         f"({', '.join(owners(running))}) count toward --trials; run the command again once they end (a trial whose "
-        f"worker died is taken again: on this machine once its process is gone, on a database {GRACE_PERIOD} s "
+        f"worker died is taken again: on this machine once its process is gone, on a database {grace_period()} s "
         "after its last heartbeat)",
         file=sys.stderr,
     )

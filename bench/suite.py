@@ -16,7 +16,6 @@ import functools
 import itertools
 import json
 import math
-import os
 import random
 import re
 from collections.abc import Mapping
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench import plugins
+from bench import plugins, settings
 from bench.config import MAX_SEED, RunConfig
 from bench.labels import LABEL_DIGITS, label, label_digits, label_style
 from bench.registry import ConfigError, Either, Param, Rule, Table, closest, unknown_key
@@ -34,8 +33,6 @@ DESIGNS = ("grid", "ablation")
 METRICS = {"val_loss": "final_val_loss", "best_val_loss": "best_val_loss"}
 SECTIONS = ("suite", "base", "axes", "search")
 SAFE_NAME = re.compile(r"\w[\w .+=,()-]{0,127}")
-# Configurations a suite may expand to; larger grids must be sampled with suite.max_runs.
-GRID_LIMIT = int(os.environ.get("OPTBENCH_GRID_LIMIT", "100000"))
 # A file name holds 255 bytes; the longest one a suite's name makes is the report's temporary file,
 # `.NAME.html.PID.part` (bench.files.atomic_path), with a pid of up to 7 digits (Linux's pid_max 2**22).
 NAME_BYTES = 255 - len("..html.1234567.part")
@@ -326,10 +323,10 @@ class Suite:
             while len(picked) < keep:
                 picked.add(rng.randrange(count))
             combos = [self.combination(i) for i in sorted(picked)]
-        elif count > GRID_LIMIT:
+        elif count > (limit := settings.get("OPTBENCH_GRID_LIMIT")):  # larger grids must be sampled
             raise ConfigError(
                 "axes",
-                f"the {self.design} has {count:,} configurations, over the limit of {GRID_LIMIT:,} "
+                f"the {self.design} has {count:,} configurations, over the limit of {limit:,} "
                 "(OPTBENCH_GRID_LIMIT); sample it with suite.max_runs",
             )
         else:

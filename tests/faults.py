@@ -3,6 +3,8 @@
     .venv/bin/python -m tests.faults          # the full sweep; prints the counts (docs/reliability.md)
     .venv/bin/python -m tests.faults --quick  # a few boundaries of each kind (what CI runs)
     .venv/bin/python -m tests.faults --pauses # only the pauses at lock-held points (all of them)
+    .venv/bin/python -m tests.faults --deaths # only the worker deaths
+    .venv/bin/python -m tests.faults --outages # only the database outages (needs OPTBENCH_TEST_POSTGRES)
 
 A clean `optbench run` of a two-run suite (report included) is counted first: every journal append
 (study creation, its attributes, each claim, intermediate values, record attributes, finish) and the
@@ -26,6 +28,21 @@ once and every journal line a record:
 - `optbench doctor --repair` pausing after its snapshot or with its repaired copy written, about to
   replace a journal with a corrupt middle, while `optbench run` starts (it waits for the rewrite, then
   reads the repaired store; nothing but the corrupt line may be lost).
+
+Worker deaths, in a two-worker `optbench run` of a longer suite (DEATH_SUITE):
+- SIGKILL, as the OOM killer sends it, of the worker training the k-th claim, for every k: the command must
+  exit 0 with every run stored exactly once, the killed claim failed as `worker_died`;
+- every worker process (replacements too) dying at its N-th write boundary, of a library's error (`raise`)
+  or a crash in native code (`segv`), for N = 1-6, then ever more sparsely (8, 13, 21, ...) up to the last
+  boundary a worker reaches: exit 0, or exit 3 with one line naming
+  the run its deaths left unrun; no traceback; then a rerun without the fault stores every run once.
+
+Database outages, where OPTBENCH_TEST_POSTGRES names a throwaway server this process may stop
+(tests/postgres.py), in a two-worker `optbench run` of DEATH_SUITE: the server stopped while the k-th claim
+trains, for 2 s and for 12 s (past the 4 s grace period), then started; backends terminated every 0.7 s for
+a whole suite; the server away past OPTBENCH_DB_RETRY (6 s), then started and the command rerun. Each must
+end with exit 0 (exit 3 naming the kept results, then 0 on the rerun, for the last), no traceback, every run
+stored exactly once, no live worker's claim failed, no result left in results/pending/.
 """
 
 from __future__ import annotations
@@ -42,6 +59,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 RERUN_BOUND = 180  # seconds a rerun may take before it counts as a hang
 PAUSE = 3.0  # seconds a process stays stopped at a lock-held point
@@ -69,6 +87,7 @@ OPERATIONS = {
     "journal:0": "study creation", "journal:2": "study attribute", "journal:4": "claim (trial creation)",
     "journal:5": "parameter", "journal:6": "finish (trial state)", "journal:7": "intermediate value",
     "journal:8": "trial attribute", "temporary file": "report's temporary file",
+    "checkpoint": "checkpoint (torch.save's stream)", "report": "report (its HTML)",
 }  # fmt: skip
 
 
@@ -80,6 +99,11 @@ class Tally:
     enospc_at: int = 0
     torn_offsets: int = 0
     read_only: int = 0
+    deaths_killed: int = 0  # workers SIGKILLed while training (one case each)
+    deaths_injected: int = 0  # cases whose every worker died at its N-th write (raise or segv)
+    deaths_reported: int = 0  # of those, the cases that ended exit 3 naming the run left
+    outages: int = 0  # database outage cases (stops, terminated backends, past the retry bound)
+    terminated: int = 0  # backends terminated in the loop case
     stopped_at: int = 0  # cases paused at a lock-held point
     paused: int = 0  # processes stopped there and resumed after PAUSE
     kept_lock: int = 0  # of those, still the lock's holder when resumed
@@ -95,7 +119,10 @@ class Tally:
             f"full disk at {self.enospc_at}; "
             f"torn offsets {self.torn_offsets}; read-only {self.read_only}; "
             f"paused at {self.stopped_at} lock-held points ({self.paused} processes stopped {PAUSE:.0f} s, "
-            f"{self.kept_lock} kept the lock, {self.waits} waiters said who held it); hangs {self.hangs}; "
+            f"{self.kept_lock} kept the lock, {self.waits} waiters said who held it); "
+            f"workers killed {self.deaths_killed}; workers dying at a write {self.deaths_injected} "
+            f"({self.deaths_reported} reported exit 3); database outages {self.outages} "
+            f"({self.terminated} backends terminated); hangs {self.hangs}; "
             f"runs lost {self.runs_lost}; other problems {len(self.problems)}"
         )
 
@@ -136,7 +163,6 @@ def count_boundaries(root: Path) -> list[str]:
 def check(folder: Path, tally: Tally, case: str, report: bool = True) -> None:
     """Every run stored exactly once as finished; a readable store; nothing RUNNING or left behind."""
     from bench import journal
-    from bench.store import Store
     from bench.suite import Suite
 
     runs = {r.hash for r in Suite.load(folder / "s.toml").runs()}
@@ -144,7 +170,19 @@ def check(folder: Path, tally: Tally, case: str, report: bool = True) -> None:
     data = path.read_bytes()
     if not data.endswith(b"\n") or not all(journal.is_record(line) for line in data.splitlines()):
         tally.problems.append(f"{case}: a journal line is not a record")
-    study = Store.open(str(path)).existing_study("faults")
+    check_runs(str(path), "faults", runs, tally, case)
+    leftovers = [p.name for p in folder.rglob("*") if p.name.endswith((".part", ".lock", ".rename"))]
+    if leftovers:
+        tally.problems.append(f"{case}: left behind {leftovers}")
+    if report and not (folder / "reports" / "faults.html").is_file():
+        tally.problems.append(f"{case}: no report")
+
+
+def check_runs(storage: str, name: str, runs: set[str], tally: Tally, case: str) -> list:
+    """Every run stored exactly once as finished, nothing RUNNING; the study's trials."""
+    from bench.store import Store
+
+    study = Store.open(storage).existing_study(name)
     trials = study.get_trials(deepcopy=False) if study else []
     complete = [t.user_attrs.get("run_hash") for t in trials if t.state.name == "COMPLETE"]
     tally.runs_lost += sum(complete.count(h) == 0 for h in runs)
@@ -152,11 +190,7 @@ def check(folder: Path, tally: Tally, case: str, report: bool = True) -> None:
         tally.problems.append(f"{case}: a run stored twice")
     if any(t.state.name == "RUNNING" for t in trials):
         tally.problems.append(f"{case}: a trial left RUNNING")
-    leftovers = [p.name for p in folder.rglob("*") if p.name.endswith((".part", ".lock", ".rename"))]
-    if leftovers:
-        tally.problems.append(f"{case}: left behind {leftovers}")
-    if report and not (folder / "reports" / "faults.html").is_file():
-        tally.problems.append(f"{case}: no report")
+    return trials
 
 
 class Hang(Exception):
@@ -214,13 +248,20 @@ def fault_case(root: Path, tally: Tally, mode: str, n: int, report: bool = False
         tally.problems.append(f"{mode} at {n}: hung")
     elif done[0] != expected and not (mode == "enospc" and done[0] == -signal.SIGKILL):
         tally.problems.append(f"{mode} at {n}: exited {done[0]}, expected {expected}: {done[1][-300:]}")
-    elif mode == "enospc" and "No space left on device" not in done[1]:
-        tally.problems.append(f"enospc at {n}: no one-line message: {done[1][-300:]}")
+    elif mode == "enospc" and not one_line_naming(done[1]):
+        tally.problems.append(f"enospc at {n}: no one-line message naming the file: {done[1][-300:]}")
     tally.killed_at += mode == "kill"
     tally.torn_at += mode == "torn"
     tally.enospc_at += mode == "enospc"
     rerun_and_check(folder, tally, f"{mode} at {n}", report)
     shutil.rmtree(folder)
+
+
+def one_line_naming(err: str) -> bool:
+    """A full disk said in one line that names the file (torch.save's own error names no cause: a real
+    full disk adds it, read from the disk; an injected one leaves the disk with room)."""
+    last = err.strip().splitlines()[-1] if err.strip() else ""
+    return "Traceback" not in err and "cannot write" in last and ("No space left on device" in last or ".pt: " in last)
 
 
 def torn_offsets(root: Path, tally: Tally, offsets: list[int] | None) -> None:
@@ -417,6 +458,216 @@ def doctor_while_starting(root: Path, tally: Tally, point: str, kill_at: int) ->
     shutil.rmtree(folder)
 
 
+# six runs long enough for a worker to be caught training
+DEATH_SUITE = SUITE.replace("steps = 20", "steps = 300").replace("eval_interval = 10", "eval_interval = 50")
+DEATH_SUITE = DEATH_SUITE.replace('optimizer = ["adamw", "lion"]', 'optimizer = ["adamw", "lion", "sgd"]')
+DEATH_SUITE = DEATH_SUITE.replace("seeds = [0]", "seeds = [0, 1]")
+OUTAGE_ENV = {"OPTBENCH_HEARTBEAT_INTERVAL": "1", "OPTBENCH_GRACE_PERIOD": "4"}
+
+
+def death_folder(root: Path, name: str, suite_name: str = "faults", seeds: str = "[0, 1]") -> tuple[Path, set[str]]:
+    from bench.suite import Suite
+
+    folder = fresh(root, name)
+    suite = DEATH_SUITE.replace('name = "faults"', f'name = "{suite_name}"')
+    suite = suite.replace("seeds = [0, 1]", f"seeds = {seeds}")
+    (folder / "s.toml").write_text(suite)
+    return folder, {r.hash for r in Suite.load(folder / "s.toml").runs()}
+
+
+def run_args(storage: str) -> list[str]:
+    return ["run", "s.toml", "--storage", storage, "--workers", "2", "--threads", "1", "--quiet", "--no-report"]
+
+
+def finish(proc: subprocess.Popen, log: Path, tally: Tally, case: str) -> tuple[int | None, str]:
+    """Wait for `proc` (RERUN_BOUND); its exit code (None: it hung, and was killed) and stderr."""
+    try:
+        proc.wait(timeout=RERUN_BOUND)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        tally.hangs += 1
+        tally.problems.append(f"{case}: hung")
+        return None, log.read_text()
+    err = log.read_text()
+    if "Traceback" in err:
+        tally.problems.append(f"{case}: a traceback: {err[-300:]}")
+    return proc.returncode, err
+
+
+def running_claims(storage: str, name: str) -> list:
+    from optuna.trial import TrialState
+
+    from bench.store import Store
+
+    with contextlib.suppress(Exception):  # not created yet, or the database away
+        study = Store.open(storage).existing_study(name)
+        return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if study else []
+    return []
+
+
+def worker_killed(root: Path, tally: Tally, k: int) -> None:
+    """SIGKILL (as the OOM killer sends it) of the worker that trains the k-th claim of the suite."""
+    from tests.processes import children
+
+    case = f"the worker of claim {k} killed"
+    folder, runs = death_folder(root, f"killed-{k}")
+    storage = str(folder / JOURNAL)
+    log = root / f"killed-{k}.log"
+    proc = start(folder, run_args(JOURNAL), log, {"OPTBENCH_LOCK_GRACE": "10", "OPTBENCH_GRACE_PERIOD": "20"})
+    victim = None
+
+    def claimed() -> bool:
+        nonlocal victim
+        workers = set(children(proc.pid))
+        for t in running_claims(storage, "faults"):
+            pid = (t.user_attrs.get("worker") or {}).get("pid")
+            if t.number == k - 1 and pid in workers:
+                os.kill(pid, signal.SIGKILL)
+                victim = pid
+        return victim is not None or proc.poll() is not None
+
+    wait_for(claimed, f"claim {k}")
+    tally.deaths_killed += victim is not None
+    code, err = finish(proc, log, tally, case)
+    if victim is None:
+        tally.problems.append(f"{case}: the suite ended before claim {k} could be caught")
+    elif code != 0:
+        tally.problems.append(f"{case}: exited {code}: {err[-300:]}")
+    elif f"(pid {victim}) was killed by SIGKILL" not in err:
+        tally.problems.append(f"{case}: the death was not said: {err[-300:]}")
+    trials = check_runs(storage, "faults", runs, tally, case)
+    if victim is not None and not any((t.user_attrs.get("worker") or {}).get("pid") == victim
+                                      and t.user_attrs.get("worker_died") for t in trials):  # fmt: skip
+        tally.problems.append(f"{case}: the killed claim was not handed back as its worker's death")
+    shutil.rmtree(folder)
+
+
+def worker_boundaries(root: Path) -> int:
+    """The most write boundaries one process of a clean two-worker run reaches (each counts from 1)."""
+    folder, _ = death_folder(root, "count-workers")
+    log = folder / "boundaries.log"
+    proc = start(folder, run_args(JOURNAL), root / "count-workers.log", {"OPTBENCH_FAULT_COUNT": str(log)})
+    code, err = finish(proc, root / "count-workers.log", Tally(), "count")
+    assert code == 0, err
+    most = max(int(line.split(" ", 1)[0]) for line in log.read_text().splitlines() if not line.startswith("held:"))
+    shutil.rmtree(folder)
+    return most
+
+
+def worker_dies(root: Path, tally: Tally, mode: str, n: int) -> None:
+    """Every worker process dies at its n-th write boundary (`raise`: a library's error; `segv`: a crash)."""
+    case = f"every worker dying of {mode} at its write {n}"
+    folder, runs = death_folder(root, f"{mode}-worker-{n}")
+    log = root / f"{mode}-worker-{n}.log"
+    code, err = finish(start(folder, run_args(JOURNAL), log, {"OPTBENCH_FAULT": f"{mode}:{n}"}), log, tally, case)
+    tally.deaths_injected += 1
+    last = err.strip().splitlines()[-1] if err.strip() else ""
+    if code == 3:
+        tally.deaths_reported += 1
+        if "runs did not finish: run " not in last or "the same command runs them again" not in last:
+            tally.problems.append(f"{case}: exit 3 without the line naming what did not run: {last}")
+    elif code == 0:
+        pass  # the deaths came after every run was stored, or each run survived them
+    else:
+        tally.problems.append(f"{case}: exited {code}: {err[-300:]}")
+    again = root / f"{mode}-worker-{n}-again.log"
+    code, err = finish(start(folder, run_args(JOURNAL), again), again, tally, f"{case}, rerun")
+    if code != 0:
+        tally.problems.append(f"{case}: the rerun exited {code}: {err[-300:]}")
+    check_runs(str(folder / JOURNAL), "faults", runs, tally, case)
+    shutil.rmtree(folder)
+
+
+def deaths(root: Path, tally: Tally, quick: bool) -> None:
+    for k in [2] if quick else range(1, 7):
+        worker_killed(root, tally, k)
+    most = worker_boundaries(root)
+    # a worker's first claim, its attributes and first values lie in its first few writes; later ones repeat
+    # those kinds, so they are tried ever more sparsely, up to its last
+    spread = sorted({n for n in (1, 2, 3, 4, 5, 6, 8, 13, 21, 34, 55, 89, 144, most) if n <= most})
+    for mode in ("raise", "segv"):
+        for n in [3] if quick else spread:
+            worker_dies(root, tally, mode, n)
+
+
+def outage_case(root: Path, tally: Tally, case: str, act: Any, env: dict[str, str] | None = None) -> None:
+    """A two-worker suite on the test database while `act(name, proc)` takes the database away."""
+    import uuid
+
+    from tests import postgres
+
+    name = f"faults_{uuid.uuid4().hex[:8]}"
+    # seeds no study of the shared database holds: else its runs are copied from there, not trained
+    seed = uuid.uuid4().int % 2**40
+    folder, runs = death_folder(root, name, name, seeds=f"[{seed}, {seed + 1}]")
+    log = root / f"{name}.log"
+    tally.outages += 1
+    with postgres.server().kept():
+        proc = start(folder, run_args(postgres.URL), log, {**OUTAGE_ENV, **(env or {})})
+        expected = act(name, proc)
+        code, err = finish(proc, log, tally, case)
+    if code != expected:
+        tally.problems.append(f"{case}: exited {code}, expected {expected}: {err[-300:]}")
+    if code == 3:  # away past the retry bound: its kept results are stored by the next command
+        if "is kept in" not in err:
+            tally.problems.append(f"{case}: exit 3 without naming the kept results: {err[-300:]}")
+        again = root / f"{name}-again.log"
+        code, err = finish(start(folder, run_args(postgres.URL), again, OUTAGE_ENV), again, tally, f"{case}, rerun")
+        if code != 0:
+            tally.problems.append(f"{case}: the rerun exited {code}: {err[-300:]}")
+    trials = check_runs(postgres.URL, name, runs, tally, case)
+    if "taken from other suites" in err:
+        tally.problems.append(f"{case}: runs were copied from other suites, not trained")
+    if expected == 0 and any(t.state.name == "FAIL" for t in trials):
+        tally.problems.append(f"{case}: a live worker's claim was failed")
+    if list((folder / "results").glob("pending/*")):
+        tally.problems.append(f"{case}: a result left in results/pending")
+    shutil.rmtree(folder)
+
+
+def outages(root: Path, tally: Tally, quick: bool) -> None:
+    from tests import postgres
+
+    server = postgres.server()
+    if server is None:
+        tally.problems.append("outages: no OPTBENCH_TEST_POSTGRES server this process may stop")
+        return
+
+    def stopped_at(k: int, away: float) -> Any:
+        def act(name: str, proc: subprocess.Popen) -> int:
+            wait_for(lambda: any(t.number >= k - 1 for t in running_claims(postgres.URL, name))
+                     or proc.poll() is not None, f"claim {k}")  # fmt: skip
+            time.sleep(1.0)
+            server.stop()
+            time.sleep(away)
+            server.start()
+            return 0
+
+        return act
+
+    def terminated(name: str, proc: subprocess.Popen) -> int:
+        with postgres.terminating(postgres.URL, every=0.7) as counted:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=RERUN_BOUND)
+        tally.terminated += sum(counted)
+        return 0
+
+    def past_bound(name: str, proc: subprocess.Popen) -> int:
+        wait_for(lambda: len(running_claims(postgres.URL, name)) == 2 or proc.poll() is not None, "two claims")
+        server.stop()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=RERUN_BOUND)
+        server.start()
+        return 3
+
+    for k in [2] if quick else [1, 3, 5]:
+        for away in (2.0, 12.0):
+            outage_case(root, tally, f"the database stopped {away:.0f} s at claim {k}", stopped_at(k, away))
+    outage_case(root, tally, "backends terminated in a loop", terminated)
+    outage_case(root, tally, "the database away past the retry bound", past_bound, {"OPTBENCH_DB_RETRY": "6"})
+
+
 def pauses(root: Path, tally: Tally, kinds: list[str], quick: bool) -> None:
     """SIGSTOP at every lock-held point, with a suite running (module docstring)."""
     for point in APPEND_POINTS:
@@ -429,9 +680,10 @@ def pauses(root: Path, tally: Tally, kinds: list[str], quick: bool) -> None:
         doctor_while_running(root, tally)
 
 
-def sweep(quick: bool = False, root: Path | None = None, progress: bool = False, only_pauses: bool = False) -> Tally:
-    """Every case (or, `quick`, a few of each kind; `only_pauses`, the pauses alone); `progress` prints the
-    tally after each phase."""
+def sweep(quick: bool = False, root: Path | None = None, progress: bool = False, only: str | None = None) -> Tally:
+    """Every case (or, `quick`, a few of each kind; `only`: "writes" (with the pauses), "pauses", "deaths"
+    or "outages" alone); `progress`
+    prints the tally after each phase. Outages are left out, saying so, where no test database may be stopped."""
     tally = Tally()
 
     def phase(name: str) -> None:
@@ -440,47 +692,66 @@ def sweep(quick: bool = False, root: Path | None = None, progress: bool = False,
 
     with tempfile.TemporaryDirectory(prefix="optbench-faults-") as tmp:
         base = root or Path(tmp)
-        kinds = count_boundaries(base)
-        tally.boundaries = len(kinds)
-        tally.kinds = {OPERATIONS.get(k, k): kinds.count(k) for k in dict.fromkeys(kinds)}
-        appends = [i + 1 for i, k in enumerate(kinds) if k.startswith("journal")]
-        claim = kinds.index(f"journal:{CREATE_TRIAL}") + 1
-        middle = appends[len(appends) // 2]
-        if only_pauses:
-            kills, torn, full, offsets = [], [], [], []
-        elif quick:  # study creation, the first claim, one in the middle, the finish, the report's file
-            kills = sorted({1, claim, middle, appends[-1], len(kinds)})
-            torn, full, offsets = [claim, middle], [middle], [0, 7, 60]
-        else:  # every boundary killed, every offset torn; half-writes (torn, full disk) at every 4th append
-            kills, torn, offsets = list(range(1, len(kinds) + 1)), appends[::4], None
-            full = appends[2::4]
-        for n in kills:
-            fault_case(base, tally, "kill", n, report=kinds[n - 1] == "temporary file")
-        phase("kills")
-        for n in torn:
-            fault_case(base, tally, "torn", n)
-        phase("torn writes")
-        for n in full:
-            fault_case(base, tally, "enospc", n)
-        phase("full disk")
-        if not only_pauses:
-            torn_offsets(base, tally, offsets)
-            read_only(base, tally)
-            phase("torn offsets and a read-only store")
-        pauses(base, tally, kinds, quick)
-        phase("pauses")
+        if only in (None, "writes", "pauses"):
+            writes(base, tally, quick, only, phase)
+        if only in (None, "deaths"):
+            deaths(base, tally, quick)
+            phase("worker deaths")
+        if only == "outages" or (only is None and os.environ.get("OPTBENCH_TEST_POSTGRES")):
+            outages(base, tally, quick)
+            phase("database outages")
+        elif only is None and progress:
+            print("database outages left out: no OPTBENCH_TEST_POSTGRES", flush=True)
     return tally
+
+
+def writes(base: Path, tally: Tally, quick: bool, only: str | None, phase: Any) -> None:
+    """Faults at the write boundaries of a clean run, and pauses at lock-held points."""
+    kinds = count_boundaries(base)
+    tally.boundaries = len(kinds)
+    tally.kinds = {OPERATIONS.get(k, k): kinds.count(k) for k in dict.fromkeys(kinds)}
+    appends = [i + 1 for i, k in enumerate(kinds) if k.startswith("journal")]
+    files = [i + 1 for i, k in enumerate(kinds) if k in ("checkpoint", "report")]  # written inside a library
+    claim = kinds.index(f"journal:{CREATE_TRIAL}") + 1
+    middle = appends[len(appends) // 2]
+    if only == "pauses":
+        kills, torn, full, offsets = [], [], [], []
+    elif quick:  # study creation, the first claim, one in the middle, the finish, the report's file
+        kills = sorted({1, claim, middle, appends[-1], len(kinds)})
+        torn, full, offsets = [claim, middle], [middle, *files[:1]], [0, 7, 60]
+    else:  # every boundary killed, every offset torn; half-writes (torn, full disk) at every 4th append
+        kills, torn, offsets = list(range(1, len(kinds) + 1)), appends[::4], None
+        full = appends[2::4] + files
+    for n in kills:
+        fault_case(base, tally, "kill", n, report=kinds[n - 1] in ("temporary file", "report"))
+    phase("kills")
+    for n in torn:
+        fault_case(base, tally, "torn", n)
+    phase("torn writes")
+    for n in full:
+        fault_case(base, tally, "enospc", n, report=kinds[n - 1] == "report")
+    phase("full disk")
+    if only != "pauses":
+        torn_offsets(base, tally, offsets)
+        read_only(base, tally)
+        phase("torn offsets and a read-only store")
+    pauses(base, tally, kinds, quick)
+    phase("pauses")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few boundaries of each kind")
-    parser.add_argument("--pauses", action="store_true", help="only the pauses at lock-held points")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--pauses", action="store_const", const="pauses", dest="only", help="only the pauses")
+    only.add_argument("--deaths", action="store_const", const="deaths", dest="only", help="only worker deaths")
+    only.add_argument("--outages", action="store_const", const="outages", dest="only", help="only database outages")
     args = parser.parse_args()
-    tally = sweep(args.quick, progress=True, only_pauses=args.pauses)
+    tally = sweep(args.quick, progress=True, only=args.only)
     for problem in tally.problems:
         print(f"  {problem}")
-    print("write boundaries of a clean run: " + ", ".join(f"{k} {n}" for k, n in tally.kinds.items()))
+    if tally.kinds:
+        print("write boundaries of a clean run: " + ", ".join(f"{k} {n}" for k, n in tally.kinds.items()))
     print(tally.line())
     return 0 if not tally.problems and not tally.hangs and not tally.runs_lost else 1
 

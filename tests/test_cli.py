@@ -397,5 +397,6 @@ def test_a_full_disk_while_writing_the_report_is_one_line(tmp_path):
     assert run_optbench(*args, "--no-report").returncode == 0
     # two study creations (runner and worker), then the report file (the suite's description is stored once)
     done = run_optbench(*args, env={"OPTBENCH_FAULT": "enospc:3"}, cwd=tmp_path)
-    assert "No space left on device" in one_line_error(done, after_start=2)
+    line = one_line_error(done, after_start=2)
+    assert "cannot write reports/fullreport." in line and "No space left on device" in line
     assert not list(tmp_path.rglob("*.part"))

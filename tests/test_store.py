@@ -242,7 +242,7 @@ def test_an_orphaned_claim_without_a_heartbeat_is_stale_in_postgres_too(monkeypa
     orphan = study.ask()  # no worker, never a heartbeat
     beating = study.ask()
     store.storage.record_heartbeat(beating._trial_id)  # judged by Optuna's heartbeat check instead
-    monkeypatch.setattr(bench.store, "GRACE_PERIOD", -1)
+    monkeypatch.setattr(bench.store, "grace_period", lambda: -1)
     assert [t.number for t, _ in store.stale_claims(study)] == [orphan.number]
     store.fail_stale(study)
     assert study.get_trials()[orphan.number].state.name == "FAIL"
@@ -257,7 +257,7 @@ def test_a_claim_from_another_host_in_a_file_store_is_left_to_its_owner(tmp_path
     study = store.study("hosts")
     store.create_running_trial(study, {"run_hash": "a", "worker": {"host": "elsewhere", "pid": 1}}, {})
     study.ask()  # no worker at all: an orphan
-    monkeypatch.setattr(bench.store, "GRACE_PERIOD", -1)
+    monkeypatch.setattr(bench.store, "grace_period", lambda: -1)
     assert [t.number for t, _ in store.stale_claims(study)] == [1]
 
 

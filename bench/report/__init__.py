@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import faults
 from bench.conclusions import MIN_SEEDS_FOR_CI, baseline_arm, conclude, dumps, judged_runs
 from bench.config import nested
 from bench.files import atomic_path
@@ -97,8 +98,8 @@ def build_report(
     for target in dict.fromkeys([conclusions_path(path), *([Path(json_out)] if json_out else [])]):
         with atomic_path(target) as tmp:
             tmp.write_text(text, encoding="utf-8")
-    with atomic_path(path) as tmp:
-        tmp.write_text(html, encoding="utf-8")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        faults.stream(f, "report").write(html.encode("utf-8"))
     return path
 
 

@@ -36,6 +36,9 @@ PAGE_PX = 1052
 MIN_LABEL_PX = 9
 THEME = {"style": "whitegrid", "context": "notebook"}
 sns.set_theme(**THEME)
+# Labels are user text (axis names, values, paths): "$...$" in one must print as written, not go to
+# mathtext's parser, which raises on an unknown command such as $\nosuchcmd$.
+matplotlib.rcParams["text.parse_math"] = False
 
 
 def t_interval(values: pd.Series) -> tuple[float, float]:

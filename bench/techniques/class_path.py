@@ -27,6 +27,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+from bench import standin
 from bench.registry import ConfigError, Entry, Param
 from bench.techniques.optimizers import OPTIMIZERS, param_groups
 
@@ -70,6 +71,8 @@ def class_path_entry(path: Any, key: str, given: Any = None) -> Entry:
     those of the class `given` names for it)."""
     if not isinstance(path, str) or "." not in path.strip("."):
         raise ConfigError(f"{key}.{CLASS_PATH}", f"must be an import path 'package.module.Class', got {path!r}")
+    if standin.is_reading():  # results are read without importing the module
+        return standin.class_path_entry(path)
     signature = _signature(path, f"{key}.{CLASS_PATH}")
     given = given or {}
     wrapped = tuple((name, given.get(name, default)) for name, default in signature.class_args.items())
