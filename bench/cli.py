@@ -25,7 +25,7 @@ from bench.registry import ConfigError
 
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 # Commands that read what the store holds and never train: they run no code a suite file brings (README, Security)
-READ_ONLY = ("results", "report", "doctor")
+READ_ONLY = ("results", "report", "doctor", "compare", "export")
 
 
 def registries() -> dict[str, Any]:
@@ -321,7 +321,7 @@ def store_to_read(storage: str | None) -> bool:
     return True
 
 
-def suite_to_read(path: str, storage: str | None) -> Any:
+def suite_to_read(path: str, storage: str | None, overrides: dict[str, Any] | None = None) -> Any:
     """A suite file parsed for reading its results, its outside entries stood in for by what the store
     recorded of them (bench.standin): none of its plugins or class_path modules is run."""
     from bench import standin
@@ -341,7 +341,7 @@ def suite_to_read(path: str, storage: str | None) -> Any:
             study = store.existing_study(study_name)
             if study is not None:
                 standin.record(study.user_attrs.get("entries") or {})
-    return Suite.load(path)
+    return Suite.load(path, overrides)
 
 
 def no_results_yet(suite: Any) -> str:
@@ -372,7 +372,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from bench.compare import Side, compare, environment_text, html, table
     from bench.conclusions import dumps
     from bench.runfile import parse_set
-    from bench.suite import Suite
 
     for flag, path in (("--json", args.json), ("--out", args.out)):
         if path:
@@ -389,7 +388,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             from bench.store import default_storage_url
 
             raise ConfigError(s.flag, f"no store at {default_storage_url()}")
-        suites[s.flag] = Suite.load(args.suite, dict(s.overrides))
+        suites[s.flag] = suite_to_read(args.suite, s.storage, dict(s.overrides))
     # each side's runs are what the suite file implies with that side's settings
     result = compare(suites[side.flag], side, suites[against.flag], against, pair=not args.unpaired)
     from rich.console import Console
@@ -438,9 +437,8 @@ def crew_for(suite: Any, args: argparse.Namespace, source: str) -> tuple[int, in
 
 def cmd_export(args: argparse.Namespace) -> int:
     from bench.export import check_destination, export
-    from bench.suite import Suite
 
-    suite = Suite.load(args.suite)
+    suite = suite_to_read(args.suite, args.storage)
     tool, destination = args.to
     check_destination(tool, destination)
     if not store_to_read(args.storage):

@@ -1,7 +1,7 @@
 """Reading results without running their code: stand-ins for the entries a suite's plugins and class_paths
 define.
 
-`optbench results`, `report` and `doctor` only read; a suite file is code (its plugins run, a class_path
+`optbench results`, `report`, `doctor`, `compare` and `export` only read; a suite file is code (its plugins run, a class_path
 imports a module), and reading a store someone sent must not run it. So these commands call `reading()`
 first: from then on no plugin is imported (bench.plugins hashes a plugin file, as its runs' identity needs,
 without running it) and no class_path module is imported. A suite is still parsed into runs with the same

@@ -1,7 +1,8 @@
-"""Reading results never runs their code: `optbench results`, `report` and `doctor` import no plugin (declared
+"""Reading results never runs their code: `optbench results`, `report`, `doctor`, `compare` and `export` import no plugin (declared
 in the suite, symlinked, outside the suite's folder, installed, or on the command line) and no class_path
 module, yet read the same runs as the command that trained them (bench.standin)."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -75,7 +76,7 @@ def optbench(here, *args):
                           timeout=600)  # fmt: skip
 
 
-def test_results_report_and_doctor_run_no_plugin_and_import_no_class_path_module(tmp_path):
+def test_results_report_doctor_compare_and_export_run_no_plugin_and_import_no_class_path_module(tmp_path):
     here = folder(tmp_path)
     trained = optbench(here, "run", "s.toml", "--workers", "1", "--quiet", "--no-report")
     assert trained.returncode == 0, trained.stderr
@@ -93,6 +94,11 @@ def test_results_report_and_doctor_run_no_plugin_and_import_no_class_path_module
     assert report.returncode == 0, report.stderr
     doctor = optbench(here, "doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    compared = optbench(here, "compare", "s.toml", "--against-set", "eval_batches=3")  # no runs there: all listed
+    assert compared.returncode in (0, 2) and "Traceback" not in compared.stderr, compared.stderr
+    if importlib.util.find_spec("tensorboard"):
+        exported = optbench(here, "export", "s.toml", "--to", "tensorboard", str(tmp_path / "tb"))
+        assert exported.returncode == 0, exported.stderr
     assert markers(tmp_path) == []  # nothing was imported by reading
 
 
