@@ -24,7 +24,7 @@ from bench.files import atomic_path, check_output_path
 from bench.registry import ConfigError
 
 EXIT_DONE, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-# Commands that read what the store holds and never train: they run no code a suite file brings (README, Security)
+# Commands that read what the store holds and never train: they run no code a suite file brings (docs/security.md)
 READ_ONLY = ("results", "report", "doctor", "compare", "export")
 
 

@@ -1,14 +1,14 @@
 """Reading results without running their code: stand-ins for the entries a suite's plugins and class_paths
 define.
 
-`optbench results`, `report`, `doctor`, `compare` and `export` only read; a suite file is code (its plugins run, a class_path
-imports a module), and reading a store someone sent must not run it. So these commands call `reading()`
-first: from then on no plugin is imported (bench.plugins hashes a plugin file, as its runs' identity needs,
-without running it) and no class_path module is imported. A suite is still parsed into runs with the same
-hashes as when it ran: every entry that came from outside code is stood in for by what the store recorded
-of it when its runs were claimed (`describe`: its parameters' types and defaults), with its provenance
-computed again without importing (a plugin file's hash, a distribution's version, a module's source hash),
-so an edited plugin still reads as runs not yet run. An entry the store never recorded is opaque: its
+`optbench results`, `report`, `doctor`, `compare` and `export` only read; a suite file is code (its plugins
+run, a class_path imports a module), and reading a store someone sent must not run it. So these commands call
+`reading()` first: from then on no plugin is imported (bench.plugins hashes a plugin file, as its runs'
+identity needs, without running it) and no class_path module is imported. A suite is still parsed into runs
+with the same hashes as when it ran: every entry that came from outside code is stood in for by what the store
+recorded of it when its runs were claimed (`describe`: its parameters' types and defaults), with its
+provenance computed again without importing (a plugin file's hash, a distribution's version, a module's source
+hash), so an edited plugin still reads as runs not yet run. An entry the store never recorded is opaque: its
 parameters are taken as written, and its runs read as not run yet.
 """
 

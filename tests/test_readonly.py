@@ -1,6 +1,6 @@
-"""Reading results never runs their code: `optbench results`, `report`, `doctor`, `compare` and `export` import no plugin (declared
-in the suite, symlinked, outside the suite's folder, installed, or on the command line) and no class_path
-module, yet read the same runs as the command that trained them (bench.standin)."""
+"""Reading results never runs their code: `optbench results`, `report`, `doctor`, `compare` and `export` import
+no plugin (declared in the suite, symlinked, outside the suite's folder, installed, or on the command line)
+and no class_path module, yet read the same runs as the command that trained them (bench.standin)."""
 
 import importlib.util
 import json
