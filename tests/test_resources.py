@@ -8,7 +8,8 @@ from processes import one_line_error, run_optbench
 
 from bench.config import RunConfig
 from bench.registry import ConfigError
-from bench.resources import check_fits, estimate_bytes, memory_limit, parse_bytes
+from bench.resources import check_fits, estimate_bytes, memory_limit
+from bench.settings import parse_bytes
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
