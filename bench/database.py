@@ -8,8 +8,8 @@ writes it once, with two exceptions handled here: a state change that committed 
 reads back as done; a trial created twice that way is the caller's to find (bench.runner fences claims).
 
 Calls made inside another (Optuna's methods call each other) are retried by the outermost. `impatient()`
-lets a thread make calls that fail at once instead (a progress display, heartbeats: they try again later
-anyway). Ctrl-C or SIGTERM stops a wait between attempts.
+lets a thread make calls that fail at once instead, after one more try on a fresh connection (a progress
+display, heartbeats: they try again later anyway). Ctrl-C or SIGTERM stops a wait between attempts.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def outlast(outages: Outages, call: Callable[[], Any], check: Callable[[BaseExce
     if getattr(_local, "depth", 0):
         return call()  # inside a patient call: the outermost one retries
     _local.depth = 1
-    wait, retried = FIRST_WAIT, False
+    wait, retried, fresh = FIRST_WAIT, False, False
     try:
         while True:
             try:
@@ -130,8 +130,15 @@ def outlast(outages: Outages, call: Callable[[], Any], check: Callable[[BaseExce
                     if done is not None:
                         outages.over()
                         return done
-                if not transient(e) or getattr(_local, "impatient", False):
+                if not transient(e):
                     raise
+                if getattr(_local, "impatient", False):
+                    if fresh:
+                        raise
+                    # the pool dropped the dead connection: one try on a fresh one, at once (else a heartbeat
+                    # that always meets a connection a restart or a pooler killed since its last use never lands)
+                    fresh = True
+                    continue
                 lasted = outages.met(e)
                 bound = settings.get("OPTBENCH_DB_RETRY")
                 if lasted >= bound:
