@@ -46,7 +46,9 @@ def transient(e: BaseException) -> bool:
             return True
         if type(e).__module__.startswith("psycopg") and type(e).__name__ in ("OperationalError", "InterfaceError"):
             return True
-        e, seen = e.__cause__ or e.__context__, seen + 1
+        # `raise X from None` says X is the whole story: its suppressed context (a driver's error that was
+        # already judged, e.g. "cannot connect" as bad input) is not followed
+        e, seen = e.__cause__ or (None if e.__suppress_context__ else e.__context__), seen + 1
     return False
 
 

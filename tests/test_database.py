@@ -6,7 +6,7 @@ import sqlalchemy.exc
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.database import Outages, impatient, outlast
+from bench.database import Outages, impatient, outlast, transient
 
 
 def dead_connection() -> Exception:
@@ -50,3 +50,23 @@ def test_an_error_of_the_call_is_never_retried():
     with impatient(), pytest.raises(ValueError):
         outlast(Outages("test"), call)
     assert len(attempts) == 1
+
+
+def test_an_error_raised_from_none_over_a_dead_connection_is_not_transient():
+    """`raise ConfigError(...) from None` inside an except of a driver error: the error was judged (an
+    unreachable database at first contact is bad input) and must not be waited on as an outage."""
+    try:
+        try:
+            raise dead_connection()
+        except Exception:
+            raise ValueError("cannot connect: bad input") from None
+    except ValueError as e:
+        judged = e
+    try:
+        try:
+            raise dead_connection()
+        except Exception as e:
+            raise RuntimeError("lost it") from e
+    except RuntimeError as e:
+        chained = e
+    assert not transient(judged) and transient(chained) and transient(dead_connection())
